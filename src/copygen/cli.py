@@ -1,0 +1,150 @@
+"""Command line: ``copygen serve``, ``copygen generate``, ``copygen prepare-model``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from copygen.config import Settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: value
+        for key in ("host", "port", "model", "device", "dtype")
+        if (value := getattr(args, key, None)) is not None
+    }
+    return Settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from copygen.api.app import create_app
+
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_drain_s),
+    )
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from copygen.api.app import build_engine
+    from copygen.api.schemas import CopyRequest, CopyResponse
+
+    settings = _settings(args).model_copy(update={"warmup": False})
+    _configure_logging("warning")
+    fields: dict[str, Any] = {
+        "product": args.product,
+        "channel": args.channel,
+        "tone": args.tone,
+        "variants": args.variants,
+        "keywords": args.keyword or [],
+    }
+    optional = ("description", "audience", "framework", "seed", "temperature", "max_chars")
+    fields.update({k: v for k in optional if (v := getattr(args, k)) is not None})
+    try:
+        brief = CopyRequest(**fields).to_brief()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            print(f"error: {where}: {error['msg']}", file=sys.stderr)
+        return 2
+
+    async def run() -> CopyResponse:
+        engine = build_engine(settings)
+        await engine.start()
+        try:
+            return CopyResponse.from_result(await engine.generate_copy(brief))
+        finally:
+            await engine.stop()
+
+    response = asyncio.run(run())
+    if args.json:
+        print(response.model_dump_json(indent=2))
+        return 0
+    for number, variant in enumerate(response.variants, 1):
+        limit = "" if variant.limit is None else f"/{variant.limit}"
+        flag = "ok" if variant.fits else "too long"
+        print(f"{number}. {variant.text}  [{variant.chars}{limit} {flag}, score {variant.score}]")
+    if response.delivered < response.requested:
+        print(f"({response.delivered} of {response.requested} variants were distinct)")
+    return 0
+
+
+def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from copygen.engine.runner import resolve_model_source
+
+    settings = _settings(args)
+    _configure_logging("info")
+    source, local = resolve_model_source(settings.model, settings.model_cache_dir)
+    print(json.dumps({"model": settings.model, "source": source, "local": local}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="copygen", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="hub id or local directory (default: embedded SmolLM2)")
+        p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    model_options(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    gen = sub.add_parser("generate", help="write copy for one brief, without a server")
+    gen.add_argument("--product", required=True)
+    gen.add_argument("--channel", default="google_ads_headline")
+    gen.add_argument("--tone", default="friendly")
+    gen.add_argument("--framework")
+    gen.add_argument("--description")
+    gen.add_argument("--audience")
+    gen.add_argument("--keyword", action="append", help="a word that must appear (repeatable)")
+    gen.add_argument("--variants", type=int, default=3)
+    gen.add_argument("--max-chars", type=int)
+    gen.add_argument("--temperature", type=float)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--json", action="store_true", help="print the API's JSON response")
+    model_options(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    prep = sub.add_parser("prepare-model", help="convert the embedded model once, then exit")
+    model_options(prep)
+    prep.set_defaults(func=cmd_prepare_model)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        print(f"error: invalid configuration: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""The copywriting domain: channels and counting rules, frameworks, prompts, post-processing."""

@@ -1,0 +1,110 @@
+"""Plain domain objects shared by the engine, the copywriting rules and the API. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+class CachePolicy(StrEnum):
+    USE = "use"
+    REFRESH = "refresh"
+    BYPASS = "bypass"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """How tokens are drawn. ``temperature == 0`` means greedy decoding."""
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    repetition_penalty: float = 1.1
+    max_new_tokens: int = 64
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyBrief:
+    """What a marketer asks for. Field values are data, never instructions to the model."""
+
+    product: str
+    description: str = ""
+    audience: str = ""
+    tone: str = "friendly"
+    channel: str = "google_ads_headline"
+    framework: str | None = None
+    keywords: tuple[str, ...] = ()
+    banned_words: tuple[str, ...] = ()
+    language: str = "en"
+    variants: int = 3
+    max_chars: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 50
+    repetition_penalty: float = 1.1
+    max_new_tokens: int | None = None
+    seed: int | None = None
+    cache: CachePolicy = CachePolicy.USE
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One prompt for the runner, sampled ``n`` times."""
+
+    messages: tuple[ChatMessage, ...]
+    sampling: SamplingParams
+    n: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    completion_tokens: int
+    finish_reason: Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """The runner's answer to one GenerationRequest: ``n`` completions of one prompt."""
+
+    prompt_tokens: int
+    completions: tuple[Completion, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    text: str
+    chars: int
+    limit: int | None
+    fits: bool
+    keywords_missing: tuple[str, ...]
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
+class CopyResult:
+    id: str
+    model: str
+    channel: str
+    variants: list[Variant]
+    requested: int
+    cached: bool = False
+    cache_tier: Literal["l1", "l2"] | None = None
+    usage: Usage = field(default_factory=Usage)
+    timings_ms: dict[str, float] = field(default_factory=dict)

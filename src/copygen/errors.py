@@ -1,0 +1,47 @@
+"""Domain errors. The engine raises these; api/errors.py maps each to one HTTP status."""
+
+from __future__ import annotations
+
+
+class CopygenError(Exception):
+    """Base of every error copygen raises on purpose.
+
+    ``message`` is safe to show to a client: it never contains request input.
+    """
+
+    type = "copygen_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidBrief(CopygenError):
+    """A brief is well-formed but asks for something copygen cannot do."""
+
+    type = "invalid_request"
+
+
+class NotReady(CopygenError):
+    """The model is still loading or warming up."""
+
+    type = "not_ready"
+
+
+class ModelUnavailable(CopygenError):
+    """The model could not be found or loaded."""
+
+    type = "model_unavailable"
+
+
+class GenerationFailed(CopygenError):
+    """The model runner raised while generating."""
+
+    type = "generation_failed"
+
+
+class DeadlineExceeded(CopygenError):
+    """The request did not finish within its deadline (queue time included)."""
+
+    type = "deadline_exceeded"

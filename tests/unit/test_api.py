@@ -1,0 +1,189 @@
+"""The HTTP edge over an engine built on a fake runner: shapes, validation, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from copygen.api.app import create_app
+from copygen.config import Settings
+from copygen.engine.engine import Engine
+from tests.fakes import FakeRunner
+
+CANARY = "CANARY-7f3a9b"
+
+
+async def _wait_ready(client: httpx.AsyncClient) -> None:
+    for _ in range(200):
+        if (await client.get("/health/ready")).status_code == 200:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never became ready")
+
+
+def _app(runner: FakeRunner, **settings: object) -> FastAPI:
+    config = Settings(warmup=False, **settings)  # type: ignore[arg-type]
+    return create_app(config, engine=Engine(config, runner))
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = _app(FakeRunner(lambda request, row: f'"Charge with the sun {row}"'))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await _wait_ready(c)
+        yield c
+
+
+async def test_copy_returns_the_contract_shape(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/copy", json={"product": "Solar charger", "variants": 2})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) >= {"id", "model", "variants", "cached", "cache_tier", "usage", "timings_ms"}
+    assert body["model"] == "fake/model"
+    assert body["requested"] == 2
+    assert body["cached"] is False
+    assert body["cache_tier"] is None
+    assert set(body["timings_ms"]) == {"queue", "generation", "total"}
+    assert body["usage"]["completion_tokens"] == 10
+    assert len(body["variants"]) == 2  # distinct after cleaning ("...sun 0" / "...sun 1")
+    for variant in body["variants"]:
+        assert set(variant) == {"text", "chars", "limit", "fits", "keywords_missing", "score"}
+        assert variant["limit"] == 30
+        assert not variant["text"].startswith('"')
+    assert response.headers["x-request-id"]
+
+
+async def test_request_id_is_returned(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({}, "product"),
+        ({"product": ""}, "product"),
+        ({"product": "x", "variants": 0}, "variants"),
+        ({"product": "x", "variants": 11}, "variants"),
+        ({"product": "x", "temperature": 3}, "temperature"),
+        ({"product": "x", "channel": CANARY}, "channel"),
+        ({"product": "x", "tone": CANARY}, "tone"),
+        ({"product": "x", "framework": CANARY}, "framework"),
+        ({"product": "x", "cache": CANARY}, "cache"),
+        ({"product": "x", CANARY: 1}, CANARY),
+        ({"product": CANARY * 100}, "product"),
+        ({"product": "x", "keywords": [CANARY * 10]}, "keywords.0"),
+        ({"product": "x", "language": CANARY}, "language"),
+        ({"product": ["x"]}, "product"),
+    ],
+)
+async def test_bad_input_gets_422_with_the_error_shape(
+    client: httpx.AsyncClient, payload: dict[str, object], field: str
+) -> None:
+    response = await client.post("/v1/copy", json=payload)
+    assert response.status_code == 422
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["type"] == "validation_error"
+    assert body["error"]["message"]
+    if field != CANARY:
+        assert body["error"]["field"] == field
+    assert CANARY not in body["error"]["message"]
+    assert CANARY * 2 not in response.text
+
+
+async def test_unknown_field_is_rejected(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/copy", json={"product": "x", "colour": "red"})
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "Extra inputs are not permitted"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"{", b'{"product": "x",}', b"\xff\xfe", b'{"product": NaN}', b"[" * 5000]
+)
+async def test_malformed_json_gets_400(client: httpx.AsyncClient, raw: bytes) -> None:
+    response = await client.post(
+        "/v1/copy", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code in (400, 422)
+    assert set(response.json()) == {"error"}
+
+
+async def test_unknown_route_and_method_use_the_error_shape(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/v1/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found"
+    wrong = await client.get("/v1/copy")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["type"] == "method_not_allowed"
+
+
+async def test_stream_is_refused_clearly_until_supported(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/copy", json={"product": "x", "stream": True})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "stream"
+
+
+async def test_discovery_routes_read_the_tables(client: httpx.AsyncClient) -> None:
+    channels = (await client.get("/v1/channels")).json()["channels"]
+    by_id = {c["id"]: c for c in channels}
+    assert by_id["google_ads_headline"]["limit"] == 30
+    assert by_id["sms"]["counting"] == "sms"
+    tones = (await client.get("/v1/tones")).json()["tones"]
+    assert {"friendly", "professional"} <= {t["id"] for t in tones}
+    frameworks = (await client.get("/v1/frameworks")).json()["frameworks"]
+    assert {f["id"] for f in frameworks} == {"aida", "pas", "bab", "fab", "4u"}
+
+
+async def test_case_insensitive_ids_are_accepted(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/copy", json={"product": "x", "channel": "SMS", "framework": "AIDA", "variants": 1}
+    )
+    assert response.status_code == 200
+    assert response.json()["channel"] == "sms"
+
+
+async def test_readiness_is_503_until_the_model_is_warm() -> None:
+    gate = threading.Event()
+    app = _app(FakeRunner(gate=gate))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        assert (await c.get("/health/live")).status_code == 200
+        not_ready = await c.get("/health/ready")
+        assert not_ready.status_code == 503
+        assert not_ready.headers["retry-after"] == "5"
+        assert not_ready.json()["error"]["type"] == "not_ready"
+        early = await c.post("/v1/copy", json={"product": "x"})
+        assert early.status_code == 503
+        gate.set()
+        await _wait_ready(c)
+        assert (await c.get("/health")).json()["model"]["device"] == "cpu"
+
+
+async def test_deadline_gives_504() -> None:
+    hang = threading.Event()
+    app = _app(FakeRunner(hang=hang), request_timeout_s=0.2)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await _wait_ready(c)
+        response = await c.post("/v1/copy", json={"product": "x"})
+        hang.set()
+        assert response.status_code == 504
+        assert response.json()["error"]["type"] == "deadline_exceeded"
+
+
+async def test_openapi_schema_lists_the_routes(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"/v1/copy", "/v1/channels", "/health/ready"} <= set(paths)
