@@ -10,9 +10,25 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
-from copygen.engine.runner import TransformersRunner, resolve_dtype, resolve_device
+from copygen.engine.runner import TransformersRunner, resolve_device, resolve_dtype
 
-WORDS = "the a sun power charge phone hike trail go now fast solar light day night".split()
+WORDS = [
+    "the",
+    "a",
+    "sun",
+    "power",
+    "charge",
+    "phone",
+    "hike",
+    "trail",
+    "go",
+    "now",
+    "fast",
+    "solar",
+    "light",
+    "day",
+    "night",
+]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
     "{% if add_generation_prompt %}<assistant>{% endif %}"

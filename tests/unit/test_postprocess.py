@@ -73,9 +73,16 @@ def test_deduplicate_drops_exact_and_near_duplicates() -> None:
 
 def test_postprocess_drops_empty_and_ranks_best_first() -> None:
     variants = postprocess(
-        [("", False), ('"A very long headline that will not fit at all"', False), ("Go Solar", False)],
+        [
+            ("", False),
+            ('"A very long headline that will not fit at all"', False),
+            ("Go Solar", False),
+        ],
         CHANNELS["google_ads_headline"],
         ["solar"],
         None,
     )
-    assert [v.text for v in variants] == ["Go Solar", "A very long headline that will not fit at all"]
+    assert [v.text for v in variants] == [
+        "Go Solar",
+        "A very long headline that will not fit at all",
+    ]

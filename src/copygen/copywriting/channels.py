@@ -18,7 +18,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import regex
@@ -144,6 +144,7 @@ class Channel:
     counting: str
     guidance: str
     max_new_tokens: int
+    example: str = ""
     single_line: bool = True
     recommended: int | None = None
     forbidden_chars: str = ""
@@ -159,6 +160,36 @@ class Channel:
             limit = max_chars if limit is None else min(limit, max_chars)
         return Measure(measure.units, limit=limit, detail=measure.detail)
 
+
+#: One-shot examples, all for the same example brief (prompts.EXAMPLE_BRIEF): a small model
+#: copies the shape of a good answer far better than it follows a description of one.
+EXAMPLES = {
+    "google_ads_headline": "Run Lighter, Go Further",
+    "google_ads_description": "Featherlight trail shoes with grip for wet rock. Free returns. "
+    "Order yours today!",
+    "google_ads_path": "Trail-Shoes",
+    "meta_primary_text": "Every trail feels shorter in shoes this light. Grip that holds on "
+    "wet rock. Shop now!",
+    "meta_headline": "Lighter Shoes, Longer Trails",
+    "x_post": "Mud, rocks, roots: bring it on. Our new trail shoes weigh less than your phone "
+    "and grip like glue. Where will you run first? #TrailRunning",
+    "linkedin_post": "Most runners lose time on technical descents, not on the climbs.\n\n"
+    "We built our new trail shoe around that: a grippy outsole, a low stack and a "
+    "featherlight upper. Early testers ran their usual loops 4% faster.\n\n"
+    "Where do you lose the most time on the trail?",
+    "linkedin_ad_headline": "Trail Shoes for Runners Who Go Further",
+    "email_subject": "Your next trail run just got lighter",
+    "sms": "Trail runners: our featherlight shoes are 20% off this week. Shop now and run further!",
+    "seo_title": "Lightweight Trail Running Shoes | Grip and Comfort",
+    "meta_description": "Shop lightweight trail running shoes with grippy soles and lasting "
+    "cushioning. Free shipping and returns on every order.",
+    "app_store_subtitle": "Plan and track your trail runs",
+    "play_short_description": "Plan trail runs, track your pace and share routes with friends.",
+    "amazon_title": "Lightweight Trail Running Shoes, Grippy Outsole, Breathable Mesh",
+    "product_description": "Built for runners who leave the pavement behind. A grippy outsole "
+    "holds on wet rock and loose gravel, and the featherlight upper keeps every mile easy.\n\n"
+    "Cushioning that lasts means fresh legs on the last climb. Lace up and go further.",
+}  # fmt: skip
 
 CHANNELS: dict[str, Channel] = {
     c.id: c
@@ -207,3 +238,4 @@ CHANNELS: dict[str, Channel] = {
                 single_line=False),
     )
 }  # fmt: skip
+CHANNELS = {key: replace(c, example=EXAMPLES[key]) for key, c in CHANNELS.items()}
