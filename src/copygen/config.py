@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     cache_ttl_s: int = Field(3600, ge=0)
     cache_l1_size: int = Field(1024, ge=0)
 
+    brand_safety_words: str | None = Field(
+        None, description="comma list replacing the default brand-safety list; empty: none"
+    )
+    max_rounds: int = Field(3, ge=1, le=10, description="generation rounds per brief")
+
     shutdown_drain_s: float = Field(20.0, ge=0, le=600)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     cors_origins: str = ""

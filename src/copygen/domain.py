@@ -59,11 +59,15 @@ class CopyBrief:
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """One prompt for the runner, sampled ``n`` times."""
+    """One prompt for the runner, sampled ``n`` times.
+
+    ``prefix`` starts the model's answer (response priming); completions include it.
+    """
 
     messages: tuple[ChatMessage, ...]
     sampling: SamplingParams
     n: int = 1
+    prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,7 @@ class CopyResult:
     channel: str
     variants: list[Variant]
     requested: int
+    rounds: int = 1
     cached: bool = False
     cache_tier: Literal["l1", "l2"] | None = None
     usage: Usage = field(default_factory=Usage)

@@ -52,7 +52,7 @@ async def test_copy_returns_the_contract_shape(client: httpx.AsyncClient) -> Non
     assert body["cached"] is False
     assert body["cache_tier"] is None
     assert set(body["timings_ms"]) == {"queue", "generation", "total"}
-    assert body["usage"]["completion_tokens"] == 10
+    assert body["usage"]["completion_tokens"] == 20  # 2 variants oversampled to 4 rows
     assert len(body["variants"]) == 2  # distinct after cleaning ("...sun 0" / "...sun 1")
     for variant in body["variants"]:
         assert set(variant) == {"text", "chars", "limit", "fits", "keywords_missing", "score"}
@@ -187,3 +187,45 @@ async def test_deadline_gives_504() -> None:
 async def test_openapi_schema_lists_the_routes(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert {"/v1/copy", "/v1/channels", "/health/ready"} <= set(paths)
+
+
+async def test_batch_validates_items_one_by_one(client: httpx.AsyncClient) -> None:
+    items = [
+        {"product": "Solar charger", "variants": 1},
+        {"product": "x", "channel": CANARY},
+        {"product": "Coffee", "channel": "sms", "variants": 2},
+        {"product": "x", "stream": True},
+    ]
+    response = await client.post("/v1/copy/batch", json={"items": items})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["succeeded"], body["failed"]) == (2, 2)
+    results = body["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert results[0]["result"]["requested"] == 1
+    assert results[1]["error"]["field"] == "channel"
+    assert results[2]["result"]["channel"] == "sms"
+    assert results[3]["error"]["field"] == "stream"
+    assert CANARY not in response.text
+
+
+@pytest.mark.parametrize("payload", [{"items": []}, {"items": [{}] * 51}, {"briefs": []}, []])
+async def test_batch_request_level_errors(client: httpx.AsyncClient, payload: object) -> None:
+    response = await client.post("/v1/copy/batch", json=payload)
+    assert response.status_code == 422
+    assert set(response.json()) == {"error"}
+
+
+async def test_batch_items_share_one_runner_call() -> None:
+    runner = FakeRunner(lambda request, row: f"Idea {'abcdefgh'[row]} {request.sampling.seed}")
+    app = _app(runner)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await _wait_ready(c)
+        items = [{"product": f"p{i}", "variants": 2, "seed": i} for i in range(10)]
+        response = await c.post("/v1/copy/batch", json={"items": items})
+    assert response.json()["succeeded"] == 10
+    assert len(runner.calls) == 1
+    assert len(runner.calls[0]) == 10

@@ -5,35 +5,93 @@ from __future__ import annotations
 import pytest
 
 from copygen.config import Settings
-from copygen.domain import CopyBrief
+from copygen.domain import CopyBrief, GenerationRequest
 from copygen.engine.engine import Engine
 from copygen.errors import NotReady
 from tests.fakes import FakeRunner
 
 
-async def test_generate_copy_asks_for_n_rows_with_channel_budget() -> None:
-    runner = FakeRunner(lambda request, row: ["Go Solar Today", "go solar today!", "Hike On"][row])
-    engine = Engine(Settings(warmup=False), runner)
+async def _engine(runner: FakeRunner, **settings: object) -> Engine:
+    engine = Engine(Settings(warmup=False, **settings), runner)  # type: ignore[arg-type]
     await engine.start()
+    return engine
+
+
+async def test_first_round_oversamples_with_the_channel_budget() -> None:
+    runner = FakeRunner(lambda request, row: f"Solar deal number {row}")
+    engine = await _engine(runner)
     result = await engine.generate_copy(
         CopyBrief(product="charger", channel="sms", variants=3, seed=5, keywords=("solar",))
     )
     [[request]] = runner.calls
-    assert request.n == 3
+    assert request.n == 6
     assert request.sampling.seed == 5
     assert request.sampling.max_new_tokens == 56  # the sms channel's budget
-    texts = [v.text.casefold().rstrip("!") for v in result.variants]
-    assert texts == ["go solar today", "hike on"]  # the near duplicate is gone
-    assert result.variants[1].keywords_missing == ("solar",)
-    assert result.requested == 3
-    assert result.id.startswith("copy-")
-    await engine.stop()
+    assert request.prefix == ""
+    assert len(result.variants) == 3
+    assert result.rounds == 1
+
+
+async def test_only_failing_slots_are_regenerated_with_keyword_priming() -> None:
+    def reply(request: GenerationRequest, row: int) -> str:
+        if request.prefix:
+            return f"{request.prefix} powers hike {row}"
+        return ["Go solar today", "Charge outdoors now", "Power every single trail"][row % 3]
+
+    runner = FakeRunner(reply)
+    engine = await _engine(runner)
+    result = await engine.generate_copy(
+        CopyBrief(product="x", variants=3, keywords=("solar",), seed=9)
+    )
+    first, second = runner.calls
+    assert first[0].n == 6
+    assert second[0].n == 4  # two slots still missing a passing variant, oversampled
+    assert second[0].prefix == "Solar"
+    assert second[0].sampling.seed != first[0].sampling.seed
+    assert result.rounds == 2
+    assert all(not v.keywords_missing for v in result.variants)
+    assert len(result.variants) == 3
+
+
+async def test_hard_failures_are_never_returned_and_shortfall_is_explicit() -> None:
+    runner = FakeRunner(lambda request, row: "An extremely long headline that never fits at all")
+    engine = await _engine(runner, max_rounds=2)
+    result = await engine.generate_copy(CopyBrief(product="x", variants=2))
+    assert result.variants == []
+    assert result.requested == 2
+    assert result.rounds == 2
+
+
+async def test_banned_and_brand_safety_words_are_filtered() -> None:
+    texts = ["Cheap solar power", "Damn fine charger", "Solar for hikers"]
+    runner = FakeRunner(lambda request, row: texts[row % 3])
+    engine = await _engine(runner, max_rounds=1)
+    result = await engine.generate_copy(CopyBrief(product="x", variants=3, banned_words=("cheap",)))
+    assert [v.text for v in result.variants] == ["Solar for hikers"]
+
+
+async def test_brand_safety_list_is_configurable() -> None:
+    runner = FakeRunner(lambda request, row: ["Damn fine charger", "Zap charger"][row % 2])
+    engine = await _engine(runner, max_rounds=1, brand_safety_words="zap")
+    result = await engine.generate_copy(CopyBrief(product="x", variants=2))
+    assert [v.text for v in result.variants] == ["Damn fine charger"]
+
+
+async def test_many_briefs_share_one_runner_call_per_round() -> None:
+    runner = FakeRunner(
+        lambda request, row: f"Idea {'abcdefgh'[row]} for brief {request.sampling.seed}"
+    )
+    engine = await _engine(runner)
+    briefs = [CopyBrief(product=f"p{i}", variants=2, seed=i) for i in range(5)]
+    results = await engine.generate_copy_many(briefs)
+    assert len(runner.calls) == 1
+    assert len(runner.calls[0]) == 5
+    assert [len(r.variants) for r in results] == [2] * 5
 
 
 async def test_max_new_tokens_from_the_brief_wins() -> None:
     runner = FakeRunner()
-    engine = Engine(Settings(warmup=False), runner)
-    await engine.start()
+    engine = await _engine(runner)
     await engine.generate_copy(CopyBrief(product="x", max_new_tokens=7))
     assert runner.calls[0][0].sampling.max_new_tokens == 7
 

@@ -4,12 +4,19 @@ import pytest
 
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.postprocess import (
+    banned_found,
+    check_completion,
     check_variant,
     clean_text,
     deduplicate,
     keywords_missing,
     postprocess,
+    rank,
+    select,
+    shorten_to_fit,
 )
+
+HEADLINE = CHANNELS["google_ads_headline"]
 
 
 @pytest.mark.parametrize(
@@ -22,6 +29,7 @@ from copygen.copywriting.postprocess import (
         ("“Go solar today”<|im_end|>", "Go solar today"),
         ("Go further\nHere is another option", "Go further"),
         ('"Unclosed quote', "Unclosed quote"),
+        ("   ", ""),
     ],
 )
 def test_clean_single_line(raw: str, expected: str) -> None:
@@ -40,25 +48,78 @@ def test_keywords_match_case_and_inflection() -> None:
     assert keywords_missing(text, ["battery", "solar panel"]) == ("battery", "solar panel")
 
 
+def test_banned_words_match_whole_words_with_inflection() -> None:
+    assert banned_found("The cheapest charger", ["cheap"]) == ()  # superlative: different stem
+    assert banned_found("Cheaper chargers here", ["cheap"]) == ("cheap",)
+    assert banned_found("Totally risk-free trial", ["risk-free"]) == ("risk-free",)
+    assert banned_found("Hello there", ["hell"]) == ()
+
+
 def test_check_variant_reports_fit_and_score() -> None:
-    headline = CHANNELS["google_ads_headline"]
-    ok = check_variant("Solar Power In Your Pocket", headline, ["solar"], None)
-    long = check_variant("Solar Power In Your Pocket For Every Single Trail", headline, [], None)
-    assert ok.fits
-    assert ok.limit == 30
-    assert ok.chars == 26
-    assert not long.fits
-    assert ok.score > long.score
+    ok = check_variant("Solar Power In Your Pocket", HEADLINE, ["solar"], None)
+    long = check_variant("Solar Power In Your Pocket For Every Trail", HEADLINE, [], None)
+    assert ok.perfect
+    assert ok.variant.fits
+    assert ok.variant.limit == 30
+    assert ok.variant.chars == 26
+    assert not long.variant.fits
+    assert long.hard_failures == ("length",)
+    assert ok.variant.score > long.variant.score
 
 
-def test_forbidden_characters_fail_the_channel() -> None:
-    assert not check_variant("shoes/sale", CHANNELS["google_ads_path"], [], None).fits
+def test_soft_limits_and_keywords_are_soft_failures() -> None:
+    subject = CHANNELS["email_subject"]
+    checked = check_variant("A subject line that runs well past sixty characters long!!", subject,
+                            ["solar"], None)  # fmt: skip
+    assert checked.acceptable
+    assert not checked.perfect
+    assert set(checked.soft_failures) == {"keywords"}
+    over = check_variant("x" * 61, subject, [], None)
+    assert over.soft_failures == ("length",)
+    assert over.acceptable
+
+
+def test_max_chars_makes_any_channel_limit_hard() -> None:
+    checked = check_variant("x" * 61, CHANNELS["email_subject"], [], max_chars=50)
+    assert checked.hard_failures == ("length",)
+
+
+@pytest.mark.parametrize(
+    ("text", "failure"),
+    [
+        ("shoes/sale", "forbidden_character"),
+        ("Hi [First Name], go solar", "placeholder"),
+        ("Damn good chargers", "banned_word"),
+    ],
+)
+def test_hard_rules(text: str, failure: str) -> None:
+    channel = CHANNELS["google_ads_path"] if "/" in text else HEADLINE
+    checked = check_variant(text, channel, [], None, banned=("damn",))
+    assert failure in checked.hard_failures
+    assert not checked.acceptable
+
+
+def test_shorten_to_fit_keeps_whole_leading_clauses() -> None:
+    text = "Solar-Powered Phone Charger, Fuel Your Journey to Adventure"
+    assert shorten_to_fit(text, HEADLINE, 30) == "Solar-Powered Phone Charger"
+    assert shorten_to_fit("Fits already", HEADLINE, 30) == "Fits already"
+    stub = "Go, the best solar charger for every single hiker"
+    assert shorten_to_fit(stub, HEADLINE, 30) == stub  # "Go" would be a stub
+
+
+def test_check_completion_shortens_then_checks() -> None:
+    checked = check_completion(
+        '"Solar-Powered Phone Charger: Fuel Your Journey to Adventure"', False, HEADLINE,
+        ["solar"], None,
+    )  # fmt: skip
+    assert checked is not None
+    assert checked.variant.text == "Solar-Powered Phone Charger"
+    assert checked.perfect
 
 
 def test_deduplicate_drops_exact_and_near_duplicates() -> None:
-    headline = CHANNELS["google_ads_headline"]
     variants = [
-        check_variant(text, headline, [], None)
+        check_variant(text, HEADLINE, [], None).variant
         for text in (
             "Power From The Sun",
             "power from the sun!",
@@ -69,20 +130,28 @@ def test_deduplicate_drops_exact_and_near_duplicates() -> None:
     kept = [v.text for v in deduplicate(variants)]
     assert len(kept) == 2
     assert "Hike Longer, Charge Free" in kept
+    assert deduplicate(variants[1:], keep=variants[:1]) == [variants[3]]
 
 
-def test_postprocess_drops_empty_and_ranks_best_first() -> None:
-    variants = postprocess(
-        [
-            ("", False),
-            ('"A very long headline that will not fit at all"', False),
-            ("Go Solar", False),
-        ],
-        CHANNELS["google_ads_headline"],
-        ["solar"],
-        None,
-    )
-    assert [v.text for v in variants] == [
-        "Go Solar",
-        "A very long headline that will not fit at all",
+def test_select_prefers_perfect_never_returns_hard_failures() -> None:
+    checked = [
+        check_variant("Solar Power To Go", HEADLINE, ["solar"], None),
+        check_variant("Charge Up Outdoors", HEADLINE, ["solar"], None),  # keyword missing
+        check_variant("Solar Power For Every Trail And Mountain", HEADLINE, ["solar"], None),
     ]
+    assert [v.text for v in select(checked, 1)] == ["Solar Power To Go"]
+    assert [v.text for v in select(checked, 3)] == ["Solar Power To Go", "Charge Up Outdoors"]
+
+
+def test_rank_puts_variety_before_a_near_copy() -> None:
+    a, b, c = (
+        check_variant(t, HEADLINE, [], None).variant
+        for t in ("Solar Power For Hikers", "Solar Power For Campers", "Charge Under Open Skies")
+    )
+    assert rank([a, b, c])[:2] == [a, c]
+
+
+def test_postprocess_drops_empty_and_over_limit_and_ranks() -> None:
+    completions = [("", False), ('"A long headline that will not fit at all"', False)]
+    variants = postprocess([*completions, ("Go Solar", False)], HEADLINE, ["solar"], None)
+    assert [v.text for v in variants] == ["Go Solar"]

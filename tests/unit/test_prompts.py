@@ -4,7 +4,8 @@ import pytest
 
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.frameworks import FRAMEWORKS
-from copygen.copywriting.prompts import FIELD_CAPS, as_data, render_prompt
+from copygen.copywriting.postprocess import keywords_missing
+from copygen.copywriting.prompts import EXAMPLE_BRIEF, FIELD_CAPS, as_data, render_prompt
 from copygen.domain import CopyBrief
 
 
@@ -29,6 +30,7 @@ def test_every_example_fits_its_own_channel(channel_id: str) -> None:
     channel = CHANNELS[channel_id]
     measure = channel.measure(channel.example)
     assert measure.limit is None or measure.units <= measure.limit
+    assert keywords_missing(channel.example, EXAMPLE_BRIEF.keywords) == ()
 
 
 @pytest.mark.parametrize("framework_id", sorted(FRAMEWORKS))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -73,17 +73,23 @@ def _field(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    first = errors[0] if errors else {"type": "invalid", "msg": "invalid request", "loc": ()}
-    if first.get("type") == "json_invalid":
-        return error_response(400, "invalid_json", "the request body is not valid JSON")
+def validation_detail(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """(message, field) for a list of pydantic errors, without any of the input."""
+    first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
     # Only pydantic's message and the location: never "input" or "ctx", which hold user data.
     message = str(first.get("msg", "invalid value"))
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more error(s))"
-    return error_response(422, "validation_error", message, _field(tuple(first.get("loc", ()))))
+    return message, _field(tuple(first.get("loc", ())))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
+    message, field = validation_detail(errors)
+    return error_response(422, "validation_error", message, field)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

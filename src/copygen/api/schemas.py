@@ -89,6 +89,8 @@ class CopyResponse(BaseModel):
     variants: list[VariantOut]
     requested: int = Field(description="How many variants the brief asked for.")
     delivered: int = Field(description="How many distinct variants came back.")
+    complete: bool = Field(description="False when fewer variants passed than were asked for.")
+    rounds: int = Field(description="Generation rounds used (failing slots are regenerated).")
     cached: bool
     cache_tier: Literal["l1", "l2"] | None
     usage: UsageOut
@@ -113,6 +115,8 @@ class CopyResponse(BaseModel):
             ],
             requested=result.requested,
             delivered=len(result.variants),
+            complete=len(result.variants) >= result.requested,
+            rounds=result.rounds,
             cached=result.cached,
             cache_tier=result.cache_tier,
             usage=UsageOut(
@@ -154,3 +158,26 @@ class FrameworkOut(BaseModel):
     version: int
     stages: list[str]
     description: str
+
+
+MAX_BATCH_ITEMS = 50
+
+
+class CopyBatchRequest(BaseModel):
+    """Up to 50 briefs. Items are validated one by one, so one bad item fails only itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[dict[str, object]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class CopyBatchItem(BaseModel):
+    index: int
+    result: CopyResponse | None = None
+    error: ErrorDetail | None = None
+
+
+class CopyBatchResponse(BaseModel):
+    results: list[CopyBatchItem]
+    succeeded: int
+    failed: int

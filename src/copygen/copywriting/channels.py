@@ -164,7 +164,7 @@ class Channel:
 #: One-shot examples, all for the same example brief (prompts.EXAMPLE_BRIEF): a small model
 #: copies the shape of a good answer far better than it follows a description of one.
 EXAMPLES = {
-    "google_ads_headline": "Run Lighter, Go Further",
+    "google_ads_headline": "Trail Shoes That Go Further",
     "google_ads_description": "Featherlight trail shoes with grip for wet rock. Free returns. "
     "Order yours today!",
     "google_ads_path": "Trail-Shoes",
@@ -186,8 +186,9 @@ EXAMPLES = {
     "app_store_subtitle": "Plan and track your trail runs",
     "play_short_description": "Plan trail runs, track your pace and share routes with friends.",
     "amazon_title": "Lightweight Trail Running Shoes, Grippy Outsole, Breathable Mesh",
-    "product_description": "Built for runners who leave the pavement behind. A grippy outsole "
-    "holds on wet rock and loose gravel, and the featherlight upper keeps every mile easy.\n\n"
+    "product_description": "Built for trail runners who leave the pavement behind. A grippy "
+    "outsole holds on wet rock and loose gravel, and the featherlight upper keeps every "
+    "mile easy.\n\n"
     "Cushioning that lasts means fresh legs on the last climb. Lace up and go further.",
 }  # fmt: skip
 

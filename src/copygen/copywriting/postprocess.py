@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from copygen.copywriting.channels import Channel
 from copygen.domain import Variant
@@ -107,12 +108,75 @@ def keywords_missing(text: str, keywords: Iterable[str]) -> tuple[str, ...]:
     return tuple(missing)
 
 
+def banned_found(text: str, banned: Iterable[str]) -> tuple[str, ...]:
+    """Banned words present in ``text``, matched like keywords (case and inflection)."""
+    stems = [_stem(word) for word in _words(text)]
+    joined = " " + " ".join(stems) + " "
+    found = []
+    for phrase in banned:
+        wanted = " ".join(_stem(word) for word in _words(phrase))
+        if wanted and f" {wanted} " in joined:
+            found.append(phrase)
+    return tuple(found)
+
+
+_CLAUSE_BREAK = re.compile(r"(?<=[,:;!?.|–—])\s+|\s+(?=[-–—|]\s)")
+_TRAILING_JOINERS = " ,:;-–—|"
+MIN_SHORTENED_SHARE = 0.35
+
+
+def shorten_to_fit(text: str, channel: Channel, limit: int | None) -> str:
+    """Keep the longest run of whole leading clauses that fits ``limit``.
+
+    "Solar Phone Charger, Fuel Your Journey to Adventure" becomes "Solar Phone Charger" for a
+    30-character headline. Returns ``text`` unchanged when it fits or when no clause boundary
+    leaves at least ~a third of the limit (a stub is worse than a regeneration).
+    """
+    if limit is None or channel.measure(text).units <= limit:
+        return text
+    pieces = _CLAUSE_BREAK.split(text)
+    best = ""
+    for end in range(1, len(pieces)):
+        candidate = " ".join(pieces[:end]).rstrip(_TRAILING_JOINERS).strip()
+        if channel.measure(candidate).units > limit:
+            break
+        best = candidate
+    if best and channel.measure(best).units >= MIN_SHORTENED_SHARE * limit:
+        return best
+    return text
+
+
 def _normalised(text: str) -> str:
     return " ".join(_words(text))
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
+
+
+_PLACEHOLDER = re.compile(r"\[[^\]]{1,40}\]|\{[^}]{1,40}\}|<[^>]{1,40}>")
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A cleaned variant and the rules it breaks.
+
+    ``hard_failures`` can never be returned (over a hard limit, banned word, forbidden
+    character, template placeholder); ``soft_failures`` may be returned when nothing better
+    is left (over a soft limit, keywords missing).
+    """
+
+    variant: Variant
+    hard_failures: tuple[str, ...]
+    soft_failures: tuple[str, ...]
+
+    @property
+    def acceptable(self) -> bool:
+        return not self.hard_failures
+
+    @property
+    def perfect(self) -> bool:
+        return not self.hard_failures and not self.soft_failures
 
 
 def score_variant(
@@ -133,35 +197,108 @@ def score_variant(
 
 
 def check_variant(
-    text: str, channel: Channel, keywords: Sequence[str], max_chars: int | None
-) -> Variant:
+    text: str,
+    channel: Channel,
+    keywords: Sequence[str],
+    max_chars: int | None,
+    banned: Sequence[str] = (),
+) -> Checked:
     measure = channel.measure(text, max_chars)
     limit = measure.limit
-    fits = (limit is None or measure.units <= limit) and not any(
-        ch in text for ch in channel.forbidden_chars
-    )
+    over = limit is not None and measure.units > limit
+    hard: list[str] = []
+    soft: list[str] = []
+    if over:
+        (hard if channel.kind == "hard" or max_chars is not None else soft).append("length")
+    if any(ch in text for ch in channel.forbidden_chars):
+        hard.append("forbidden_character")
+    if banned_found(text, banned):
+        hard.append("banned_word")
+    if _PLACEHOLDER.search(text):
+        hard.append("placeholder")
     missing = keywords_missing(text, keywords)
-    score = score_variant(text, measure.units, limit, fits, len(missing), len(keywords))
-    return Variant(
-        text=text, chars=measure.units, limit=limit, fits=fits,
-        keywords_missing=missing, score=score,
+    if missing:
+        soft.append("keywords")
+    score = score_variant(text, measure.units, limit, not over, len(missing), len(keywords))
+    fits = not over and "forbidden_character" not in hard
+    variant = Variant(
+        text=text, chars=measure.units, limit=limit, fits=fits, keywords_missing=missing,
+        score=score,
     )  # fmt: skip
+    return Checked(variant, tuple(hard), tuple(soft))
 
 
-def deduplicate(variants: Iterable[Variant]) -> list[Variant]:
+def deduplicate(variants: Iterable[Variant], keep: Sequence[Variant] = ()) -> list[Variant]:
     """Drop exact duplicates (after normalisation) and near duplicates (word Jaccard >= 0.8),
-    keeping the better-scored one."""
-    kept: list[tuple[Variant, str, set[str]]] = []
+    keeping the better-scored one. Variants in ``keep`` were chosen already: the result never
+    repeats them and nothing close to them gets in."""
+    kept: list[tuple[str, set[str]]] = []
+    for variant in keep:
+        norm = _normalised(variant.text)
+        kept.append((norm, set(norm.split())))
+    result: list[Variant] = []
     for variant in sorted(variants, key=lambda v: v.score, reverse=True):
         norm = _normalised(variant.text)
         words = set(norm.split())
         if not norm or any(
             norm == other or _jaccard(words, other_words) >= NEAR_DUPLICATE_JACCARD
-            for _, other, other_words in kept
+            for other, other_words in kept
         ):
             continue
-        kept.append((variant, norm, words))
-    return [variant for variant, _, _ in kept]
+        kept.append((norm, words))
+        result.append(variant)
+    return result
+
+
+VARIETY_WEIGHT = 0.15
+
+
+def rank(variants: Sequence[Variant]) -> list[Variant]:
+    """Best first: greedily pick the highest score, discounted by word overlap with the
+    variants already picked, so the top of the list is not three takes on one idea."""
+    remaining = list(variants)
+    picked: list[Variant] = []
+    picked_words: list[set[str]] = []
+    while remaining:
+
+        def adjusted(v: Variant) -> float:
+            words = set(_words(v.text))
+            overlap = max((_jaccard(words, other) for other in picked_words), default=0.0)
+            return v.score - VARIETY_WEIGHT * overlap
+
+        best = max(remaining, key=adjusted)
+        remaining.remove(best)
+        picked.append(best)
+        picked_words.append(set(_words(best.text)))
+    return picked
+
+
+def check_completion(
+    raw: str,
+    truncated: bool,
+    channel: Channel,
+    keywords: Sequence[str],
+    max_chars: int | None,
+    banned: Sequence[str] = (),
+) -> Checked | None:
+    """Clean one raw completion, shorten it to fit when a clause boundary allows, check it.
+    None when nothing is left after cleaning."""
+    text = clean_text(raw, single_line=channel.single_line, truncated=truncated)
+    if not text:
+        return None
+    limit = channel.measure(text, max_chars).limit
+    return check_variant(shorten_to_fit(text, channel, limit), channel, keywords, max_chars, banned)
+
+
+def select(checked: Iterable[Checked], wanted: int) -> list[Variant]:
+    """Up to ``wanted`` distinct variants, best first: perfect ones, then ones that only miss
+    soft rules; never one that breaks a hard rule."""
+    pool = [c for c in checked if c.acceptable]
+    chosen = deduplicate(c.variant for c in pool if c.perfect)[:wanted]
+    if len(chosen) < wanted:
+        rest = deduplicate((c.variant for c in pool if not c.perfect), keep=chosen)
+        chosen += rest[: wanted - len(chosen)]
+    return rank(chosen)
 
 
 def postprocess(
@@ -169,11 +306,13 @@ def postprocess(
     channel: Channel,
     keywords: Sequence[str],
     max_chars: int | None,
+    banned: Sequence[str] = (),
+    wanted: int = 10,
 ) -> list[Variant]:
-    """Clean, check, de-duplicate and rank; ``completions`` are (raw text, truncated) pairs."""
-    checked = []
-    for raw, truncated in completions:
-        text = clean_text(raw, single_line=channel.single_line, truncated=truncated)
-        if text:
-            checked.append(check_variant(text, channel, keywords, max_chars))
-    return deduplicate(checked)
+    """Clean, check, de-duplicate, select and rank; ``completions`` are (text, truncated)."""
+    checked = [
+        c
+        for raw, truncated in completions
+        if (c := check_completion(raw, truncated, channel, keywords, max_chars, banned))
+    ]
+    return select(checked, wanted)

@@ -64,9 +64,6 @@ def _brief_message(brief: CopyBrief) -> str:
     if brief.framework is not None:
         framework = FRAMEWORKS[brief.framework]
         lines.append(f"Structure ({framework.name}): {framework.fragment}")
-    keywords = [as_data(k, FIELD_CAPS["keyword"]) for k in brief.keywords]
-    if keywords:
-        lines.append("Must include: " + ", ".join(keywords) + ".")
     banned = [as_data(k, FIELD_CAPS["keyword"]) for k in brief.banned_words]
     if banned:
         lines.append("Never use these words: " + ", ".join(banned) + ".")
@@ -79,4 +76,8 @@ def _brief_message(brief: CopyBrief) -> str:
     if brief.audience:
         lines.append("Audience: " + as_data(brief.audience, FIELD_CAPS["audience"]))
     lines.append("</brief>")
+    keywords = [as_data(k, FIELD_CAPS["keyword"]) for k in brief.keywords]
+    if keywords:
+        # Last, where a small model pays most attention.
+        lines.append("Must include: " + ", ".join(keywords) + ".")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ the engine runs them in a worker thread, one at a time.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import os
 import secrets
@@ -15,11 +16,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as hf_logging
 
 from copygen.config import EMBEDDED_MODEL_ID
@@ -143,25 +145,63 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
 # --- the runner -----------------------------------------------------------------------------
 
 
-def _sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": params.max_new_tokens,
-        "repetition_penalty": params.repetition_penalty,
-    }
-    if params.temperature <= 0:
-        kwargs["do_sample"] = False
-    else:
-        kwargs.update(
-            do_sample=True,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-        )
-    return kwargs
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One sampled sequence: which prompt it continues and how it samples."""
+
+    prompt: int
+    params: SamplingParams
+    seed: int
+
+
+class _RowSampler:
+    """Per-row logits processing and sampling, vectorised over the batch.
+
+    Same order as transformers' processors: repetition penalty, temperature, top-k, top-p.
+    Each row has its own ``torch.Generator``, so a seeded row draws the same tokens whatever
+    else shares its batch.
+    """
+
+    def __init__(self, rows: Sequence[_Row], vocab_size: int, device: torch.device) -> None:
+        params = [row.params for row in rows]
+        self.temperature = torch.tensor([p.temperature for p in params], device=device)
+        self.top_p = torch.tensor([p.top_p for p in params], device=device)
+        self.top_k = torch.tensor([p.top_k or vocab_size for p in params], device=device)
+        self.penalty = torch.tensor([p.repetition_penalty for p in params], device=device)
+        self.generators = [torch.Generator(device=device).manual_seed(r.seed) for r in rows]
+        self.vocab_size = vocab_size
+
+    def keep(self, indices: torch.Tensor, kept: list[int]) -> None:
+        self.temperature = self.temperature[indices]
+        self.top_p = self.top_p[indices]
+        self.top_k = self.top_k[indices]
+        self.penalty = self.penalty[indices]
+        self.generators = [self.generators[i] for i in kept]
+
+    def sample(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        penalty = self.penalty[:, None]
+        penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+        logits = torch.where(seen, penalised, logits)
+        chosen = logits.argmax(dim=-1)
+        sampled = (self.temperature > 0).nonzero().flatten().tolist()
+        if not sampled:
+            return chosen
+        scaled = logits / self.temperature.clamp(min=1e-5)[:, None]
+        k_max = min(int(self.top_k.max()), self.vocab_size)
+        values, indices = scaled.topk(k_max, dim=-1)
+        ranks = torch.arange(k_max, device=logits.device)[None, :]
+        values = values.masked_fill(ranks >= self.top_k[:, None], float("-inf"))
+        probs = values.softmax(dim=-1)
+        # top-p: drop a token once the tokens ranked above it already reach top_p.
+        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > self.top_p[:, None], 0.0)
+        for row in sampled:
+            pick = torch.multinomial(probs[row], 1, generator=self.generators[row])
+            chosen[row] = indices[row, pick[0]]
+        return chosen
 
 
 class TransformersRunner:
-    """Runs a causal LM with transformers. Rows of one ``generate`` share a padded batch."""
+    """Runs a causal LM with transformers. All rows of one ``generate`` share forward passes."""
 
     def __init__(
         self,
@@ -171,6 +211,7 @@ class TransformersRunner:
         device: str = "auto",
         dtype: str = "auto",
         threads: int | None = None,
+        max_rows: int = 64,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -181,6 +222,10 @@ class TransformersRunner:
         self._tokenizer: Any = None
         self._device = torch.device("cpu")
         self.info: RunnerInfo | None = None
+        self.max_rows = max_rows
+        self._cache_kwarg = "past_key_values"
+        #: Model forward calls so far (prefill and decode steps), for batching statistics.
+        self.forward_passes_total = 0
 
     def load(self) -> RunnerInfo:
         started = time.perf_counter()
@@ -201,6 +246,9 @@ class TransformersRunner:
             tokenizer.pad_token = tokenizer.eos_token
         self._tokenizer = tokenizer
         self._model = model.to(self._device).eval()
+        # transformers 5 renames ``past_key_values`` to ``cache``; older model classes keep it.
+        forward = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
         self.info = RunnerInfo(
             model_id=self.model_id,
             device=str(self._device),
@@ -223,57 +271,126 @@ class TransformersRunner:
         return "\n\n".join(m.content for m in messages) + "\n\n"
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Generate every request; rows with equal sampling parameters share one ``generate``."""
+        """Generate every row of every request in shared forward passes.
+
+        Each distinct prompt is prefilled once and its KV cache fanned out to its ``n`` rows;
+        rows keep their own sampling parameters and seed; a row leaves the batch as soon as it
+        stops, so the remaining steps run on fewer rows.
+        """
         if self._model is None:
             raise ModelUnavailable("the model is not loaded")
-        groups: dict[SamplingParams, list[int]] = {}
+        prompts = [self.render(request.messages) + request.prefix for request in requests]
+        rows: list[_Row] = []
+        owners: list[int] = []
         for index, request in enumerate(requests):
-            groups.setdefault(request.sampling, []).append(index)
-        prompts = [self.render(request.messages) for request in requests]
+            base = request.sampling.seed
+            for copy in range(request.n):
+                seed = secrets.randbits(63) if base is None else (base + copy) % 2**63
+                rows.append(_Row(index, request.sampling, seed))
+                owners.append(index)
         prompt_tokens = [0] * len(requests)
         completions: list[list[Completion]] = [[] for _ in requests]
-        for params, indices in groups.items():
-            rows = [i for i in indices for _ in range(requests[i].n)]
-            texts, counts, finished, lengths = self._generate_rows(
-                [prompts[i] for i in rows], params
-            )
-            for row, request_index in enumerate(rows):
-                prompt_tokens[request_index] = lengths[row]
-                completions[request_index].append(
-                    Completion(texts[row], counts[row], "stop" if finished[row] else "length")
+        for start in range(0, len(rows), self.max_rows):
+            chunk = rows[start : start + self.max_rows]
+            lengths, results = self._decode(prompts, chunk)
+            for row, (text, count, stopped) in zip(chunk, results, strict=True):
+                prompt_tokens[row.prompt] = lengths[row.prompt]
+                completions[row.prompt].append(
+                    Completion(
+                        requests[row.prompt].prefix + text, count, "stop" if stopped else "length"
+                    )
                 )
         return [
             Generation(prompt_tokens=prompt_tokens[i], completions=tuple(completions[i]))
             for i in range(len(requests))
         ]
 
-    def _generate_rows(
-        self, prompts: list[str], params: SamplingParams
-    ) -> tuple[list[str], list[int], list[bool], list[int]]:
-        tokenizer, model = self._tokenizer, self._model
+    def _decode(
+        self, prompts: Sequence[str], rows: Sequence[_Row]
+    ) -> tuple[dict[int, int], list[tuple[str, int, bool]]]:
+        tokenizer, model, device = self._tokenizer, self._model, self._device
+        unique = sorted({row.prompt for row in rows})
+        slot = {prompt: i for i, prompt in enumerate(unique)}
         encoded = tokenizer(
-            prompts, return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self._device)
-        seed = params.seed if params.seed is not None else secrets.randbits(63)
-        torch.manual_seed(seed)
-        with torch.inference_mode():
-            output = model.generate(
-                **encoded,
-                pad_token_id=tokenizer.pad_token_id,
-                **_sampling_kwargs(params),
-            )
-        prompt_width = encoded["input_ids"].shape[1]
-        new_tokens = output[:, prompt_width:].tolist()
+            [prompts[p] for p in unique],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        ).to(device)
+        lengths = dict(zip(unique, encoded["attention_mask"].sum(dim=1).tolist(), strict=True))
+        fan_out = torch.tensor([slot[row.prompt] for row in rows], device=device)
         stop_ids = self._stop_ids()
-        texts, counts, finished = [], [], []
-        for row in new_tokens:
-            end = next((i for i, tok in enumerate(row) if tok in stop_ids), None)
-            kept = row if end is None else row[:end]
-            texts.append(tokenizer.decode(kept, skip_special_tokens=True))
-            counts.append(len(kept) + (0 if end is None else 1))
-            finished.append(end is not None)
-        lengths = encoded["attention_mask"].sum(dim=1).tolist()
-        return texts, counts, finished, lengths
+        budgets = [row.params.max_new_tokens for row in rows]
+        sampler = _RowSampler(rows, model.config.vocab_size, device)
+
+        with torch.inference_mode():
+            cache = DynamicCache()
+            attention = encoded["attention_mask"]
+            positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)
+            logits = model(
+                input_ids=encoded["input_ids"],
+                attention_mask=attention,
+                position_ids=positions,
+                **{self._cache_kwarg: cache},
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1, :]
+            self.forward_passes_total += 1
+            # Fan each prompt's cache out to its rows: prefill once per distinct prompt.
+            cache.batch_select_indices(fan_out)
+            logits = logits[fan_out].float()
+            attention = attention[fan_out]
+            positions = positions[fan_out][:, -1:]
+            input_ids = encoded["input_ids"][fan_out]
+            seen = torch.zeros(len(rows), logits.shape[-1], dtype=torch.bool, device=device)
+            seen.scatter_(1, input_ids, attention.bool())
+
+            active = list(range(len(rows)))  # batch position → row index
+            tokens: list[list[int]] = [[] for _ in rows]
+            stopped = [False] * len(rows)
+            while active:
+                chosen = sampler.sample(logits, seen).tolist()
+                still: list[int] = []
+                for position, row in enumerate(active):
+                    token = chosen[position]
+                    tokens[row].append(token)
+                    if token in stop_ids:
+                        stopped[row] = True
+                    elif len(tokens[row]) < budgets[row]:
+                        still.append(position)
+                if not still:
+                    break
+                if len(still) < len(active):
+                    keep = torch.tensor(still, device=device)
+                    cache.batch_select_indices(keep)
+                    sampler.keep(keep, still)
+                    attention, positions, seen = attention[keep], positions[keep], seen[keep]
+                    chosen = [chosen[p] for p in still]
+                    active = [active[p] for p in still]
+                step = torch.tensor(chosen, device=device)[:, None]
+                seen.scatter_(1, step, True)
+                attention = torch.cat([attention, attention.new_ones(len(active), 1)], dim=1)
+                positions = positions + 1
+                logits = (
+                    model(
+                        input_ids=step,
+                        attention_mask=attention,
+                        position_ids=positions,
+                        **{self._cache_kwarg: cache},
+                        use_cache=True,
+                    )
+                    .logits[:, -1, :]
+                    .float()
+                )
+                self.forward_passes_total += 1
+
+        results = []
+        for row, row_tokens in enumerate(tokens):
+            kept = row_tokens[:-1] if stopped[row] else row_tokens
+            results.append(
+                (tokenizer.decode(kept, skip_special_tokens=True), len(row_tokens), stopped[row])
+            )
+        return lengths, results
 
     def _stop_ids(self) -> set[int]:
         ids = self._model.generation_config.eos_token_id

@@ -1,0 +1,197 @@
+"""Quality evaluation: a fixed set of briefs through the full pipeline and through the raw model.
+
+Writes docs/quality.md with the side-by-side table. Run with `make eval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from copygen.api.app import build_engine
+from copygen.config import Settings
+from copygen.copywriting.channels import CHANNELS
+from copygen.copywriting.frameworks import FRAMEWORKS, TONES
+from copygen.copywriting.postprocess import keywords_missing
+from copygen.copywriting.prompts import render_prompt
+from copygen.domain import CopyBrief, GenerationRequest, SamplingParams
+from copygen.engine.engine import Engine
+
+PRODUCTS = (
+    ("Solar-powered phone charger", "Charges a phone in two hours of sunlight.", "hikers", "solar"),
+    ("Cold brew coffee subscription", "Fresh cold brew delivered weekly.", "busy parents", "coffee"),
+    ("Noise-cancelling headphones", "40-hour battery, light and foldable.", "commuters", "quiet"),
+    ("Online Spanish lessons", "One-to-one lessons with native tutors.", "beginners", "Spanish"),
+)
+VARIANTS = 3
+CHUNK = 8
+
+
+def briefs() -> list[CopyBrief]:
+    tones = itertools.cycle(sorted(TONES))
+    frameworks = itertools.cycle([None, *sorted(FRAMEWORKS)])
+    result = []
+    for index, (channel, product) in enumerate(itertools.product(sorted(CHANNELS), PRODUCTS)):
+        name, description, audience, keyword = product
+        result.append(
+            CopyBrief(
+                product=name,
+                description=description,
+                audience=audience,
+                channel=channel,
+                tone=next(tones),
+                framework=next(frameworks),
+                keywords=(keyword,),
+                variants=VARIANTS,
+                seed=1000 + index,
+            )
+        )
+    return result
+
+
+@dataclass
+class Tally:
+    requested: int = 0
+    texts: list[tuple[CopyBrief, str]] = field(default_factory=list)
+    per_brief: list[list[str]] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, brief: CopyBrief, texts: list[str], latency: float) -> None:
+        self.requested += brief.variants
+        self.texts.extend((brief, text) for text in texts)
+        self.per_brief.append(texts)
+        self.latencies.append(latency)
+
+    def figures(self) -> dict[str, float]:
+        hard = [
+            (brief, text) for brief, text in self.texts if CHANNELS[brief.channel].kind == "hard"
+        ]
+        fits = sum(
+            1
+            for brief, text in hard
+            if (m := CHANNELS[brief.channel].measure(text)).limit is None or m.units <= m.limit
+        )
+        pairs = sum(len(brief.keywords) for brief, _ in self.texts)
+        covered = sum(
+            len(brief.keywords) - len(keywords_missing(text, brief.keywords))
+            for brief, text in self.texts
+        )
+        return {
+            "hard_fit": fits / len(hard) if hard else 1.0,
+            "keyword_coverage": covered / pairs if pairs else 1.0,
+            "delivered": len(self.texts) / self.requested if self.requested else 0.0,
+            "distinct_2": statistics.mean(distinct_2(texts) for texts in self.per_brief),
+            "latency_s": statistics.mean(self.latencies),
+        }
+
+
+def distinct_2(texts: list[str]) -> float:
+    bigrams = [
+        pair for text in texts for pair in itertools.pairwise(text.casefold().split())
+    ]
+    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+
+
+async def run_pipeline(engine: Engine, all_briefs: list[CopyBrief]) -> Tally:
+    tally = Tally()
+    for start in range(0, len(all_briefs), CHUNK):
+        chunk = all_briefs[start : start + CHUNK]
+        began = time.perf_counter()
+        results = await engine.generate_copy_many(chunk)
+        latency = time.perf_counter() - began
+        for brief, result in zip(chunk, results, strict=True):
+            tally.add(brief, [v.text for v in result.variants], latency)
+    return tally
+
+
+async def run_raw(engine: Engine, all_briefs: list[CopyBrief]) -> Tally:
+    """The same prompts and sampling, one round, no cleaning, checking or selection."""
+    tally = Tally()
+    for start in range(0, len(all_briefs), CHUNK):
+        chunk = all_briefs[start : start + CHUNK]
+        requests = [
+            GenerationRequest(
+                messages=render_prompt(brief),
+                sampling=SamplingParams(
+                    max_new_tokens=CHANNELS[brief.channel].max_new_tokens, seed=brief.seed
+                ),
+                n=brief.variants,
+            )
+            for brief in chunk
+        ]
+        began = time.perf_counter()
+        generations = await engine.generate(requests)
+        latency = time.perf_counter() - began
+        for brief, generation in zip(chunk, generations, strict=True):
+            texts = [c.text.strip() for c in generation.completions]
+            tally.add(brief, [t for t in texts if t], latency)
+    return tally
+
+
+def report(pipeline: Tally, raw: Tally, count: int, settings: Settings, engine: Engine) -> str:
+    p, r = pipeline.figures(), raw.figures()
+    rows = [
+        ("returned variants within hard limits", "hard_fit", "{:.1%}"),
+        ("keyword coverage (variant × keyword)", "keyword_coverage", "{:.1%}"),
+        ("requested variants delivered", "delivered", "{:.1%}"),
+        ("distinct-2 within a brief", "distinct_2", "{:.3f}"),
+        (f"mean latency per brief ({CHUNK} briefs share each call)", "latency_s", "{:.2f} s"),
+    ]
+    info = engine.info
+    lines = [
+        "# Copy quality: pipeline vs raw model",
+        "",
+        f"`make eval` on {count} briefs ({len(CHANNELS)} channels × {len(PRODUCTS)} products, "
+        f"{VARIANTS} variants each, one required keyword, tones and frameworks rotated, fixed "
+        f"seeds), model `{settings.model}` on {info.device if info else '?'} "
+        f"({info.dtype if info else '?'}), {platform.machine()} with "
+        f"{__import__('os').cpu_count()} CPUs.",
+        "",
+        "*Raw* is the same prompt and sampling, one round, text as the model wrote it. "
+        "*Pipeline* is what `POST /v1/copy` returns: cleaned, shortened at a clause boundary "
+        "where that makes it fit, checked (hard limits, banned and brand-safety words, "
+        "placeholders, keywords), failing slots regenerated for up to "
+        f"{settings.max_rounds} rounds, de-duplicated and ranked.",
+        "",
+        "| figure | raw model | pipeline |",
+        "|---|---|---|",
+    ]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | {fmt.format(r[key])} | {fmt.format(p[key])} |")
+    lines += [
+        "",
+        "Hard-limit compliance of returned variants is guaranteed by construction (a variant "
+        "over a hard limit is never returned); the figure above is measured independently "
+        "with the channel's counting rule. Fewer than requested are returned, and the response "
+        "says so (`complete: false`), when no round produced enough passing variants.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=int, default=0, help="only the first N briefs")
+    parser.add_argument("--out", default="docs/quality.md")
+    args = parser.parse_args()
+    settings = Settings(request_timeout_s=600)
+    engine = build_engine(settings)
+    await engine.start()
+    selected = briefs()[: args.limit or None]
+    raw = await run_raw(engine, selected)
+    pipeline = await run_pipeline(engine, selected)
+    text = report(pipeline, raw, len(selected), settings, engine)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+    await engine.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
