@@ -10,7 +10,7 @@ MODEL_CACHE := $(or $(COPYGEN_MODEL_CACHE_DIR),$(HOME)/.cache/copygen/models)
 EMBEDDED_MODEL := $(MODEL_CACHE)/smollm2-135m-instruct-0.1.2/.copygen-complete
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint format clean
+.PHONY: setup run test lint format eval clean
 
 setup: $(INSTALLED) $(EMBEDDED_MODEL)
 
@@ -37,6 +37,10 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+
+# Quality evaluation with the embedded model: writes docs/quality.md (a few minutes on a CPU).
+eval: setup
+	$(BIN)/python bench/eval.py
 
 format: $(INSTALLED)
 	$(BIN)/ruff format src tests

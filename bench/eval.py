@@ -25,7 +25,12 @@ from copygen.engine.engine import Engine
 
 PRODUCTS = (
     ("Solar-powered phone charger", "Charges a phone in two hours of sunlight.", "hikers", "solar"),
-    ("Cold brew coffee subscription", "Fresh cold brew delivered weekly.", "busy parents", "coffee"),
+    (
+        "Cold brew coffee subscription",
+        "Fresh cold brew delivered weekly.",
+        "busy parents",
+        "coffee",
+    ),
     ("Noise-cancelling headphones", "40-hour battery, light and foldable.", "commuters", "quiet"),
     ("Online Spanish lessons", "One-to-one lessons with native tutors.", "beginners", "Spanish"),
 )
@@ -61,12 +66,21 @@ class Tally:
     texts: list[tuple[CopyBrief, str]] = field(default_factory=list)
     per_brief: list[list[str]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    briefs: list[CopyBrief] = field(default_factory=list)
 
     def add(self, brief: CopyBrief, texts: list[str], latency: float) -> None:
+        self.briefs.append(brief)
         self.requested += brief.variants
         self.texts.extend((brief, text) for text in texts)
         self.per_brief.append(texts)
         self.latencies.append(latency)
+
+    def only(self, channel: str) -> Tally:
+        subset = Tally()
+        for brief, texts in zip(self.briefs, self.per_brief, strict=True):
+            if brief.channel == channel:
+                subset.add(brief, texts, 0.0)
+        return subset
 
     def figures(self) -> dict[str, float]:
         hard = [
@@ -82,19 +96,25 @@ class Tally:
             len(brief.keywords) - len(keywords_missing(text, brief.keywords))
             for brief, text in self.texts
         )
+        within = sum(
+            1
+            for brief, text in self.texts
+            if (m := CHANNELS[brief.channel].measure(text)).limit is None or m.units <= m.limit
+        )
         return {
             "hard_fit": fits / len(hard) if hard else 1.0,
+            "fit": within / len(self.texts) if self.texts else 1.0,
             "keyword_coverage": covered / pairs if pairs else 1.0,
             "delivered": len(self.texts) / self.requested if self.requested else 0.0,
-            "distinct_2": statistics.mean(distinct_2(texts) for texts in self.per_brief),
-            "latency_s": statistics.mean(self.latencies),
+            "distinct_2": statistics.mean(distinct_2(texts) for texts in self.per_brief)
+            if self.per_brief
+            else 0.0,
+            "latency_s": statistics.mean(self.latencies) if self.latencies else 0.0,
         }
 
 
 def distinct_2(texts: list[str]) -> float:
-    bigrams = [
-        pair for text in texts for pair in itertools.pairwise(text.casefold().split())
-    ]
+    bigrams = [pair for text in texts for pair in itertools.pairwise(text.casefold().split())]
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
@@ -164,6 +184,29 @@ def report(pipeline: Tally, raw: Tally, count: int, settings: Settings, engine: 
     ]
     for label, key, fmt in rows:
         lines.append(f"| {label} | {fmt.format(r[key])} | {fmt.format(p[key])} |")
+    lines += [
+        "",
+        "Per channel (pipeline; raw in brackets):",
+        "",
+        "| channel | limit | within limit | keyword coverage | delivered |",
+        "|---|---|---|---|---|",
+    ]
+    for channel in sorted({brief.channel for brief in pipeline.briefs}):
+        pc, rc = pipeline.only(channel).figures(), raw.only(channel).figures()
+        limit = CHANNELS[channel].limit
+        kind = CHANNELS[channel].kind
+        lines.append(
+            f"| {channel} | {limit or '-'} ({kind}) | {pc['fit']:.0%} ({rc['fit']:.0%}) | "
+            f"{pc['keyword_coverage']:.0%} ({rc['keyword_coverage']:.0%}) | "
+            f"{pc['delivered']:.0%} |"
+        )
+    lines += ["", "Sample output (the top-ranked variant of the first brief per channel):", ""]
+    seen: set[str] = set()
+    for brief, text in pipeline.texts:
+        if brief.channel not in seen:
+            seen.add(brief.channel)
+            shown = text.replace("\n", " / ")
+            lines.append(f"- **{brief.channel}** ({brief.product}, `{brief.keywords[0]}`): {shown}")
     lines += [
         "",
         "Hard-limit compliance of returned variants is guaranteed by construction (a variant "

@@ -1,18 +1,27 @@
-"""Fakes that live below the engine: a runner that needs no model."""
+"""Fakes that live below the engine: a runner that needs no model, a clock that tests move."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 
-from copygen.domain import Completion, Generation, GenerationRequest
-from copygen.engine.protocols import RunnerInfo
+from copygen.domain import GenerationRequest
+from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo
+
+
+@dataclass
+class _FakeRow:
+    spec: RowSpec
+    words: list[str]
+    emitted: list[str] = field(default_factory=list)
 
 
 class FakeRunner:
-    """Answers each row with ``reply(request, row)``; records every call.
+    """Continuous-batching runner that "decodes" ``reply(request, row)`` one word per step.
 
-    ``gate`` (when set) blocks loading until the test releases it; ``hang`` blocks generation.
+    ``gate`` (when set) blocks loading until the test releases it; ``hang`` blocks every step.
+    ``joins`` records the rows that joined at each step and ``batch_sizes`` the rows decoded.
     """
 
     model_id = "fake/model"
@@ -23,27 +32,90 @@ class FakeRunner:
         *,
         gate: threading.Event | None = None,
         hang: threading.Event | None = None,
+        whole: bool = True,
     ) -> None:
         self.reply = reply or (lambda request, row: f"Fresh copy number {row + 1}")
         self.gate = gate
         self.hang = hang
-        self.calls: list[list[GenerationRequest]] = []
+        self.whole = whole
+        self.rows: dict[RowKey, _FakeRow] = {}
+        self.joins: list[list[RowSpec]] = []
+        self.batch_sizes: list[int] = []
+        self.dropped: list[RowKey] = []
+        self.forward_passes_total = 0
+
+    @property
+    def calls(self) -> list[list[GenerationRequest]]:
+        """The distinct requests that joined at each step that had joiners."""
+        calls = []
+        for join in self.joins:
+            seen: dict[tuple[int, int], GenerationRequest] = {}
+            for spec in join:
+                seen.setdefault(spec.key[:2], spec.request)  # type: ignore[arg-type]
+            calls.append(list(seen.values()))
+        return calls
+
+    @property
+    def active_rows(self) -> int:
+        return len(self.rows)
 
     def load(self) -> RunnerInfo:
         if self.gate is not None:
             self.gate.wait(timeout=10)
         return RunnerInfo(self.model_id, "cpu", "float32", 0.0, True)
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        self.calls.append(list(requests))
+    def reset(self) -> None:
+        self.rows.clear()
+
+    def step(self, join: Sequence[RowSpec], drop: Collection[RowKey]) -> list[RowEvent]:
+        if join:
+            self.joins.append(list(join))
         if self.hang is not None:
             self.hang.wait(timeout=10)
-        return [
-            Generation(
-                prompt_tokens=sum(len(m.content.split()) for m in request.messages),
-                completions=tuple(
-                    Completion(self.reply(request, row), 5, "stop") for row in range(request.n)
-                ),
+        for key in drop:
+            if self.rows.pop(key, None) is not None:
+                self.dropped.append(key)
+        if join:
+            self.forward_passes_total += 1
+            for spec in join:
+                text = spec.request.prefix + self.reply(spec.request, spec.key[2])
+                self.rows[spec.key] = _FakeRow(spec, text.split(" "))
+        self.batch_sizes.append(len(self.rows))
+        if self.rows:
+            self.forward_passes_total += 1
+        events = []
+        for key, row in list(self.rows.items()):
+            take = len(row.words) if self.whole else 1
+            piece, row.words = row.words[:take], row.words[take:]
+            delta = (" " if row.emitted else "") + " ".join(piece)
+            row.emitted += piece
+            budget = row.spec.request.sampling.max_new_tokens
+            finish = None
+            if not row.words:
+                finish = "stop"
+            elif len(row.emitted) >= budget:
+                finish = "length"
+            events.append(
+                RowEvent(
+                    key,
+                    delta,
+                    finish,  # type: ignore[arg-type]
+                    " ".join(row.emitted) if finish else "",
+                    prompt_tokens=sum(len(m.content.split()) for m in row.spec.request.messages),
+                    completion_tokens=len(row.emitted) + (finish == "stop"),
+                )
             )
-            for request in requests
-        ]
+            if finish:
+                del self.rows[key]
+        return events
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -61,13 +61,17 @@ class CopyBrief:
 class GenerationRequest:
     """One prompt for the runner, sampled ``n`` times.
 
-    ``prefix`` starts the model's answer (response priming); completions include it.
+    ``messages`` go through the model's chat template; ``prompt`` (when set) is used verbatim
+    instead. ``prefix`` starts the model's answer (response priming); completions include it.
+    Generation stops at the end-of-sequence token, at ``max_new_tokens`` or at any ``stop``.
     """
 
     messages: tuple[ChatMessage, ...]
     sampling: SamplingParams
     n: int = 1
     prefix: str = ""
+    prompt: str | None = None
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,3 +45,9 @@ class DeadlineExceeded(CopygenError):
     """The request did not finish within its deadline (queue time included)."""
 
     type = "deadline_exceeded"
+
+
+class QueueFull(CopygenError):
+    """The generation queue is at its bound; the caller should retry later."""
+
+    type = "queue_full"

@@ -58,3 +58,32 @@ def test_bad_input_gets_422_with_the_error_shape(server: Server) -> None:
 def test_server_header_does_not_leak_details(server: Server) -> None:
     response = httpx.get(f"{server.url}/health/live")
     assert "server" not in response.headers
+
+
+def test_every_returned_variant_fits_its_channel(server: Server) -> None:
+    for channel, limit in (("google_ads_headline", 30), ("sms", None)):
+        brief = {**BRIEF, "channel": channel, "variants": 3, "seed": 11}
+        body = httpx.post(f"{server.url}/v1/copy", json=brief, timeout=180).json()
+        assert body["delivered"] >= 1, body
+        assert body["delivered"] == len(body["variants"])
+        assert body["complete"] == (body["delivered"] == 3)
+        for variant in body["variants"]:
+            assert variant["fits"], variant
+            assert variant["chars"] <= variant["limit"]
+            if limit is not None:
+                assert variant["limit"] == limit
+
+
+def test_batch_of_briefs(server: Server) -> None:
+    items = [
+        {"product": "Cold brew coffee subscription", "channel": "email_subject", "variants": 2},
+        {"product": "Noise-cancelling headphones", "channel": "x_post", "variants": 2},
+        {"product": "x", "variants": 0},
+    ]
+    response = httpx.post(f"{server.url}/v1/copy/batch", json={"items": items}, timeout=180)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["succeeded"], body["failed"]) == (2, 1)
+    assert body["results"][2]["error"]["field"] == "variants"
+    for item in body["results"][:2]:
+        assert item["result"]["variants"]

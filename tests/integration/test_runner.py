@@ -10,6 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.engine.protocols import RowSpec
 from copygen.engine.runner import TransformersRunner, resolve_device, resolve_dtype
 
 WORDS = [
@@ -77,6 +78,33 @@ def _request(text: str, n: int = 1, **sampling: float | int | None) -> Generatio
     return GenerationRequest(messages=(ChatMessage("user", text),), sampling=params, n=n)
 
 
+def run(
+    runner: TransformersRunner,
+    requests: list[GenerationRequest],
+    *,
+    join_at: dict[int, int] | None = None,
+) -> list[list[str]]:
+    """Decode to the end; request i joins at step ``join_at[i]`` (default: the first)."""
+    join_at = join_at or {}
+    texts: dict[tuple[int, int], str] = {}
+    pending = {
+        (0, i, row): RowSpec((0, i, row), request, (request.sampling.seed or 0) + row)
+        for i, request in enumerate(requests)
+        for row in range(request.n)
+    }
+    step = 0
+    while pending or runner.active_rows:
+        join = [spec for key, spec in pending.items() if join_at.get(key[1], 0) <= step]
+        for spec in join:
+            del pending[spec.key]
+        for event in runner.step(join, ()):
+            if event.finish_reason:
+                texts[event.key[1:]] = event.text
+        step += 1
+        assert step < 1000
+    return [[texts[(i, row)] for row in range(r.n)] for i, r in enumerate(requests)]
+
+
 def test_load_reports_device_and_dtype(runner: TransformersRunner) -> None:
     assert runner.info is not None
     assert runner.info.device == "cpu"
@@ -89,36 +117,78 @@ def test_plain_prompt_without_a_chat_template(runner: TransformersRunner) -> Non
     assert rendered == "go fast\n\nsun day\n\n"
 
 
-def test_batched_generation_returns_one_result_per_prompt(runner: TransformersRunner) -> None:
+def test_every_row_of_every_prompt_comes_back(runner: TransformersRunner) -> None:
     requests = [
         _request("sun", n=2),
         _request("the solar phone charge trail go now fast", n=3),
         _request("hike", n=1, temperature=0.0),
     ]
-    generations = runner.generate(requests)
-    assert [len(g.completions) for g in generations] == [2, 3, 1]
-    assert [g.prompt_tokens for g in generations] == [1, 8, 1]
-    for generation in generations:
-        for completion in generation.completions:
-            assert 1 <= completion.completion_tokens <= 8
-            assert completion.finish_reason in ("stop", "length")
+    results = run(runner, requests)
+    assert [len(r) for r in results] == [2, 3, 1]
+    assert runner.active_rows == 0
 
 
 def test_left_padding_does_not_change_greedy_output(runner: TransformersRunner) -> None:
     short = _request("sun power", temperature=0.0)
     long = _request("the solar phone charge trail go now fast light day", temperature=0.0)
-    alone = runner.generate([short])[0].completions[0].text
-    batched = runner.generate([short, long])[0].completions[0].text
-    assert alone == batched
+    alone = run(runner, [short])[0]
+    assert run(runner, [short, long])[0] == alone
+    assert run(runner, [long, short])[1] == alone
 
 
-def test_seed_makes_sampling_reproducible(runner: TransformersRunner) -> None:
-    def sample(seed: int) -> list[str]:
-        request = _request("sun", n=3, temperature=1.0, top_k=0, top_p=1.0, seed=seed)
-        return [c.text for c in runner.generate([request])[0].completions]
+def test_rows_joining_a_running_batch_decode_as_if_alone(runner: TransformersRunner) -> None:
+    requests = [
+        _request("the solar phone charge trail go now fast light day", temperature=0.0),
+        _request("sun", temperature=0.0, max_new_tokens=12),
+        _request("hike trail night", temperature=0.0, max_new_tokens=4),
+    ]
+    alone = [run(runner, [request])[0] for request in requests]
+    assert run(runner, requests, join_at={0: 0, 1: 3, 2: 5}) == alone
+    assert run(runner, requests, join_at={0: 6, 1: 0, 2: 2}) == alone
 
-    assert sample(11) == sample(11)
-    assert sample(11) != sample(12)
+
+def test_seed_makes_sampling_reproducible_whatever_shares_the_batch(
+    runner: TransformersRunner,
+) -> None:
+    seeded = _request("sun", n=3, temperature=1.0, top_k=0, top_p=1.0, seed=11)
+    noise = _request("phone charge", n=4, temperature=1.0, seed=99)
+    alone = run(runner, [seeded])[0]
+    assert run(runner, [noise, seeded])[1] == alone
+    assert run(runner, [seeded], join_at={0: 0})[0] == alone
+    other = _request("sun", n=3, temperature=1.0, top_k=0, top_p=1.0, seed=12)
+    assert run(runner, [other])[0] != alone
+
+
+def test_rows_with_different_sampling_share_a_step(runner: TransformersRunner) -> None:
+    before = runner.forward_passes_total
+    requests = [
+        _request("sun", temperature=0.0, max_new_tokens=6),
+        _request("sun", temperature=1.2, top_k=5, repetition_penalty=1.5, max_new_tokens=6),
+    ]
+    run(runner, requests)
+    # one prefill for the shared prompt text + at most 5 decode steps
+    assert runner.forward_passes_total - before <= 6
+
+
+def test_prefix_primes_the_answer_and_stop_strings_end_it(runner: TransformersRunner) -> None:
+    primed = GenerationRequest(
+        messages=(ChatMessage("user", "sun"),),
+        sampling=SamplingParams(temperature=0.0, max_new_tokens=6),
+        prefix="Solar",
+    )
+    [[text]] = run(runner, [primed])
+    assert text.startswith("Solar")
+    greedy = run(runner, [_request("sun", temperature=0.0, max_new_tokens=8)])[0][0]
+    words = greedy.split()
+    if len(words) >= 3:
+        stop = " " + words[2]
+        stopped = GenerationRequest(
+            messages=(ChatMessage("user", "sun"),),
+            sampling=SamplingParams(temperature=0.0, max_new_tokens=8),
+            stop=(stop,),
+        )
+        [[cut]] = run(runner, [stopped])
+        assert cut == greedy[: greedy.find(stop)]
 
 
 def test_chat_template_is_used_when_present(tmp_path: Path) -> None:
@@ -127,8 +197,7 @@ def test_chat_template_is_used_when_present(tmp_path: Path) -> None:
     info = runner.load()
     assert info.chat_template is True
     assert runner.render([ChatMessage("user", "sun")]) == "<user>sun</s><assistant>"
-    [generation] = runner.generate([_request("sun", n=2)])
-    assert len(generation.completions) == 2
+    assert len(run(runner, [_request("sun", n=2)])[0]) == 2
 
 
 def test_device_and_dtype_resolution() -> None:

@@ -51,8 +51,9 @@ async def test_copy_returns_the_contract_shape(client: httpx.AsyncClient) -> Non
     assert body["requested"] == 2
     assert body["cached"] is False
     assert body["cache_tier"] is None
-    assert set(body["timings_ms"]) == {"queue", "generation", "total"}
-    assert body["usage"]["completion_tokens"] == 20  # 2 variants oversampled to 4 rows
+    assert set(body["timings_ms"]) >= {"queue", "generation", "total"}
+    # 2 variants oversampled to 4 rows of 5 words and a stop token each
+    assert body["usage"]["completion_tokens"] == 24
     assert len(body["variants"]) == 2  # distinct after cleaning ("...sun 0" / "...sun 1")
     for variant in body["variants"]:
         assert set(variant) == {"text", "chars", "limit", "fits", "keywords_missing", "score"}
@@ -218,7 +219,7 @@ async def test_batch_request_level_errors(client: httpx.AsyncClient, payload: ob
 
 async def test_batch_items_share_one_runner_call() -> None:
     runner = FakeRunner(lambda request, row: f"Idea {'abcdefgh'[row]} {request.sampling.seed}")
-    app = _app(runner)
+    app = _app(runner, max_batch_size=64)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,

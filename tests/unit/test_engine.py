@@ -35,7 +35,7 @@ async def test_first_round_oversamples_with_the_channel_budget() -> None:
 async def test_only_failing_slots_are_regenerated_with_keyword_priming() -> None:
     def reply(request: GenerationRequest, row: int) -> str:
         if request.prefix:
-            return f"{request.prefix} powers hike {row}"
+            return f" powers hike {row}"  # the runner puts the prefix in front
         return ["Go solar today", "Charge outdoors now", "Power every single trail"][row % 3]
 
     runner = FakeRunner(reply)

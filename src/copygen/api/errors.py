@@ -18,6 +18,7 @@ from copygen.errors import (
     InvalidBrief,
     ModelUnavailable,
     NotReady,
+    QueueFull,
 )
 
 log = logging.getLogger("copygen.api")
@@ -29,6 +30,7 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     ModelUnavailable: (503, 30),
     GenerationFailed: (503, 5),
     DeadlineExceeded: (504, None),
+    QueueFull: (429, 1),
 }
 
 HTTP_TYPES = {

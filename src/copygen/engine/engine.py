@@ -6,10 +6,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from copygen.config import Settings
 from copygen.copywriting.channels import CHANNELS, Channel
@@ -25,12 +24,12 @@ from copygen.domain import (
     SamplingParams,
     Usage,
 )
-from copygen.engine.protocols import Runner, RunnerInfo
+from copygen.engine.batcher import BatchPolicy
+from copygen.engine.protocols import RowEvent, Runner, RunnerInfo
+from copygen.engine.scheduler import Job, Scheduler
 from copygen.errors import DeadlineExceeded, NotReady
 
 log = logging.getLogger("copygen.engine")
-
-T = TypeVar("T")
 
 WARMUP_REQUEST = GenerationRequest(
     messages=(ChatMessage("user", "Write a three-word slogan for coffee."),),
@@ -38,17 +37,8 @@ WARMUP_REQUEST = GenerationRequest(
 )
 
 
-@dataclass(slots=True)
-class _Job:
-    """Work handed to the model thread; ``cancelled`` lets a caller that gave up skip it."""
-
-    cancelled: bool = False
-    started_at: float | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 class Engine:
-    """Owns the runner and the model thread. ``start`` loads and warms the model."""
+    """Owns the runner, its one model thread and the scheduler in front of it."""
 
     def __init__(self, settings: Settings, runner: Runner) -> None:
         self.settings = settings
@@ -56,6 +46,12 @@ class Engine:
         # One model thread: torch already uses every core for one forward pass, and the
         # model is not safe to call from two threads at once.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copygen-model")
+        self.policy = BatchPolicy(
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_batch_wait_ms / 1000,
+            continuous=settings.batching == "continuous",
+        )
+        self._scheduler: Scheduler | None = None
         self._ready = asyncio.Event()
         self.info: RunnerInfo | None = None
         self.startup_error: str | None = None
@@ -71,9 +67,15 @@ class Engine:
     async def start(self) -> None:
         """Load and warm the model. On failure the engine stays not-ready and says why."""
         try:
-            self.info = await self._run(self._runner.load, _Job())
+            loop = asyncio.get_running_loop()
+            self.info = await loop.run_in_executor(self._executor, self._runner.load)
+            self._scheduler = Scheduler(
+                self._runner, self.policy, self._executor, max_queue=self.settings.max_queue
+            )
+            self._scheduler.start()
             if self.settings.warmup:
-                await self._run(lambda: self._runner.generate([WARMUP_REQUEST]), _Job())
+                job = self._scheduler.submit([WARMUP_REQUEST], self.settings.request_timeout_s)
+                await job.future
         except Exception as exc:
             self.startup_error = f"{type(exc).__name__}: {exc}"
             log.exception("engine start failed")
@@ -83,16 +85,36 @@ class Engine:
 
     async def stop(self) -> None:
         self._ready.clear()
+        if self._scheduler is not None:
+            await self._scheduler.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, fn: Callable[[], T], job: _Job) -> T:
-        def guarded() -> T:
-            if job.cancelled:
-                raise asyncio.CancelledError("the caller gave up before the job started")
-            job.started_at = time.perf_counter()
-            return fn()
+    def stats(self) -> dict[str, float | int]:
+        """Queue and batching figures for /health and the benchmark."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return {}
+        s = scheduler.stats
+        return {
+            "queued_jobs": scheduler.queued_jobs,
+            "running_rows": scheduler.running_rows,
+            "steps": s.steps,
+            "forward_passes": self._runner.forward_passes_total,
+            "mean_batch_rows": round(s.rows_stepped / s.steps, 2) if s.steps else 0.0,
+            "max_batch_rows": s.max_batch_rows,
+            "jobs_submitted": s.jobs_submitted,
+            "jobs_completed": s.jobs_completed,
+            "jobs_cancelled_queued": s.jobs_cancelled_queued,
+            "jobs_cancelled_running": s.jobs_cancelled_running,
+            "jobs_rejected": s.jobs_rejected,
+        }
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
+    def _submit(
+        self, requests: Sequence[GenerationRequest], timeout_s: float, *, stream: bool = False
+    ) -> Job:
+        if not self.ready or self._scheduler is None:
+            raise NotReady("the model is still loading; retry shortly")
+        return self._scheduler.submit(requests, timeout_s, stream=stream)
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Run raw generation requests within the request deadline."""
@@ -102,28 +124,51 @@ class Engine:
     async def _generate_timed(
         self, requests: Sequence[GenerationRequest], timeout_s: float
     ) -> tuple[list[Generation], dict[str, float]]:
-        if not self.ready:
-            raise NotReady("the model is still loading; retry shortly")
-        job = _Job()
-        submitted = time.perf_counter()
+        job = self._submit(requests, timeout_s)
+        generations = await self._wait(job, timeout_s)
+        return generations, job_timings(job)
+
+    async def _wait(self, job: Job, timeout_s: float) -> list[Generation]:
+        assert self._scheduler is not None
         try:
             async with asyncio.timeout(timeout_s):
-                generations = await self._run(lambda: self._runner.generate(requests), job)
+                return await asyncio.shield(job.future)
         except TimeoutError as exc:
-            job.cancelled = True
+            self._scheduler.cancel(job, DeadlineExceeded("deadline"))
             raise DeadlineExceeded(
                 f"generation did not finish within {self.settings.request_timeout_s:g} s"
             ) from exc
         except asyncio.CancelledError:
-            job.cancelled = True
+            self._scheduler.cancel(job)
             raise
-        finished = time.perf_counter()
-        started = job.started_at or submitted
-        timings = {
-            "queue": (started - submitted) * 1000,
-            "generation": (finished - started) * 1000,
-        }
-        return generations, timings
+
+    async def stream(self, requests: Sequence[GenerationRequest]) -> AsyncIterator[RowEvent]:
+        """Yield every row's token deltas as they are decoded, then finish.
+
+        Cancelling the iteration (a client that disconnects) drops the job's rows.
+        """
+        timeout_s = self.settings.request_timeout_s
+        job = self._submit(requests, timeout_s, stream=True)
+        assert job.events is not None
+        assert self._scheduler is not None
+        deadline = time.monotonic() + timeout_s
+        rows_left = job.rows
+        try:
+            while rows_left:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    event = await job.events.get()
+                if event.finish_reason == "cancelled":
+                    job.future.result()  # raises the job's error
+                    break
+                if event.finish_reason is not None:
+                    rows_left -= 1
+                yield event
+        except TimeoutError as exc:
+            self._scheduler.cancel(job, DeadlineExceeded("deadline"))
+            raise DeadlineExceeded(f"generation did not finish within {timeout_s:g} s") from exc
+        finally:
+            if not job.done:
+                self._scheduler.cancel(job)
 
     async def generate_copy(self, brief: CopyBrief) -> CopyResult:
         """Write ``brief.variants`` variants, each checked against the brief's channel."""
@@ -162,7 +207,10 @@ class Engine:
             for work, generation in zip(pending, generations, strict=True):
                 work.absorb(generation)
             for key, value in round_timings.items():
-                timings[key] += value
+                if key == "first_token":
+                    timings.setdefault(key, timings["queue"] + timings["generation"] + value)
+                else:
+                    timings[key] += value
             rounds += 1
             last_round_s = time.perf_counter() - round_started
         timings["total"] = (time.perf_counter() - started) * 1000
@@ -253,3 +301,15 @@ class _BriefWork:
             usage=Usage(self.prompt_tokens, self.completion_tokens),
             timings_ms=dict(timings),
         )
+
+
+def job_timings(job: Job) -> dict[str, float]:
+    admitted = job.admitted_at or job.submitted_at
+    finished = job.finished_at or admitted
+    timings = {
+        "queue": (admitted - job.submitted_at) * 1000,
+        "generation": (finished - admitted) * 1000,
+    }
+    if job.first_token_at is not None:
+        timings["first_token"] = (job.first_token_at - job.submitted_at) * 1000
+    return timings

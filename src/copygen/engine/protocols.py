@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from copygen.domain import Generation, GenerationRequest
+from copygen.domain import GenerationRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,14 +18,47 @@ class RunnerInfo:
     chat_template: bool
 
 
+#: (job id, request index within the job, row index within the request)
+RowKey = tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RowSpec:
+    """One sequence to decode: ``request`` sampled once with ``seed``; ``key`` names it."""
+
+    key: RowKey
+    request: GenerationRequest
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RowEvent:
+    """What one decoding step did to one row. ``text`` is the whole completion once finished."""
+
+    key: RowKey
+    delta: str
+    finish_reason: Literal["stop", "length", "cancelled"] | None
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class Runner(Protocol):
-    """Loads a model and generates. Blocking: the engine calls it from a worker thread."""
+    """Loads a model and decodes rows step by step (continuous batching).
+
+    Blocking: the engine calls it from its one model thread. Between two ``step`` calls rows
+    may join (they are prefilled into the running batch) and leave (finished or dropped).
+    """
 
     model_id: str
+    forward_passes_total: int
 
     def load(self) -> RunnerInfo: ...
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
+    @property
+    def active_rows(self) -> int: ...
+
+    def step(self, join: Sequence[RowSpec], drop: Collection[RowKey]) -> list[RowEvent]: ...
 
 
 class Clock(Protocol):

@@ -11,28 +11,21 @@ import importlib.metadata
 import inspect
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as hf_logging
 
 from copygen.config import EMBEDDED_MODEL_ID
-from copygen.domain import (
-    ChatMessage,
-    Completion,
-    Generation,
-    GenerationRequest,
-    SamplingParams,
-)
-from copygen.engine.protocols import RunnerInfo
+from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo
 from copygen.errors import ModelUnavailable
 
 log = logging.getLogger("copygen.runner")
@@ -145,15 +138,6 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
 # --- the runner -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """One sampled sequence: which prompt it continues and how it samples."""
-
-    prompt: int
-    params: SamplingParams
-    seed: int
-
-
 class _RowSampler:
     """Per-row logits processing and sampling, vectorised over the batch.
 
@@ -162,21 +146,30 @@ class _RowSampler:
     else shares its batch.
     """
 
-    def __init__(self, rows: Sequence[_Row], vocab_size: int, device: torch.device) -> None:
-        params = [row.params for row in rows]
-        self.temperature = torch.tensor([p.temperature for p in params], device=device)
-        self.top_p = torch.tensor([p.top_p for p in params], device=device)
-        self.top_k = torch.tensor([p.top_k or vocab_size for p in params], device=device)
-        self.penalty = torch.tensor([p.repetition_penalty for p in params], device=device)
-        self.generators = [torch.Generator(device=device).manual_seed(r.seed) for r in rows]
+    def __init__(
+        self, rows: Sequence[tuple[SamplingParams, int]], vocab_size: int, device: torch.device
+    ) -> None:
+        self.temperature = torch.tensor([p.temperature for p, _ in rows], device=device)
+        self.top_p = torch.tensor([p.top_p for p, _ in rows], device=device)
+        self.top_k = torch.tensor([p.top_k or vocab_size for p, _ in rows], device=device)
+        self.penalty = torch.tensor([p.repetition_penalty for p, _ in rows], device=device)
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for _, seed in rows]
         self.vocab_size = vocab_size
 
-    def keep(self, indices: torch.Tensor, kept: list[int]) -> None:
-        self.temperature = self.temperature[indices]
-        self.top_p = self.top_p[indices]
-        self.top_k = self.top_k[indices]
-        self.penalty = self.penalty[indices]
+    def keep(self, kept: list[int]) -> None:
+        index = torch.tensor(kept, device=self.temperature.device, dtype=torch.long)
+        self.temperature = self.temperature[index]
+        self.top_p = self.top_p[index]
+        self.top_k = self.top_k[index]
+        self.penalty = self.penalty[index]
         self.generators = [self.generators[i] for i in kept]
+
+    def extend(self, other: _RowSampler) -> None:
+        self.temperature = torch.cat([self.temperature, other.temperature])
+        self.top_p = torch.cat([self.top_p, other.top_p])
+        self.top_k = torch.cat([self.top_k, other.top_k])
+        self.penalty = torch.cat([self.penalty, other.penalty])
+        self.generators += other.generators
 
     def sample(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
         penalty = self.penalty[:, None]
@@ -211,7 +204,6 @@ class TransformersRunner:
         device: str = "auto",
         dtype: str = "auto",
         threads: int | None = None,
-        max_rows: int = 64,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -222,8 +214,8 @@ class TransformersRunner:
         self._tokenizer: Any = None
         self._device = torch.device("cpu")
         self.info: RunnerInfo | None = None
-        self.max_rows = max_rows
         self._cache_kwarg = "past_key_values"
+        self._batch: _DecodeBatch | None = None
         #: Model forward calls so far (prefill and decode steps), for batching statistics.
         self.forward_passes_total = 0
 
@@ -270,127 +262,37 @@ class TransformersRunner:
             return str(rendered)
         return "\n\n".join(m.content for m in messages) + "\n\n"
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Generate every row of every request in shared forward passes.
+    def reset(self) -> None:
+        """Forget the running batch (after a failed step)."""
+        self._batch = None
 
-        Each distinct prompt is prefilled once and its KV cache fanned out to its ``n`` rows;
-        rows keep their own sampling parameters and seed; a row leaves the batch as soon as it
-        stops, so the remaining steps run on fewer rows.
-        """
+    @property
+    def active_rows(self) -> int:
+        return len(self._batch.rows) if self._batch else 0
+
+    def step(self, join: Sequence[RowSpec], drop: Collection[RowKey]) -> list[RowEvent]:
+        """One iteration of continuous batching: drop rows, prefill joining rows into the
+        running batch, then sample one token for every row and run the next forward pass."""
         if self._model is None:
             raise ModelUnavailable("the model is not loaded")
-        prompts = [self.render(request.messages) + request.prefix for request in requests]
-        rows: list[_Row] = []
-        owners: list[int] = []
-        for index, request in enumerate(requests):
-            base = request.sampling.seed
-            for copy in range(request.n):
-                seed = secrets.randbits(63) if base is None else (base + copy) % 2**63
-                rows.append(_Row(index, request.sampling, seed))
-                owners.append(index)
-        prompt_tokens = [0] * len(requests)
-        completions: list[list[Completion]] = [[] for _ in requests]
-        for start in range(0, len(rows), self.max_rows):
-            chunk = rows[start : start + self.max_rows]
-            lengths, results = self._decode(prompts, chunk)
-            for row, (text, count, stopped) in zip(chunk, results, strict=True):
-                prompt_tokens[row.prompt] = lengths[row.prompt]
-                completions[row.prompt].append(
-                    Completion(
-                        requests[row.prompt].prefix + text, count, "stop" if stopped else "length"
-                    )
-                )
-        return [
-            Generation(prompt_tokens=prompt_tokens[i], completions=tuple(completions[i]))
-            for i in range(len(requests))
-        ]
-
-    def _decode(
-        self, prompts: Sequence[str], rows: Sequence[_Row]
-    ) -> tuple[dict[int, int], list[tuple[str, int, bool]]]:
-        tokenizer, model, device = self._tokenizer, self._model, self._device
-        unique = sorted({row.prompt for row in rows})
-        slot = {prompt: i for i, prompt in enumerate(unique)}
-        encoded = tokenizer(
-            [prompts[p] for p in unique],
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=False,
-        ).to(device)
-        lengths = dict(zip(unique, encoded["attention_mask"].sum(dim=1).tolist(), strict=True))
-        fan_out = torch.tensor([slot[row.prompt] for row in rows], device=device)
-        stop_ids = self._stop_ids()
-        budgets = [row.params.max_new_tokens for row in rows]
-        sampler = _RowSampler(rows, model.config.vocab_size, device)
-
+        if self._batch is None:
+            self._batch = _DecodeBatch(self)
         with torch.inference_mode():
-            cache = DynamicCache()
-            attention = encoded["attention_mask"]
-            positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)
-            logits = model(
-                input_ids=encoded["input_ids"],
-                attention_mask=attention,
-                position_ids=positions,
-                **{self._cache_kwarg: cache},
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1, :]
-            self.forward_passes_total += 1
-            # Fan each prompt's cache out to its rows: prefill once per distinct prompt.
-            cache.batch_select_indices(fan_out)
-            logits = logits[fan_out].float()
-            attention = attention[fan_out]
-            positions = positions[fan_out][:, -1:]
-            input_ids = encoded["input_ids"][fan_out]
-            seen = torch.zeros(len(rows), logits.shape[-1], dtype=torch.bool, device=device)
-            seen.scatter_(1, input_ids, attention.bool())
+            if drop:
+                self._batch.remove(drop)
+            if join:
+                self._batch.join(join)
+            return self._batch.advance()
 
-            active = list(range(len(rows)))  # batch position → row index
-            tokens: list[list[int]] = [[] for _ in rows]
-            stopped = [False] * len(rows)
-            while active:
-                chosen = sampler.sample(logits, seen).tolist()
-                still: list[int] = []
-                for position, row in enumerate(active):
-                    token = chosen[position]
-                    tokens[row].append(token)
-                    if token in stop_ids:
-                        stopped[row] = True
-                    elif len(tokens[row]) < budgets[row]:
-                        still.append(position)
-                if not still:
-                    break
-                if len(still) < len(active):
-                    keep = torch.tensor(still, device=device)
-                    cache.batch_select_indices(keep)
-                    sampler.keep(keep, still)
-                    attention, positions, seen = attention[keep], positions[keep], seen[keep]
-                    chosen = [chosen[p] for p in still]
-                    active = [active[p] for p in still]
-                step = torch.tensor(chosen, device=device)[:, None]
-                seen.scatter_(1, step, True)
-                attention = torch.cat([attention, attention.new_ones(len(active), 1)], dim=1)
-                positions = positions + 1
-                logits = (
-                    model(
-                        input_ids=step,
-                        attention_mask=attention,
-                        position_ids=positions,
-                        **{self._cache_kwarg: cache},
-                        use_cache=True,
-                    )
-                    .logits[:, -1, :]
-                    .float()
-                )
-                self.forward_passes_total += 1
+    def _prompt_text(self, request: GenerationRequest) -> str:
+        text = request.prompt if request.prompt is not None else self.render(request.messages)
+        return text + request.prefix
 
-        results = []
-        for row, row_tokens in enumerate(tokens):
-            kept = row_tokens[:-1] if stopped[row] else row_tokens
-            results.append(
-                (tokenizer.decode(kept, skip_special_tokens=True), len(row_tokens), stopped[row])
-            )
-        return lengths, results
+    def _forward(self, cache: Any, **inputs: Any) -> torch.Tensor:
+        self.forward_passes_total += 1
+        output = self._model(**inputs, **{self._cache_kwarg: cache}, use_cache=True)
+        logits: torch.Tensor = output.logits[:, -1, :].float()
+        return logits
 
     def _stop_ids(self) -> set[int]:
         ids = self._model.generation_config.eos_token_id
@@ -398,3 +300,182 @@ class TransformersRunner:
         if self._tokenizer.eos_token_id is not None:
             stop.add(self._tokenizer.eos_token_id)
         return stop
+
+
+# --- the running batch ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _LiveRow:
+    spec: RowSpec
+    prompt_tokens: int
+    prefix: str
+    tokens: list[int] = field(default_factory=list)
+    emitted: int = 0
+
+
+class _DecodeBatch:
+    """The rows being decoded: one KV cache, left-padded, that rows join and leave between
+    steps. Joining prefills only the distinct new prompts and fans their cache out to rows."""
+
+    def __init__(self, runner: TransformersRunner) -> None:
+        self.runner = runner
+        self.stop_ids = runner._stop_ids()
+        self._reset()
+
+    def _reset(self) -> None:
+        device = self.runner._device
+        self.rows: list[_LiveRow] = []
+        self.cache: Any = None
+        self.attention = torch.empty(0, 0, dtype=torch.long, device=device)
+        self.positions = torch.empty(0, 1, dtype=torch.long, device=device)
+        self.seen = torch.empty(0, 0, dtype=torch.bool, device=device)
+        self.logits = torch.empty(0, 0, device=device)
+        self.sampler = _RowSampler([], 1, device)
+
+    def remove(self, keys: Collection[RowKey]) -> None:
+        self._keep([i for i, row in enumerate(self.rows) if row.spec.key not in keys])
+
+    def _keep(self, kept: list[int]) -> None:
+        if len(kept) == len(self.rows):
+            return
+        if not kept:
+            self._reset()
+            return
+        index = torch.tensor(kept, device=self.attention.device)
+        self.rows = [self.rows[i] for i in kept]
+        self.cache.batch_select_indices(index)
+        self.attention = self.attention[index]
+        self.positions = self.positions[index]
+        self.seen = self.seen[index]
+        self.logits = self.logits[index]
+        self.sampler.keep(kept)
+        # Columns that only padded rows which have left can go.
+        used = self.attention.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else 0
+        if first > 0:
+            self.attention = self.attention[:, first:]
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[:, :, first:]
+                layer.values = layer.values[:, :, first:]
+
+    def join(self, specs: Sequence[RowSpec]) -> None:
+        runner = self.runner
+        device = runner._device
+        texts = [runner._prompt_text(spec.request) for spec in specs]
+        unique = list(dict.fromkeys(texts))
+        slot = {text: i for i, text in enumerate(unique)}
+        encoded = runner._tokenizer(
+            unique, return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(device)
+        attention = encoded["attention_mask"]
+        positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = runner._forward(
+            cache,
+            input_ids=encoded["input_ids"],
+            attention_mask=attention,
+            position_ids=positions,
+            logits_to_keep=1,
+        )
+        fan_out = torch.tensor([slot[text] for text in texts], device=device)
+        cache.batch_select_indices(fan_out)
+        attention = attention[fan_out]
+        input_ids = encoded["input_ids"][fan_out]
+        lengths = attention.sum(dim=1).tolist()
+        seen = torch.zeros(len(specs), logits.shape[-1], dtype=torch.bool, device=device)
+        seen.scatter_(1, input_ids, attention.bool())
+        sampler = _RowSampler(
+            [(spec.request.sampling, spec.seed) for spec in specs],
+            runner._model.config.vocab_size,
+            device,
+        )
+        rows = [
+            _LiveRow(spec, int(length), spec.request.prefix)
+            for spec, length in zip(specs, lengths, strict=True)
+        ]
+        if not self.rows:
+            self.rows, self.cache, self.sampler = rows, cache, sampler
+            self.attention, self.seen = attention, seen
+            self.positions = positions[fan_out][:, -1:]
+            self.logits = logits[fan_out]
+            return
+        width = max(self.attention.shape[1], attention.shape[1])
+        for old, new in zip(self.cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat([_pad_left(old.keys, width, 2), _pad_left(new.keys, width, 2)])
+            old.values = torch.cat(
+                [_pad_left(old.values, width, 2), _pad_left(new.values, width, 2)]
+            )
+        self.attention = torch.cat(
+            [_pad_left(self.attention, width, 1), _pad_left(attention, width, 1)]
+        )
+        self.positions = torch.cat([self.positions, positions[fan_out][:, -1:]])
+        self.seen = torch.cat([self.seen, seen])
+        self.logits = torch.cat([self.logits, logits[fan_out]])
+        self.sampler.extend(sampler)
+        self.rows += rows
+
+    def advance(self) -> list[RowEvent]:
+        """Sample one token per row, report it, retire finished rows, run the next step."""
+        if not self.rows:
+            return []
+        tokenizer = self.runner._tokenizer
+        chosen = self.sampler.sample(self.logits, self.seen).tolist()
+        events: list[RowEvent] = []
+        kept: list[int] = []
+        for index, (row, token) in enumerate(zip(self.rows, chosen, strict=True)):
+            row.tokens.append(token)
+            request = row.spec.request
+            finish: Literal["stop", "length"] | None = None
+            body = row.tokens
+            if token in self.stop_ids:
+                finish, body = "stop", row.tokens[:-1]
+            text = row.prefix + tokenizer.decode(body, skip_special_tokens=True)
+            for stop in request.stop:
+                cut = text.find(stop, len(row.prefix))
+                if cut >= 0:
+                    finish, text = "stop", text[:cut]
+            if finish is None and len(row.tokens) >= request.sampling.max_new_tokens:
+                finish = "length"
+            # Hold back a trailing partial character until its bytes are complete.
+            ready = text if finish else text.rstrip("\ufffd")
+            delta = ready[row.emitted :]
+            row.emitted = max(row.emitted, len(ready))
+            events.append(
+                RowEvent(
+                    key=row.spec.key,
+                    delta=delta,
+                    finish_reason=finish,
+                    text=text if finish else "",
+                    prompt_tokens=row.prompt_tokens,
+                    completion_tokens=len(row.tokens),
+                )
+            )
+            if finish is None:
+                kept.append(index)
+        self._keep(kept)
+        if self.rows:
+            step = torch.tensor(
+                [row.tokens[-1] for row in self.rows], device=self.attention.device
+            )[:, None]
+            self.seen.scatter_(1, step, True)
+            self.attention = torch.cat(
+                [self.attention, self.attention.new_ones(len(self.rows), 1)], dim=1
+            )
+            self.positions = self.positions + 1
+            self.logits = self.runner._forward(
+                self.cache,
+                input_ids=step,
+                attention_mask=self.attention,
+                position_ids=self.positions,
+            )
+        return events
+
+
+def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)

@@ -1,0 +1,279 @@
+"""The scheduler: a bounded queue in front of the runner and the loop that drives it.
+
+One asyncio task owns the decoding loop; each iteration asks the BatchPolicy how many queued
+rows join, then runs one ``Runner.step`` on the single model thread. Jobs whose caller gave
+up (deadline, disconnect) are dropped: never started if still queued, their rows removed from
+the running batch at the next step if not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Literal
+
+from copygen.domain import Completion, Generation, GenerationRequest
+from copygen.engine.batcher import BatchPolicy
+from copygen.engine.protocols import RowEvent, RowKey, RowSpec, Runner
+from copygen.errors import DeadlineExceeded, GenerationFailed, QueueFull
+
+log = logging.getLogger("copygen.scheduler")
+
+STOP_TIMEOUT_S = 5.0
+
+
+@dataclass(eq=False)
+class Job:
+    """One submission: several requests, each sampled ``n`` times, finished together."""
+
+    id: int
+    requests: Sequence[GenerationRequest]
+    deadline: float
+    submitted_at: float
+    future: asyncio.Future[list[Generation]]
+    pending: deque[RowSpec] = field(default_factory=deque)
+    live: set[RowKey] = field(default_factory=set)
+    completions: dict[RowKey, Completion] = field(default_factory=dict)
+    prompt_tokens: dict[int, int] = field(default_factory=dict)
+    events: asyncio.Queue[RowEvent] | None = None
+    admitted_at: float | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(request.n for request in self.requests)
+
+    @property
+    def done(self) -> bool:
+        return self.future.done()
+
+    def generations(self) -> list[Generation]:
+        return [
+            Generation(
+                prompt_tokens=self.prompt_tokens.get(index, 0),
+                completions=tuple(
+                    self.completions[(self.id, index, row)] for row in range(request.n)
+                ),
+            )
+            for index, request in enumerate(self.requests)
+        ]
+
+
+@dataclass
+class SchedulerStats:
+    steps: int = 0
+    rows_stepped: int = 0
+    jobs_submitted: int = 0
+    jobs_completed: int = 0
+    jobs_cancelled_queued: int = 0
+    jobs_cancelled_running: int = 0
+    jobs_rejected: int = 0
+    max_batch_rows: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        runner: Runner,
+        policy: BatchPolicy,
+        executor: Executor,
+        *,
+        max_queue: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._runner = runner
+        self.policy = policy
+        self._executor = executor
+        self._max_queue = max_queue
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._waiting: deque[Job] = deque()
+        self._running: dict[int, Job] = {}
+        self._drop: set[RowKey] = set()
+        self._live_rows = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = SchedulerStats()
+
+    # --- public ---------------------------------------------------------------------------
+
+    @property
+    def queued_jobs(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running_rows(self) -> int:
+        return self._live_rows
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="copygen-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(self._task, STOP_TIMEOUT_S)
+        for job in [*self._waiting, *self._running.values()]:
+            self._fail(job, GenerationFailed("the service is shutting down"))
+
+    def submit(
+        self, requests: Sequence[GenerationRequest], timeout_s: float, *, stream: bool = False
+    ) -> Job:
+        """Queue a job; raises QueueFull at once when the queue is at its bound."""
+        if len(self._waiting) >= self._max_queue:
+            self.stats.jobs_rejected += 1
+            raise QueueFull("the generation queue is full; retry shortly")
+        now = self._clock()
+        job = Job(
+            id=next(self._ids),
+            requests=requests,
+            deadline=now + timeout_s,
+            submitted_at=now,
+            future=asyncio.get_running_loop().create_future(),
+            events=asyncio.Queue() if stream else None,
+        )
+        for index, request in enumerate(requests):
+            base = request.sampling.seed
+            for row in range(request.n):
+                seed = secrets.randbits(63) if base is None else (base + row) % 2**63
+                job.pending.append(RowSpec((job.id, index, row), request, seed))
+        self._waiting.append(job)
+        self.stats.jobs_submitted += 1
+        self.policy.stats.observe_arrival(now)
+        self._wake.set()
+        return job
+
+    def cancel(self, job: Job, error: BaseException | None = None) -> None:
+        """The caller gave up: drop the job wherever it is."""
+        if job in self._waiting:
+            self._waiting.remove(job)
+            if job.admitted_at is None:
+                self.stats.jobs_cancelled_queued += 1
+        if job.id in self._running or job.live:
+            self.stats.jobs_cancelled_running += 1
+        self._release(job)
+        self._fail(job, error or asyncio.CancelledError())
+        self._wake.set()
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = self._clock()
+            self._expire(now)
+            queued_rows = sum(len(job.pending) for job in self._waiting)
+            if not queued_rows and not self._live_rows and not self._drop:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            oldest = now - self._waiting[0].submitted_at if self._waiting else 0.0
+            decision = self.policy.decide(queued_rows, oldest, self._live_rows)
+            if decision.admit == 0 and not self._live_rows and not self._drop:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), decision.wait_s)
+                continue
+            join = self._admit(decision.admit, now)
+            drop, self._drop = self._drop, set()
+            started = self._clock()
+            try:
+                events = await loop.run_in_executor(self._executor, self._runner.step, join, drop)
+            except Exception as exc:  # the runner failed: every live job fails with it
+                log.exception("runner step failed")
+                self._abort_running(GenerationFailed(f"generation failed: {type(exc).__name__}"))
+                continue
+            self.policy.stats.observe_step(self._clock() - started)
+            self.stats.steps += 1
+            self.stats.rows_stepped += self._live_rows
+            self.stats.max_batch_rows = max(self.stats.max_batch_rows, self._live_rows)
+            self._dispatch(events)
+
+    def _admit(self, rows: int, now: float) -> list[RowSpec]:
+        join: list[RowSpec] = []
+        while rows > 0 and self._waiting:
+            job = self._waiting[0]
+            while rows > 0 and job.pending:
+                spec = job.pending.popleft()
+                join.append(spec)
+                job.live.add(spec.key)
+                rows -= 1
+            if job.admitted_at is None:
+                job.admitted_at = now
+            self._running[job.id] = job
+            if not job.pending:
+                self._waiting.popleft()
+        self._live_rows += len(join)
+        return join
+
+    def _expire(self, now: float) -> None:
+        for job in [*self._waiting, *self._running.values()]:
+            if now >= job.deadline and not job.done:
+                self.cancel(job, DeadlineExceeded("the request deadline passed"))
+
+    def _release(self, job: Job) -> None:
+        """Hand the job's live rows to the runner for dropping; forget the job."""
+        self._drop |= job.live
+        self._live_rows -= len(job.live)
+        job.live.clear()
+        job.pending.clear()
+        self._running.pop(job.id, None)
+
+    def _dispatch(self, events: Sequence[RowEvent]) -> None:
+        now = self._clock()
+        for event in events:
+            job_id, index, _ = event.key
+            job = self._running.get(job_id)
+            if job is None or job.done:
+                continue
+            if job.first_token_at is None:
+                job.first_token_at = now
+            job.prompt_tokens[index] = event.prompt_tokens
+            if job.events is not None:
+                job.events.put_nowait(event)
+            if event.finish_reason is None:
+                continue
+            reason: Literal["stop", "length"] = (
+                "stop" if event.finish_reason == "stop" else "length"
+            )
+            job.completions[event.key] = Completion(event.text, event.completion_tokens, reason)
+            job.live.discard(event.key)
+            self._live_rows -= 1
+            if not job.live and not job.pending:
+                job.finished_at = now
+                self._running.pop(job.id, None)
+                self.stats.jobs_completed += 1
+                job.future.set_result(job.generations())
+
+    def _abort_running(self, error: Exception) -> None:
+        for job in list(self._running.values()):
+            self._release(job)
+            self._fail(job, error)
+        self._drop.clear()
+        self._live_rows = 0
+        reset = getattr(self._runner, "reset", None)
+        if callable(reset):
+            reset()
+
+    @staticmethod
+    def _fail(job: Job, error: BaseException) -> None:
+        if not job.future.done():
+            if isinstance(error, asyncio.CancelledError):
+                job.future.cancel()
+            else:
+                job.future.set_exception(error)
+            # Nobody may be waiting on it any more; mark the exception retrieved.
+            if not job.future.cancelled():
+                job.future.exception()
+        if job.events is not None:
+            job.events.put_nowait(RowEvent((job.id, -1, -1), "", "cancelled", "", 0, 0))

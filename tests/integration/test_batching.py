@@ -1,0 +1,83 @@
+"""Concurrent requests share forward passes through the engine, on a tiny real model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from copygen.config import Settings
+from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.engine.engine import Engine
+from copygen.engine.runner import TransformersRunner
+from tests.integration.test_runner import WORDS, _build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build_tiny_model(tmp_path_factory.mktemp("tiny-batching"), chat=False)
+
+
+async def _engine(model_dir: Path, **settings: object) -> Engine:
+    config = Settings(warmup=False, **settings)  # type: ignore[arg-type]
+    runner = TransformersRunner(str(model_dir), cache_dir=model_dir, device="cpu", dtype="float32")
+    engine = Engine(config, runner)
+    await engine.start()
+    return engine
+
+
+@pytest.fixture
+async def engine(model_dir: Path) -> AsyncIterator[Engine]:
+    engine = await _engine(model_dir)
+    yield engine
+    await engine.stop()
+
+
+def _prompts(count: int) -> list[GenerationRequest]:
+    return [
+        GenerationRequest(
+            messages=(ChatMessage("user", " ".join(WORDS[i % len(WORDS) :][: 2 + i % 5])),),
+            sampling=SamplingParams(temperature=0.0, max_new_tokens=10),
+        )
+        for i in range(count)
+    ]
+
+
+async def test_concurrent_requests_share_forward_passes(engine: Engine) -> None:
+    requests = _prompts(16)
+    sequential = []
+    before = engine.stats()["forward_passes"]
+    for request in requests:
+        [generation] = await engine.generate([request])
+        sequential.append(generation.completions[0].text)
+    sequential_passes = engine.stats()["forward_passes"] - before
+
+    before = engine.stats()["forward_passes"]
+    results = await asyncio.gather(*(engine.generate([r]) for r in requests))
+    concurrent_passes = engine.stats()["forward_passes"] - before
+
+    assert [g.completions[0].text for [g] in results] == sequential
+    assert concurrent_passes * 4 < sequential_passes
+    assert engine.stats()["max_batch_rows"] >= 8
+
+
+async def test_static_batching_matches_too(model_dir: Path) -> None:
+    engine = await _engine(model_dir, batching="static")
+    try:
+        requests = _prompts(6)
+        expected = [(await engine.generate([r]))[0].completions[0].text for r in requests]
+        results = await asyncio.gather(*(engine.generate([r]) for r in requests))
+        assert [g.completions[0].text for [g] in results] == expected
+    finally:
+        await engine.stop()
+
+
+async def test_streaming_deltas_concatenate_to_the_text(engine: Engine) -> None:
+    request = _prompts(1)[0]
+    [generation] = await engine.generate([request])
+    pieces = [event async for event in engine.stream([request])]
+    assert len(pieces) > 1
+    assert "".join(event.delta for event in pieces) == generation.completions[0].text
+    assert pieces[-1].finish_reason in ("stop", "length")
