@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -33,11 +34,13 @@ class FakeRunner:
         gate: threading.Event | None = None,
         hang: threading.Event | None = None,
         whole: bool = True,
+        step_delay_s: float = 0.0,
     ) -> None:
         self.reply = reply or (lambda request, row: f"Fresh copy number {row + 1}")
         self.gate = gate
         self.hang = hang
         self.whole = whole
+        self.step_delay_s = step_delay_s
         self.rows: dict[RowKey, _FakeRow] = {}
         self.joins: list[list[RowSpec]] = []
         self.batch_sizes: list[int] = []
@@ -72,6 +75,7 @@ class FakeRunner:
             self.joins.append(list(join))
         if self.hang is not None:
             self.hang.wait(timeout=10)
+        time.sleep(self.step_delay_s)
         for key in drop:
             if self.rows.pop(key, None) is not None:
                 self.dropped.append(key)

@@ -51,3 +51,9 @@ class QueueFull(CopygenError):
     """The generation queue is at its bound; the caller should retry later."""
 
     type = "queue_full"
+
+
+class ModelNotFound(CopygenError):
+    """An OpenAI-style request named a model this service does not serve."""
+
+    type = "model_not_found"

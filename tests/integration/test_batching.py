@@ -77,7 +77,7 @@ async def test_static_batching_matches_too(model_dir: Path) -> None:
 async def test_streaming_deltas_concatenate_to_the_text(engine: Engine) -> None:
     request = _prompts(1)[0]
     [generation] = await engine.generate([request])
-    pieces = [event async for event in engine.stream([request])]
+    pieces = [event async for event in engine.open_stream([request]).events()]
     assert len(pieces) > 1
     assert "".join(event.delta for event in pieces) == generation.completions[0].text
     assert pieces[-1].finish_reason in ("stop", "length")

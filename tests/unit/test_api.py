@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator
 
@@ -127,10 +128,36 @@ async def test_unknown_route_and_method_use_the_error_shape(client: httpx.AsyncC
     assert wrong.json()["error"]["type"] == "method_not_allowed"
 
 
-async def test_stream_is_refused_clearly_until_supported(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/copy", json={"product": "x", "stream": True})
-    assert response.status_code == 422
-    assert response.json()["error"]["field"] == "stream"
+def _sse(text: str) -> list[tuple[str | None, str]]:
+    events = []
+    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
+        name, data = None, []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data.append(line.split(":", 1)[1].strip())
+        if data:
+            events.append((name, "\n".join(data)))
+    return events
+
+
+async def test_copy_streams_drafts_then_the_checked_result(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/copy", json={"product": "Solar charger", "variants": 2, "stream": True}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = _sse(response.text)
+    names = [name for name, _ in events]
+    assert names[0] == "draft"
+    assert names[-2:] == ["result", None]
+    assert events[-1][1] == "[DONE]"
+    result = json.loads(events[-2][1])
+    assert result["requested"] == 2
+    drafts = [json.loads(data) for name, data in events if name == "draft"]
+    assert {d["row"] for d in drafts} == {0, 1, 2, 3}
+    assert result["timings_ms"]["first_token"] > 0
 
 
 async def test_discovery_routes_read_the_tables(client: httpx.AsyncClient) -> None:

@@ -62,14 +62,12 @@ async def test_concurrent_jobs_share_steps_under_the_ceiling(executor: ThreadPoo
 
 
 async def test_late_arrivals_join_the_running_batch(executor: ThreadPoolExecutor) -> None:
-    gate = threading.Event()
-    runner = FakeRunner(lambda r, row: " ".join(["w"] * 8), whole=False)
+    runner = FakeRunner(lambda r, row: " ".join(["w"] * 20), whole=False, step_delay_s=0.005)
     scheduler = make(runner, executor)
-    first = scheduler.submit([request(n=1, words=8)], timeout_s=5)
+    first = scheduler.submit([request(n=1, words=20)], timeout_s=5)
     while not runner.batch_sizes:
         await asyncio.sleep(0.001)
-    second = scheduler.submit([request(n=1, words=8)], timeout_s=5)
-    gate.set()
+    second = scheduler.submit([request(n=1, words=20)], timeout_s=5)
     await asyncio.gather(first.future, second.future)
     assert len(runner.joins) == 2  # the second joined while the first was running
     assert 2 in runner.batch_sizes

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from copygen import __version__
 from copygen.api.errors import install_error_handlers
 from copygen.api.middleware import RequestIdMiddleware
-from copygen.api.routes import catalog, copy, health
+from copygen.api.routes import catalog, copy, health, openai
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (copy, catalog, health):
+    for module in (copy, openai, catalog, health):
         app.include_router(module.router)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -16,6 +16,7 @@ from copygen.errors import (
     DeadlineExceeded,
     GenerationFailed,
     InvalidBrief,
+    ModelNotFound,
     ModelUnavailable,
     NotReady,
     QueueFull,
@@ -31,6 +32,7 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     GenerationFailed: (503, 5),
     DeadlineExceeded: (504, None),
     QueueFull: (429, 1),
+    ModelNotFound: (404, None),
 }
 
 HTTP_TYPES = {

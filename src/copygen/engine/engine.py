@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -122,11 +124,20 @@ class Engine:
         return generations
 
     async def _generate_timed(
-        self, requests: Sequence[GenerationRequest], timeout_s: float
+        self,
+        requests: Sequence[GenerationRequest],
+        timeout_s: float,
+        on_event: Callable[[RowEvent], None] | None = None,
     ) -> tuple[list[Generation], dict[str, float]]:
-        job = self._submit(requests, timeout_s)
-        generations = await self._wait(job, timeout_s)
-        return generations, job_timings(job)
+        if on_event is None:
+            job = self._submit(requests, timeout_s)
+            generations = await self._wait(job, timeout_s)
+            return generations, job_timings(job)
+        stream = self.open_stream(requests, timeout_s)
+        async with contextlib.aclosing(stream.events()) as events:
+            async for event in events:
+                on_event(event)
+        return stream.job.generations(), job_timings(stream.job)
 
     async def _wait(self, job: Job, timeout_s: float) -> list[Generation]:
         assert self._scheduler is not None
@@ -142,40 +153,29 @@ class Engine:
             self._scheduler.cancel(job)
             raise
 
-    async def stream(self, requests: Sequence[GenerationRequest]) -> AsyncIterator[RowEvent]:
-        """Yield every row's token deltas as they are decoded, then finish.
-
-        Cancelling the iteration (a client that disconnects) drops the job's rows.
-        """
-        timeout_s = self.settings.request_timeout_s
+    def open_stream(
+        self, requests: Sequence[GenerationRequest], timeout_s: float | None = None
+    ) -> TokenStream:
+        """Submit now (so a full queue or a cold model fail before any byte is sent) and
+        return a stream of every row's token deltas."""
+        timeout_s = timeout_s or self.settings.request_timeout_s
         job = self._submit(requests, timeout_s, stream=True)
-        assert job.events is not None
         assert self._scheduler is not None
-        deadline = time.monotonic() + timeout_s
-        rows_left = job.rows
-        try:
-            while rows_left:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    event = await job.events.get()
-                if event.finish_reason == "cancelled":
-                    job.future.result()  # raises the job's error
-                    break
-                if event.finish_reason is not None:
-                    rows_left -= 1
-                yield event
-        except TimeoutError as exc:
-            self._scheduler.cancel(job, DeadlineExceeded("deadline"))
-            raise DeadlineExceeded(f"generation did not finish within {timeout_s:g} s") from exc
-        finally:
-            if not job.done:
-                self._scheduler.cancel(job)
+        return TokenStream(self._scheduler, job, timeout_s)
 
-    async def generate_copy(self, brief: CopyBrief) -> CopyResult:
-        """Write ``brief.variants`` variants, each checked against the brief's channel."""
-        [result] = await self.generate_copy_many([brief])
+    async def generate_copy(
+        self, brief: CopyBrief, on_event: Callable[[int, RowEvent], None] | None = None
+    ) -> CopyResult:
+        """Write ``brief.variants`` variants, each checked against the brief's channel.
+        ``on_event(round, event)`` sees every draft token as it is decoded."""
+        [result] = await self.generate_copy_many([brief], on_event)
         return result
 
-    async def generate_copy_many(self, briefs: Sequence[CopyBrief]) -> list[CopyResult]:
+    async def generate_copy_many(
+        self,
+        briefs: Sequence[CopyBrief],
+        on_event: Callable[[int, RowEvent], None] | None = None,
+    ) -> list[CopyResult]:
         """Write copy for several briefs at once; every round is one shared runner call.
 
         Round 1 samples about twice as many rows as variants wanted. Later rounds regenerate
@@ -197,8 +197,9 @@ class Engine:
             round_started = time.perf_counter()
             requests = [w.request(rounds) for w in pending]
             try:
+                forward = None if on_event is None else functools.partial(on_event, rounds)
                 generations, round_timings = await self._generate_timed(
-                    requests, budget_s - elapsed
+                    requests, budget_s - elapsed, forward
                 )
             except DeadlineExceeded:
                 if rounds == 0:
@@ -313,3 +314,37 @@ def job_timings(job: Job) -> dict[str, float]:
     if job.first_token_at is not None:
         timings["first_token"] = (job.first_token_at - job.submitted_at) * 1000
     return timings
+
+
+class TokenStream:
+    """Token deltas of one submitted job. Closing it early (a client that went away) drops
+    the job: queued rows never start, running rows leave the batch at the next step."""
+
+    def __init__(self, scheduler: Scheduler, job: Job, timeout_s: float) -> None:
+        self._scheduler = scheduler
+        self.job = job
+        self._deadline = time.monotonic() + timeout_s
+        self._timeout_s = timeout_s
+
+    async def events(self) -> AsyncGenerator[RowEvent, None]:
+        job = self.job
+        assert job.events is not None
+        rows_left = job.rows
+        try:
+            while rows_left:
+                async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
+                    event = await job.events.get()
+                if event.finish_reason == "cancelled":
+                    job.future.result()  # raises the job's error
+                    return
+                if event.finish_reason is not None:
+                    rows_left -= 1
+                yield event
+        except TimeoutError as exc:
+            self._scheduler.cancel(job, DeadlineExceeded("deadline"))
+            raise DeadlineExceeded(
+                f"generation did not finish within {self._timeout_s:g} s"
+            ) from exc
+        finally:
+            if not job.done:
+                self._scheduler.cancel(job)

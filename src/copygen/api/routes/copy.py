@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
 from fastapi import APIRouter
 from pydantic import ValidationError
+from sse_starlette.sse import EventSourceResponse
 
 from copygen.api.deps import EngineDep
 from copygen.api.errors import validation_detail
@@ -16,23 +21,61 @@ from copygen.api.schemas import (
     ErrorBody,
     ErrorDetail,
 )
+from copygen.api.sse import sse_response
 from copygen.domain import CopyBrief
-from copygen.errors import InvalidBrief
+from copygen.engine.engine import Engine
+from copygen.engine.protocols import RowEvent
+from copygen.errors import NotReady
 
 router = APIRouter(tags=["copy"])
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 422, 503, 504)
 }
-STREAM_UNSUPPORTED = "streaming is not available yet; send stream=false"
+STREAM_IN_BATCH = "items of a batch cannot stream; send stream=false or use POST /v1/copy"
 
 
 @router.post("/v1/copy", response_model=CopyResponse, responses=ERRORS)
-async def create_copy(body: CopyRequest, engine: EngineDep) -> CopyResponse:
+async def create_copy(body: CopyRequest, engine: EngineDep) -> CopyResponse | EventSourceResponse:
+    """``stream: true`` answers with Server-Sent Events: ``draft`` events carry every
+    candidate's tokens as they are decoded (round, row, delta), then one ``result`` event
+    carries the checked, ranked response, then ``data: [DONE]``."""
     if body.stream:
-        raise InvalidBrief(STREAM_UNSUPPORTED, field="stream")
+        if not engine.ready:
+            raise NotReady("the model is still loading; retry shortly")
+        return sse_response(_stream_copy(engine, body.to_brief()))
     result = await engine.generate_copy(body.to_brief())
     return CopyResponse.from_result(result)
+
+
+async def _stream_copy(engine: Engine, brief: CopyBrief) -> AsyncIterator[tuple[str | None, Any]]:
+    drafts: asyncio.Queue[tuple[int, RowEvent]] = asyncio.Queue()
+    task = asyncio.create_task(
+        engine.generate_copy(brief, on_event=lambda rnd, event: drafts.put_nowait((rnd, event))),
+        name="copygen-copy-stream",
+    )
+    try:
+        while not (task.done() and drafts.empty()):
+            getter = asyncio.ensure_future(drafts.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                continue
+            round_index, event = getter.result()
+            yield (
+                "draft",
+                {
+                    "round": round_index + 1,
+                    "row": event.key[2],
+                    "delta": event.delta,
+                    "finish_reason": event.finish_reason,
+                },
+            )
+        yield "result", CopyResponse.from_result(task.result()).model_dump()
+        yield None, "[DONE]"
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 @router.post("/v1/copy/batch", response_model=CopyBatchResponse, responses=ERRORS)
@@ -49,7 +92,7 @@ async def create_copy_batch(body: CopyBatchRequest, engine: EngineDep) -> CopyBa
             items.append(_failed(index, "validation_error", message, field))
             continue
         if request.stream:
-            items.append(_failed(index, "invalid_request", STREAM_UNSUPPORTED, "stream"))
+            items.append(_failed(index, "invalid_request", STREAM_IN_BATCH, "stream"))
             continue
         valid.append((index, request.to_brief()))
     if valid:

@@ -1,0 +1,162 @@
+"""OpenAI-compatible routes: chat and text completions (stream and non-stream), models."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from sse_starlette.sse import EventSourceResponse
+
+from copygen.api.deps import EngineDep
+from copygen.api.openai_schemas import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessageOut,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    TextChoice,
+    TextCompletion,
+    Usage,
+    _OpenAIRequest,
+)
+from copygen.api.routes.copy import ERRORS
+from copygen.api.sse import sse_response
+from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams
+from copygen.engine.engine import Engine, TokenStream
+from copygen.errors import ModelNotFound
+
+router = APIRouter(tags=["openai"])
+
+DEFAULT_MAX_TOKENS = 256
+STARTED = int(time.time())
+OPENAI_ERRORS = {**ERRORS, 404: ERRORS[422], 429: ERRORS[422]}
+
+
+def _check_model(engine: Engine, requested: str | None) -> None:
+    served = engine.model_id
+    if requested not in (None, "", served, served.rsplit("/", 1)[-1], "copygen", "default"):
+        raise ModelNotFound("this service serves one model; GET /v1/models names it", field="model")
+
+
+def _request(body: _OpenAIRequest, **what: Any) -> GenerationRequest:
+    return GenerationRequest(
+        sampling=SamplingParams(
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_k=body.top_k,
+            repetition_penalty=body.repetition_penalty,
+            max_new_tokens=body.token_budget(DEFAULT_MAX_TOKENS),
+            seed=body.seed,
+        ),
+        n=body.n,
+        stop=body.stops(),
+        **what,
+    )
+
+
+def _usage(generation: Generation) -> Usage:
+    completion = sum(c.completion_tokens for c in generation.completions)
+    return Usage(
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=completion,
+        total_tokens=generation.prompt_tokens + completion,
+    )
+
+
+@router.get("/v1/models")
+async def list_models(engine: EngineDep) -> ModelList:
+    return ModelList(data=[ModelCard(id=engine.model_id, created=STARTED)])
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=OPENAI_ERRORS)
+async def chat_completions(
+    body: ChatCompletionRequest, engine: EngineDep
+) -> ChatCompletion | EventSourceResponse:
+    _check_model(engine, body.model)
+    messages = tuple(ChatMessage(m.role, m.content) for m in body.messages)
+    request = _request(body, messages=messages)
+    reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.stream:
+        stream = engine.open_stream([request])
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        head = {"id": reply_id, "object": "chat.completion.chunk", "created": created,
+                "model": engine.model_id}  # fmt: skip
+        return sse_response(_chunks(stream, head, body.n, include_usage, chat=True))
+    [generation] = await engine.generate([request])
+    return ChatCompletion(
+        id=reply_id,
+        created=created,
+        model=engine.model_id,
+        choices=[
+            ChatChoice(
+                index=i, message=ChatMessageOut(content=c.text), finish_reason=c.finish_reason
+            )
+            for i, c in enumerate(generation.completions)
+        ],
+        usage=_usage(generation),
+    )
+
+
+@router.post("/v1/completions", response_model=TextCompletion, responses=OPENAI_ERRORS)
+async def completions(
+    body: CompletionRequest, engine: EngineDep
+) -> TextCompletion | EventSourceResponse:
+    _check_model(engine, body.model)
+    request = _request(body, messages=(), prompt=body.prompt)
+    reply_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.stream:
+        stream = engine.open_stream([request])
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        head = {"id": reply_id, "object": "text_completion", "created": created,
+                "model": engine.model_id}  # fmt: skip
+        return sse_response(_chunks(stream, head, body.n, include_usage, chat=False))
+    [generation] = await engine.generate([request])
+    return TextCompletion(
+        id=reply_id,
+        created=created,
+        model=engine.model_id,
+        choices=[
+            TextChoice(index=i, text=c.text, finish_reason=c.finish_reason)
+            for i, c in enumerate(generation.completions)
+        ],
+        usage=_usage(generation),
+    )
+
+
+async def _chunks(
+    stream: TokenStream, head: dict[str, Any], n: int, include_usage: bool, *, chat: bool
+) -> AsyncIterator[tuple[str | None, Any]]:
+    """OpenAI's chunk sequence: (chat only) a role delta per choice, content deltas, a final
+    chunk per choice with its finish_reason, optionally a usage chunk, then [DONE]."""
+
+    def chunk(
+        index: int, text: str | None, finish: str | None, role: bool = False
+    ) -> dict[str, Any]:
+        if chat:
+            delta: dict[str, str] = {"role": "assistant"} if role else {}
+            if text is not None:
+                delta["content"] = text
+            choice: dict[str, Any] = {"index": index, "delta": delta}
+        else:
+            choice = {"index": index, "text": text or ""}
+        choice |= {"finish_reason": finish, "logprobs": None}
+        return {**head, "choices": [choice]}
+
+    if chat:
+        for index in range(n):
+            yield None, chunk(index, "", None, role=True)
+    async for event in stream.events():
+        index = event.key[2]
+        if event.delta:
+            yield None, chunk(index, event.delta, None)
+        if event.finish_reason is not None:
+            yield None, chunk(index, None if chat else "", event.finish_reason)
+    if include_usage:
+        [generation] = stream.job.generations()
+        yield None, {**head, "choices": [], "usage": _usage(generation).model_dump()}
+    yield None, "[DONE]"
