@@ -38,7 +38,7 @@ class Settings(BaseSettings):
 
     max_queue: int = Field(256, ge=1, le=100_000)
     max_batch_size: int = Field(32, ge=1, le=512)
-    max_batch_wait_ms: float = Field(10.0, ge=0, le=10_000)
+    max_batch_wait_ms: float = Field(150.0, ge=0, le=10_000)
     batching: Literal["continuous", "static"] = "continuous"
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)

@@ -205,3 +205,22 @@ def test_device_and_dtype_resolution() -> None:
     cpu = torch.device("cpu")
     assert resolve_dtype("float16", cpu) is torch.float16
     assert resolve_dtype("auto", cpu) in (torch.bfloat16, torch.float32)
+
+
+def test_shared_prefixes_are_prefilled_once_and_change_nothing(tmp_path: Path) -> None:
+    directory = _build_tiny_model(tmp_path, chat=False)
+    fresh = TransformersRunner(str(directory), cache_dir=tmp_path, device="cpu", dtype="float32")
+    fresh.load()
+    base = "the solar phone charge trail go now fast light day night"
+    requests = [_request(base + tail, temperature=0.0) for tail in (" sun", " hike", " a sun")]
+    expected = []
+    for request in requests:  # each decoded by a runner that has seen none of the others
+        alone = TransformersRunner(
+            str(directory), cache_dir=tmp_path, device="cpu", dtype="float32"
+        )
+        alone.load()
+        expected.append(run(alone, [request])[0])
+    assert [run(fresh, [request])[0] for request in requests] == expected
+    store = fresh._prefixes
+    assert store.reused_tokens_total >= 2 * 11  # the 11 shared words came from the store
+    assert run(fresh, requests, join_at={0: 0, 1: 0, 2: 3}) == expected

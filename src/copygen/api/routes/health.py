@@ -42,4 +42,12 @@ async def health(engine: EngineDep) -> dict[str, Any]:
             "chat_template": info.chat_template if info else None,
             "error": engine.startup_error,
         },
+        "engine": engine.stats(),
+        "batching": {
+            "mode": engine.settings.batching,
+            "max_batch_size": engine.settings.max_batch_size,
+            "ceiling": engine.policy.ceiling,
+            "max_batch_wait_ms": engine.settings.max_batch_wait_ms,
+            "idle_wait_window_ms": round(engine.policy.window_s() * 1000, 2),
+        },
     }
