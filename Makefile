@@ -10,7 +10,7 @@ MODEL_CACHE := $(or $(COPYGEN_MODEL_CACHE_DIR),$(HOME)/.cache/copygen/models)
 EMBEDDED_MODEL := $(MODEL_CACHE)/smollm2-135m-instruct-0.1.2/.copygen-complete
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint format eval clean
+.PHONY: setup run test lint format eval bench clean
 
 setup: $(INSTALLED) $(EMBEDDED_MODEL)
 
@@ -41,6 +41,12 @@ lint: $(INSTALLED)
 # Quality evaluation with the embedded model: writes docs/quality.md (a few minutes on a CPU).
 eval: setup
 	$(BIN)/python bench/eval.py
+
+# copygen vs `transformers serve --continuous-batching` on the same model and client:
+# writes docs/benchmarks.md and docs/benchmarks.png (about 10 minutes on 2 cores).
+bench: setup
+	$(PIP) install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/serve_bench.py
 
 format: $(INSTALLED)
 	$(BIN)/ruff format src tests bench

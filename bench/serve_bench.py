@@ -251,6 +251,9 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=4)
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--only", choices=["copygen", "peer"], default=None)
+    parser.add_argument(
+        "--copygen-env", action="append", default=[], help="KEY=VALUE for the copygen server"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -275,7 +278,11 @@ def main() -> None:
         ours = Server(
             "copygen",
             [sys.executable, "-m", "copygen", "serve", "--port", str(port)],
-            {"COPYGEN_LOG_LEVEL": "warning", "COPYGEN_MAX_BATCH_SIZE": "32"},
+            {
+                "COPYGEN_LOG_LEVEL": "warning",
+                "COPYGEN_MAX_BATCH_SIZE": "32",
+                **dict(item.split("=", 1) for item in args.copygen_env),
+            },
             port,
         )
         our_runs = bench_server(ours, "copygen", levels, args.per_client, "/health/ready")
