@@ -281,6 +281,7 @@ def main() -> None:
             {
                 "COPYGEN_LOG_LEVEL": "warning",
                 "COPYGEN_MAX_BATCH_SIZE": "32",
+                "COPYGEN_PREFIX_CACHE": "true",
                 **dict(item.split("=", 1) for item in args.copygen_env),
             },
             port,

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(32, ge=1, le=512)
     max_batch_wait_ms: float = Field(150.0, ge=0, le=10_000)
     batching: Literal["continuous", "static"] = "continuous"
+    prefix_cache: bool = Field(
+        False,
+        description="reuse the KV of prompt prefixes seen recently; faster prefill, but in "
+        "bf16/fp16 a greedy or seeded result may then depend on what ran before",
+    )
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
 

@@ -31,6 +31,7 @@ def build_engine(settings: Settings) -> Engine:
         device=settings.device,
         dtype=settings.dtype,
         threads=settings.torch_threads,
+        prefix_cache=settings.prefix_cache,
     )
     return Engine(settings, runner)
 

@@ -206,6 +206,7 @@ class TransformersRunner:
         device: str = "auto",
         dtype: str = "auto",
         threads: int | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -218,7 +219,7 @@ class TransformersRunner:
         self.info: RunnerInfo | None = None
         self._cache_kwarg = "past_key_values"
         self._batch: _DecodeBatch | None = None
-        self._prefixes = _PrefixStore()
+        self._prefixes = _PrefixStore(budget_tokens=8192 if prefix_cache else 0)
         #: Model forward calls so far (prefill and decode steps), for batching statistics.
         self.forward_passes_total = 0
 
@@ -494,7 +495,8 @@ class _DecodeBatch:
             position_ids=positions,
             logits_to_keep=1,
         )
-        self._remember(token_lists, reuse, cache, input_ids.shape[1])
+        if runner._prefixes.budget_tokens:
+            self._remember(token_lists, reuse, cache, input_ids.shape[1])
         fan_out = torch.tensor([slot[text] for text in texts], device=device)
         cache.batch_select_indices(fan_out)
         attention = attention[fan_out]
