@@ -109,3 +109,11 @@ async def test_not_ready_engine_refuses_work() -> None:
     engine = Engine(Settings(warmup=False), FakeRunner())
     with pytest.raises(NotReady):
         await engine.generate_copy(CopyBrief(product="x"))
+
+
+async def test_first_token_time_is_within_the_total() -> None:
+    engine = await _engine(FakeRunner(whole=False))
+    result = await engine.generate_copy(CopyBrief(product="x", variants=2))
+    timings = result.timings_ms
+    assert 0 <= timings["first_token"] <= timings["total"]
+    assert timings["queue"] + timings["generation"] <= timings["total"] + 1

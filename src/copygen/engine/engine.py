@@ -208,8 +208,8 @@ class Engine:
             for work, generation in zip(pending, generations, strict=True):
                 work.absorb(generation)
             for key, value in round_timings.items():
-                if key == "first_token":
-                    timings.setdefault(key, timings["queue"] + timings["generation"] + value)
+                if key == "first_token":  # since this request started, not this round
+                    timings.setdefault(key, (round_started - started) * 1000 + value)
                 else:
                     timings[key] += value
             rounds += 1
