@@ -17,12 +17,6 @@ class CopygenError(Exception):
         self.field = field
 
 
-class InvalidBrief(CopygenError):
-    """A brief is well-formed but asks for something copygen cannot do."""
-
-    type = "invalid_request"
-
-
 class NotReady(CopygenError):
     """The model is still loading or warming up."""
 

@@ -10,7 +10,6 @@ from copygen.copywriting.postprocess import (
     clean_text,
     deduplicate,
     keywords_missing,
-    postprocess,
     rank,
     select,
     shorten_to_fit,
@@ -153,5 +152,10 @@ def test_rank_puts_variety_before_a_near_copy() -> None:
 
 def test_postprocess_drops_empty_and_over_limit_and_ranks() -> None:
     completions = [("", False), ('"A long headline that will not fit at all"', False)]
-    variants = postprocess([*completions, ("Go Solar", False)], HEADLINE, ["solar"], None)
+    checked = [
+        check_completion(raw, truncated, HEADLINE, ["solar"], None)
+        for raw, truncated in [*completions, ("Go Solar", False)]
+    ]
+    assert checked[0] is None  # nothing left after cleaning
+    variants = select([c for c in checked if c is not None], 10)
     assert [v.text for v in variants] == ["Go Solar"]

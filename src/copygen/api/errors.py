@@ -15,7 +15,6 @@ from copygen.errors import (
     CopygenError,
     DeadlineExceeded,
     GenerationFailed,
-    InvalidBrief,
     ModelNotFound,
     ModelUnavailable,
     NotReady,
@@ -26,7 +25,6 @@ log = logging.getLogger("copygen.api")
 
 #: Domain error → (HTTP status, Retry-After seconds or None).
 STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
-    InvalidBrief: (422, None),
     NotReady: (503, 5),
     ModelUnavailable: (503, 30),
     GenerationFailed: (503, 5),

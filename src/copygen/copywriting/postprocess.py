@@ -1,4 +1,7 @@
-"""Turn raw model completions into copy: clean, measure, check, de-duplicate, rank."""
+"""Turn raw model completions into copy: clean, measure, check, de-duplicate, rank.
+
+The engine calls ``check_completion`` on every completion and ``select`` on what it has.
+"""
 
 from __future__ import annotations
 
@@ -299,20 +302,3 @@ def select(checked: Iterable[Checked], wanted: int) -> list[Variant]:
         rest = deduplicate((c.variant for c in pool if not c.perfect), keep=chosen)
         chosen += rest[: wanted - len(chosen)]
     return rank(chosen)
-
-
-def postprocess(
-    completions: Iterable[tuple[str, bool]],
-    channel: Channel,
-    keywords: Sequence[str],
-    max_chars: int | None,
-    banned: Sequence[str] = (),
-    wanted: int = 10,
-) -> list[Variant]:
-    """Clean, check, de-duplicate, select and rank; ``completions`` are (text, truncated)."""
-    checked = [
-        c
-        for raw, truncated in completions
-        if (c := check_completion(raw, truncated, channel, keywords, max_chars, banned))
-    ]
-    return select(checked, wanted)

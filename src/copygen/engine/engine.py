@@ -207,11 +207,11 @@ class Engine:
                 break
             for work, generation in zip(pending, generations, strict=True):
                 work.absorb(generation)
-            for key, value in round_timings.items():
-                if key == "first_token":  # since this request started, not this round
-                    timings.setdefault(key, (round_started - started) * 1000 + value)
-                else:
-                    timings[key] += value
+            timings["queue"] += round_timings["queue"]
+            timings["generation"] += round_timings["generation"]
+            if "first_token" in round_timings:  # measured from the request's start
+                offset = (round_started - started) * 1000
+                timings.setdefault("first_token", offset + round_timings["first_token"])
             rounds += 1
             last_round_s = time.perf_counter() - round_started
         timings["total"] = (time.perf_counter() - started) * 1000

@@ -60,6 +60,9 @@ class Runner(Protocol):
 
     def step(self, join: Sequence[RowSpec], drop: Collection[RowKey]) -> list[RowEvent]: ...
 
+    def reset(self) -> None:
+        """Forget the running batch (after a step raised)."""
+
 
 class Clock(Protocol):
     def monotonic(self) -> float: ...

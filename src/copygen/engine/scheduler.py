@@ -261,9 +261,7 @@ class Scheduler:
             self._fail(job, error)
         self._drop.clear()
         self._live_rows = 0
-        reset = getattr(self._runner, "reset", None)
-        if callable(reset):
-            reset()
+        self._runner.reset()
 
     @staticmethod
     def _fail(job: Job, error: BaseException) -> None:

@@ -49,19 +49,16 @@ async def create_copy(body: CopyRequest, engine: EngineDep) -> CopyResponse | Ev
 
 
 async def _stream_copy(engine: Engine, brief: CopyBrief) -> AsyncIterator[tuple[str | None, Any]]:
-    drafts: asyncio.Queue[tuple[int, RowEvent]] = asyncio.Queue()
+    drafts: asyncio.Queue[tuple[int, RowEvent] | None] = asyncio.Queue()
     task = asyncio.create_task(
         engine.generate_copy(brief, on_event=lambda rnd, event: drafts.put_nowait((rnd, event))),
         name="copygen-copy-stream",
     )
+    # Every draft is queued before the task finishes, so the end marker comes last.
+    task.add_done_callback(lambda _: drafts.put_nowait(None))
     try:
-        while not (task.done() and drafts.empty()):
-            getter = asyncio.ensure_future(drafts.get())
-            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                continue
-            round_index, event = getter.result()
+        while (item := await drafts.get()) is not None:
+            round_index, event = item
             yield (
                 "draft",
                 {

@@ -82,11 +82,7 @@ async def chat_completions(
     request = _request(body, messages=messages)
     reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        stream = engine.open_stream([request])
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        head = {"id": reply_id, "object": "chat.completion.chunk", "created": created,
-                "model": engine.model_id}  # fmt: skip
-        return sse_response(_chunks(stream, head, body.n, include_usage, chat=True))
+        return _stream(engine, body, request, reply_id, created, chat=True)
     [generation] = await engine.generate([request])
     return ChatCompletion(
         id=reply_id,
@@ -110,11 +106,7 @@ async def completions(
     request = _request(body, messages=(), prompt=body.prompt)
     reply_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        stream = engine.open_stream([request])
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        head = {"id": reply_id, "object": "text_completion", "created": created,
-                "model": engine.model_id}  # fmt: skip
-        return sse_response(_chunks(stream, head, body.n, include_usage, chat=False))
+        return _stream(engine, body, request, reply_id, created, chat=False)
     [generation] = await engine.generate([request])
     return TextCompletion(
         id=reply_id,
@@ -126,6 +118,27 @@ async def completions(
         ],
         usage=_usage(generation),
     )
+
+
+def _stream(
+    engine: Engine,
+    body: _OpenAIRequest,
+    request: GenerationRequest,
+    reply_id: str,
+    created: int,
+    *,
+    chat: bool,
+) -> EventSourceResponse:
+    """Submit now (errors keep their status code), then stream OpenAI chunks."""
+    stream = engine.open_stream([request])
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    head = {
+        "id": reply_id,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": created,
+        "model": engine.model_id,
+    }
+    return sse_response(_chunks(stream, head, body.n, include_usage, chat=chat))
 
 
 async def _chunks(
