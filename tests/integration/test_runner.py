@@ -59,6 +59,9 @@ def _build_tiny_model(directory: Path, *, chat: bool) -> Path:
         pad_token_id=1,
         eos_token_id=2,
         bos_token_id=3,
+        # Large random weights so attention, not just the residual path, decides tokens:
+        # a cache bug then changes the text.
+        initializer_range=0.5,
     )
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -224,3 +227,35 @@ def test_shared_prefixes_are_prefilled_once_and_change_nothing(tmp_path: Path) -
     store = fresh._prefixes
     assert store.reused_tokens_total >= 2 * 11  # the 11 shared words came from the store
     assert run(fresh, requests, join_at={0: 0, 1: 0, 2: 3}) == expected
+
+
+def test_greedy_decoding_matches_transformers_generate(runner: TransformersRunner) -> None:
+    """The own decoding loop (growing KV buffer, joins, fan-out) against the reference."""
+    model, tokenizer = runner._model, runner._tokenizer
+    prompts = ["sun power", "the solar phone charge trail go now fast light day"]
+    requests = [
+        _request(p, temperature=0.0, repetition_penalty=1.0, max_new_tokens=12) for p in prompts
+    ]
+    ours = run(runner, requests, join_at={0: 0, 1: 4})
+    for prompt, [text] in zip(prompts, ours, strict=True):
+        encoded = tokenizer(runner.render([ChatMessage("user", prompt)]), return_tensors="pt")
+        with torch.inference_mode():
+            output = model.generate(
+                **encoded, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        new = output[0, encoded["input_ids"].shape[1] :].tolist()
+        if tokenizer.eos_token_id in new:
+            new = new[: new.index(tokenizer.eos_token_id)]
+        assert text == tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_prefix_reuse_off_stores_nothing(tmp_path: Path) -> None:
+    directory = _build_tiny_model(tmp_path, chat=False)
+    runner = TransformersRunner(
+        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", prefix_cache=False
+    )
+    runner.load()
+    request = _request("the solar phone charge trail go", temperature=0.0)
+    assert run(runner, [request]) == run(runner, [request])
+    assert runner._prefixes.entries == {}
+    assert runner._prefixes.reused_tokens_total == 0

@@ -257,3 +257,28 @@ async def test_batch_items_share_one_runner_call() -> None:
     assert response.json()["succeeded"] == 10
     assert len(runner.calls) == 1
     assert len(runner.calls[0]) == 10
+
+
+async def test_a_full_queue_answers_429_with_retry_after_before_any_model_work() -> None:
+    hang = threading.Event()
+    runner = FakeRunner(hang=hang)
+    app = _app(runner, max_queue=1, max_batch_size=2)  # one brief = 2 rows (oversampled)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await _wait_ready(c)
+        body = {"product": "x", "variants": 1}
+        running = asyncio.create_task(c.post("/v1/copy", json=body))
+        while not runner.joins:
+            await asyncio.sleep(0.001)
+        queued = asyncio.create_task(c.post("/v1/copy", json=body))
+        await asyncio.sleep(0.05)
+        rejected = await c.post("/v1/copy", json=body)
+        assert rejected.status_code == 429
+        assert rejected.headers["retry-after"] == "1"
+        assert rejected.json()["error"]["type"] == "queue_full"
+        hang.set()
+        assert (await running).status_code == 200
+        assert (await queued).status_code == 200
+    assert len(runner.joins) == 2  # the rejected request never reached the runner

@@ -41,3 +41,7 @@ def test_nonsense_fails_fast(monkeypatch: pytest.MonkeyPatch, name: str, value: 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_prefix_reuse_is_opt_in() -> None:
+    assert Settings().prefix_cache is False
