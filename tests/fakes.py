@@ -26,6 +26,7 @@ class FakeRunner:
     """
 
     model_id = "fake/model"
+    revision = "fake-1"
 
     def __init__(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +15,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
+def decode_key(text: str) -> bytes:
+    """A base64 key's bytes (empty when it is not base64)."""
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def default_model_cache_dir() -> Path:
     return Path.home() / ".cache" / "copygen" / "models"
 
@@ -20,7 +30,10 @@ def default_model_cache_dir() -> Path:
 class Settings(BaseSettings):
     """Every knob of the service. Tests construct it directly; the CLI reads the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="COPYGEN_", extra="ignore", frozen=True)
+    # Errors never show the value: it may be a key.
+    model_config = SettingsConfigDict(
+        env_prefix="COPYGEN_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -48,8 +61,21 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
 
-    cache_ttl_s: int = Field(3600, ge=0)
-    cache_l1_size: int = Field(1024, ge=0)
+    cache_ttl_s: int = Field(3600, ge=0, description="0: entries never expire")
+    cache_l1_size: int = Field(1024, ge=0, description="L1 entries; 0 turns L1 off")
+    cache_l1_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    cache_admission: bool = Field(True, description="TinyLFU admission into a full L1")
+    cache_compress_min_bytes: int = Field(1024, ge=0, description="zlib L2 values from this size")
+    cache_encryption_key: SecretStr | None = Field(
+        None, description="base64 AES key (16, 24 or 32 bytes): L2 values encrypted at rest"
+    )
+    cache_warm_entries: int = Field(256, ge=0, description="hottest L2 entries loaded at start")
+    cache_warmup_file: Path | None = Field(
+        None, description="JSON lines of /v1/copy briefs generated into the cache at start"
+    )
+    cache_lock_ttl_s: float = Field(30.0, gt=0, le=600)
+    redis_timeout_s: float = Field(0.25, gt=0, le=5)
+    redis_max_connections: int = Field(32, ge=1, le=1024)
 
     brand_safety_words: str | None = Field(
         None, description="comma list replacing the default brand-safety list; empty: none"
@@ -64,6 +90,13 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("cache_encryption_key")
+    @classmethod
+    def _aes_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(decode_key(value.get_secret_value())) not in (16, 24, 32):
+            raise ValueError("COPYGEN_CACHE_ENCRYPTION_KEY must be base64 of 16, 24 or 32 bytes")
+        return value
 
     @field_validator("model")
     @classmethod

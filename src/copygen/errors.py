@@ -51,3 +51,9 @@ class ModelNotFound(CopygenError):
     """An OpenAI-style request named a model this service does not serve."""
 
     type = "model_not_found"
+
+
+class InvalidRequest(CopygenError):
+    """A request that is well-formed but cannot be served as asked (a 422)."""
+
+    type = "invalid_request"

@@ -268,7 +268,7 @@ async def test_a_full_queue_answers_429_with_retry_after_before_any_model_work()
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
     ):
         await _wait_ready(c)
-        body = {"product": "x", "variants": 1}
+        body = {"product": "x", "variants": 1, "cache": "bypass"}  # no sharing, no hits
         running = asyncio.create_task(c.post("/v1/copy", json=body))
         while not runner.joins:
             await asyncio.sleep(0.001)

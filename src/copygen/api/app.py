@@ -6,15 +6,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from copygen import __version__
 from copygen.api.errors import install_error_handlers
 from copygen.api.middleware import RequestIdMiddleware
-from copygen.api.routes import catalog, copy, health, openai
+from copygen.api.routes import admin, catalog, copy, health, openai
+from copygen.api.schemas import CopyRequest
 from copygen.config import Settings
 from copygen.engine.engine import Engine
+from copygen.errors import CopygenError
 
 log = logging.getLogger("copygen.api")
 
@@ -45,7 +49,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app_engine = engine or build_engine(settings)
         app.state.engine = app_engine
         # Load in the background so liveness answers while the model loads.
-        starting = asyncio.create_task(_start_quietly(app_engine), name="copygen-engine-start")
+        starting = asyncio.create_task(
+            _start_quietly(app_engine, settings.cache_warmup_file), name="copygen-engine-start"
+        )
         try:
             yield
         finally:
@@ -62,13 +68,43 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (copy, openai, catalog, health):
+    for module in (copy, openai, catalog, admin, health):
         app.include_router(module.router)
     app.add_middleware(RequestIdMiddleware)
     return app
 
 
-async def _start_quietly(engine: Engine) -> None:
+async def _start_quietly(engine: Engine, warmup_file: Path | None) -> None:
     # A failed start leaves the engine not-ready with the reason in /health.
-    with contextlib.suppress(Exception):
+    try:
         await engine.start()
+    except Exception:  # noqa: BLE001
+        return
+    if warmup_file is not None:
+        await _prefill(engine, warmup_file)
+
+
+async def _prefill(engine: Engine, path: Path) -> None:
+    """Generate the briefs of a warm-up file (JSON lines, /v1/copy bodies) into the cache.
+    Lines that are not valid briefs are skipped and counted, never shown."""
+    briefs, skipped = [], 0
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        log.warning("cache warm-up file unreadable: %s", type(exc).__name__)
+        return
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            request = CopyRequest.model_validate_json(line)
+        except ValidationError:
+            skipped += 1
+            continue
+        briefs.append(request.to_brief())
+    try:
+        new = await engine.prefill_cache(briefs)
+    except CopygenError as exc:
+        log.warning("cache warm-up stopped: %s", exc.type)
+        return
+    log.info("cache warm-up: %d briefs, %d generated, %d lines skipped", len(briefs), new, skipped)

@@ -15,6 +15,7 @@ from copygen.errors import (
     CopygenError,
     DeadlineExceeded,
     GenerationFailed,
+    InvalidRequest,
     ModelNotFound,
     ModelUnavailable,
     NotReady,
@@ -31,6 +32,7 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     DeadlineExceeded: (504, None),
     QueueFull: (429, 1),
     ModelNotFound: (404, None),
+    InvalidRequest: (422, None),
 }
 
 HTTP_TYPES = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -55,9 +56,15 @@ class CopyRequest(BaseModel):
         return None if value is None else _known(value, FRAMEWORKS, "framework", "/v1/frameworks")
 
     def to_brief(self) -> CopyBrief:
+        """The domain brief, with text in Unicode NFC so that equivalent spellings of the same
+        text make the same prompt (and share a cache entry)."""
         data = self.model_dump(exclude={"stream", "keywords", "banned_words"})
+        for name in ("product", "description", "audience"):
+            data[name] = unicodedata.normalize("NFC", data[name])
         return CopyBrief(
-            **data, keywords=tuple(self.keywords), banned_words=tuple(self.banned_words)
+            **data,
+            keywords=tuple(unicodedata.normalize("NFC", k) for k in self.keywords),
+            banned_words=tuple(unicodedata.normalize("NFC", w) for w in self.banned_words),
         )
 
 

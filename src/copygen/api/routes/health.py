@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from copygen import __version__
 from copygen.api.deps import EngineDep
 from copygen.api.errors import error_response
+from copygen.engine.engine import Engine
 
 router = APIRouter(tags=["health"])
 
@@ -43,6 +44,7 @@ async def health(engine: EngineDep) -> dict[str, Any]:
             "error": engine.startup_error,
         },
         "engine": engine.stats(),
+        "redis": _redis_status(engine),
         "batching": {
             "mode": engine.settings.batching,
             "max_batch_size": engine.settings.max_batch_size,
@@ -51,3 +53,10 @@ async def health(engine: EngineDep) -> dict[str, Any]:
             "idle_wait_window_ms": round(engine.policy.window_s() * 1000, 2),
         },
     }
+
+
+def _redis_status(engine: Engine) -> dict[str, Any]:
+    l2 = engine.cache.l2
+    if l2 is None:
+        return {"configured": False, "up": None, "breaker": None}
+    return {"configured": True, "up": l2.up, "breaker": l2.breaker.state.value}

@@ -1,0 +1,46 @@
+"""Cache administration: figures, and invalidation (everything, or one channel and/or model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from copygen.api.deps import EngineDep
+from copygen.api.schemas import ErrorBody
+from copygen.copywriting.channels import CHANNELS
+from copygen.engine.cachekey import key_pattern, model_tag
+from copygen.errors import InvalidRequest
+
+router = APIRouter(tags=["cache"])
+
+
+class CacheDeleted(BaseModel):
+    deleted: dict[str, int]
+
+
+@router.get("/v1/cache/stats")
+async def cache_stats(engine: EngineDep) -> dict[str, Any]:
+    """Hits per tier, misses, hit rate, sizes, and whether Redis is up."""
+    return await engine.cache.stats()
+
+
+@router.delete("/v1/cache", response_model=CacheDeleted, responses={422: {"model": ErrorBody}})
+async def cache_delete(
+    engine: EngineDep,
+    channel: str | None = Query(None, max_length=64, description="only this channel"),
+    model: str | None = Query(None, max_length=200, description="only this model id"),
+) -> CacheDeleted:
+    """Delete cached copy from both tiers (every replica's L1 ages out within the TTL)."""
+    if channel is not None and channel.lower() not in CHANNELS:
+        raise InvalidRequest("unknown channel; GET /v1/channels lists them", field="channel")
+    channel = channel.lower() if channel else None
+    tag = model_tag(model) if model else None
+
+    def match(key: str) -> bool:
+        parts = key.split(":")
+        return (tag is None or parts[3] == tag) and (channel is None or parts[4] == channel)
+
+    deleted = await engine.cache.delete(key_pattern(model=model, channel=channel), match)
+    return CacheDeleted(deleted=deleted)
