@@ -145,3 +145,26 @@ async def test_cache_routes_report_and_invalidate() -> None:
         assert (await c.post("/v1/copy", json=email)).json()["cached"]
         assert (await c.delete("/v1/cache")).json() == {"deleted": {"l1": 2, "l2": 0}}
         assert (await c.get("/v1/cache/stats")).json()["l1"]["entries"] == 0
+
+
+def test_the_fast_json_response_matches_the_documented_model() -> None:
+    import json
+
+    from copygen.api.schemas import CopyResponse, copy_response
+    from copygen.domain import CopyResult, Usage, Variant
+
+    result = CopyResult(
+        id="copy-1",
+        model="m",
+        channel="sms",
+        variants=[Variant("Sol’s “deal” 🌞", 14, 160, True, ("solar",), 0.75)],
+        requested=3,
+        rounds=2,
+        cached=True,
+        cache_tier="l2",
+        usage=Usage(3, 4),
+        timings_ms={"cache": 0.5, "total": 0.6},
+    )
+    fast = json.loads(copy_response(result).body)
+    assert fast == json.loads(CopyResponse.from_result(result).model_dump_json())
+    assert CopyResponse.model_validate(fast).delivered == 1

@@ -9,6 +9,8 @@ generation parameter, and the service's own copy policy (brand-safety list, roun
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import unicodedata
@@ -33,6 +35,7 @@ class KeyContext:
     policy: str = ""
 
 
+@functools.lru_cache(maxsize=64)
 def model_tag(model: str) -> str:
     """A short stable tag for a model id, so entries can be invalidated per model."""
     return hashlib.sha256(model.encode()).hexdigest()[:12]
@@ -71,22 +74,26 @@ def canonical_brief(brief: CopyBrief) -> dict[str, object]:
     }
 
 
+@functools.lru_cache(maxsize=4096)  # hot briefs come back again and again
 def copy_cache_key(brief: CopyBrief, context: KeyContext) -> str:
     """``copygen:copy:v1:<model tag>:<channel>:<sha256>``. The model tag and channel are in
     clear so entries can be invalidated by model or channel; nothing of the brief is."""
-    payload = {
-        "schema": CACHE_SCHEMA_VERSION,
-        "template": TEMPLATE_VERSION,
-        "tenant": context.tenant,
-        "model": context.model,
-        "revision": context.revision,
-        "policy": context.policy,
-        "brief": canonical_brief(brief),
-    }
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    # Every dict here is built in a fixed order, so the JSON text is canonical as it stands.
+    blob = _context_text(context) + json.dumps(
+        canonical_brief(brief), ensure_ascii=False, separators=(",", ":")
+    )
     digest = hashlib.sha256(blob.encode()).hexdigest()
     tag = model_tag(context.model)
     return f"{KEY_PREFIX}:v{CACHE_SCHEMA_VERSION}:{tag}:{brief.channel}:{digest}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _context_text(context: KeyContext) -> str:
+    return json.dumps(
+        [CACHE_SCHEMA_VERSION, TEMPLATE_VERSION, *dataclasses.astuple(context)],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def key_pattern(*, model: str | None = None, channel: str | None = None) -> str:

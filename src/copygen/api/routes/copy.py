@@ -6,9 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import ValidationError
-from sse_starlette.sse import EventSourceResponse
 
 from copygen.api.deps import EngineDep
 from copygen.api.errors import validation_detail
@@ -20,6 +19,7 @@ from copygen.api.schemas import (
     CopyResponse,
     ErrorBody,
     ErrorDetail,
+    copy_response,
 )
 from copygen.api.sse import sse_response
 from copygen.domain import CopyBrief
@@ -36,7 +36,7 @@ STREAM_IN_BATCH = "items of a batch cannot stream; send stream=false or use POST
 
 
 @router.post("/v1/copy", response_model=CopyResponse, responses=ERRORS)
-async def create_copy(body: CopyRequest, engine: EngineDep) -> CopyResponse | EventSourceResponse:
+async def create_copy(body: CopyRequest, engine: EngineDep) -> Response:
     """``stream: true`` answers with Server-Sent Events: ``draft`` events carry every
     candidate's tokens as they are decoded (round, row, delta), then one ``result`` event
     carries the checked, ranked response, then ``data: [DONE]``."""
@@ -45,7 +45,7 @@ async def create_copy(body: CopyRequest, engine: EngineDep) -> CopyResponse | Ev
             raise NotReady("the model is still loading; retry shortly")
         return sse_response(_stream_copy(engine, body.to_brief()))
     result = await engine.generate_copy(body.to_brief())
-    return CopyResponse.from_result(result)
+    return copy_response(result)
 
 
 async def _stream_copy(engine: Engine, brief: CopyBrief) -> AsyncIterator[tuple[str | None, Any]]:
