@@ -10,7 +10,7 @@ MODEL_CACHE := $(or $(COPYGEN_MODEL_CACHE_DIR),$(HOME)/.cache/copygen/models)
 EMBEDDED_MODEL := $(MODEL_CACHE)/smollm2-135m-instruct-0.1.2/.copygen-complete
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint format eval bench clean
+.PHONY: setup services run test lint format eval bench clean
 
 setup: $(INSTALLED) $(EMBEDDED_MODEL)
 
@@ -30,8 +30,15 @@ $(EMBEDDED_MODEL): $(INSTALLED)
 run: setup
 	$(BIN)/copygen serve
 
-test: setup
+test: setup services
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The tests start their own redis-server processes; install it when missing and allowed.
+services:
+	@command -v redis-server >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+		else echo "redis-server is needed: sudo apt-get install -y redis-server" >&2; exit 1; fi; }
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench
@@ -44,8 +51,10 @@ eval: setup
 
 # copygen vs `transformers serve --continuous-batching` on the same model and client:
 # writes docs/benchmarks.md and docs/benchmarks.png (about 10 minutes on 2 cores).
-bench: setup
+bench: setup services
 	$(PIP) install --quiet -e '.[dev,bench]'
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
+	$(BIN)/python bench/cache_bench.py
 	$(BIN)/python bench/serve_bench.py
 
 format: $(INSTALLED)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from copygen import __version__
 from copygen.api.errors import install_error_handlers
+from copygen.api.fastpath import CopyHitFastPath
 from copygen.api.middleware import RequestIdMiddleware
 from copygen.api.routes import admin, catalog, copy, health, openai
 from copygen.api.schemas import CopyRequest
@@ -70,6 +71,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     install_error_handlers(app)
     for module in (copy, openai, catalog, admin, health):
         app.include_router(module.router)
+    # Innermost first: the fast path runs after every other middleware.
+    app.add_middleware(
+        CopyHitFastPath,
+        engine=lambda: getattr(app.state, "engine", None),
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.add_middleware(RequestIdMiddleware)
     return app
 

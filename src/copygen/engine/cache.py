@@ -194,6 +194,15 @@ class L1Cache:
         entry = self._cache.get(key)
         return None if entry is None else entry.result
 
+    def peek(self, key: str) -> CopyResult | None:
+        """Like ``get``, but a miss leaves no trace in the popularity sketch."""
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if self.sketch is not None:
+            self.sketch.increment(key)
+        return entry.result
+
     def set(self, key: str, result: CopyResult, size: int) -> bool:
         """Store unless admission says no; True when stored."""
         if not self.max_entries:
@@ -541,6 +550,14 @@ class TieredCache:
         self.counters.misses += 1
         return None
 
+    def peek_l1(self, key: str) -> CopyResult | None:
+        """An L1 hit, counted as one; a miss is not counted (the caller will look again)."""
+        result = self.l1.peek(key)
+        if result is not None:
+            self.counters.hits_l1 += 1
+            self._hot[key] += 1
+        return result
+
     async def set(self, key: str, result: CopyResult) -> None:
         blob = self.codec.encode(key, result)
         self.l1.set(key, result, len(blob))
@@ -584,11 +601,14 @@ class TieredCache:
         deadline = time.monotonic() + min(timeout_s, self.lock_ttl_s)
         while time.monotonic() < deadline:
             await asyncio.sleep(self.peer_poll_s)
+            # Lock first, value second: a peer stores its value before it unlocks, so a value
+            # read after the lock is seen gone is never missed.
+            held = await self.l2.lock_held(key)
             blob = await self.l2.get(key)
             if blob is not None and (result := self.codec.decode(key, blob)) is not None:
                 self.l1.set(key, result, len(blob))
                 return result
-            if not await self.l2.lock_held(key):
+            if not held:
                 return None
         return None
 

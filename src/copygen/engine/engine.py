@@ -201,6 +201,12 @@ class Engine:
         [result] = await self.generate_copy_many([brief], on_event)
         return result
 
+    def copy_from_l1(self, brief: CopyBrief, tenant: str) -> CopyResult | None:
+        """This brief's copy when L1 holds it, without waiting on anything (the fast path)."""
+        started = time.perf_counter()
+        result = self.cache.peek_l1(copy_cache_key(brief, self.key_context(tenant)))
+        return None if result is None else _served(result, started, cached=True, tier="l1")
+
     def key_context(self, tenant: str) -> KeyContext:
         return KeyContext(tenant, self.model_id, self._runner.revision, self._policy)
 

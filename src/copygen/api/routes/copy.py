@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from copygen.api.deps import EngineDep
 from copygen.api.errors import validation_detail
+from copygen.api.fastpath import STATE_KEY
 from copygen.api.schemas import (
     CopyBatchItem,
     CopyBatchRequest,
@@ -36,7 +37,7 @@ STREAM_IN_BATCH = "items of a batch cannot stream; send stream=false or use POST
 
 
 @router.post("/v1/copy", response_model=CopyResponse, responses=ERRORS)
-async def create_copy(body: CopyRequest, engine: EngineDep) -> Response:
+async def create_copy(body: CopyRequest, engine: EngineDep, request: Request) -> Response:
     """``stream: true`` answers with Server-Sent Events: ``draft`` events carry every
     candidate's tokens as they are decoded (round, row, delta), then one ``result`` event
     carries the checked, ranked response, then ``data: [DONE]``."""
@@ -44,7 +45,9 @@ async def create_copy(body: CopyRequest, engine: EngineDep) -> Response:
         if not engine.ready:
             raise NotReady("the model is still loading; retry shortly")
         return sse_response(_stream_copy(engine, body.to_brief()))
-    result = await engine.generate_copy(body.to_brief())
+    brief = body.to_brief()
+    result = await engine.generate_copy(brief)
+    setattr(request.state, STATE_KEY, brief)  # the fast path may answer these bytes next time
     return copy_response(result)
 
 
