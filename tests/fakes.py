@@ -48,6 +48,9 @@ class FakeRunner:
         self.dropped: list[RowKey] = []
         self.forward_passes_total = 0
 
+    def device_stats(self) -> dict[str, float]:
+        return {}
+
     @property
     def calls(self) -> list[list[GenerationRequest]]:
         """The distinct requests that joined at each step that had joiners."""

@@ -5,22 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from copygen.config import Settings
 
+if TYPE_CHECKING:
+    from copygen.observability.logging import LogFormat
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+
+def _configure_logging(level: str, fmt: LogFormat = "console") -> None:
+    from copygen.observability.logging import configure_logging
+
+    configure_logging(level, fmt)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -38,13 +38,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from copygen.api.app import create_app
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         server_header=False,
+        access_log=False,  # the request log line replaces it
+        log_config=None,  # keep the structured logging configured above
         timeout_graceful_shutdown=int(settings.shutdown_drain_s),
     )
     return 0

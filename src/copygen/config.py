@@ -84,6 +84,9 @@ class Settings(BaseSettings):
 
     shutdown_drain_s: float = Field(20.0, ge=0, le=600)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
     cors_origins: str = ""
 
     @field_validator("log_level", mode="before")

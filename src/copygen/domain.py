@@ -117,3 +117,5 @@ class CopyResult:
     cache_tier: Literal["l1", "l2"] | None = None
     usage: Usage = field(default_factory=Usage)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: The runner jobs (one per round) that produced it, for logs; empty when served.
+    jobs: tuple[int, ...] = ()

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
 from pydantic import ValidationError
 
 from copygen import __version__
@@ -16,10 +18,13 @@ from copygen.api.errors import install_error_handlers
 from copygen.api.fastpath import CopyHitFastPath
 from copygen.api.middleware import RequestIdMiddleware
 from copygen.api.routes import admin, catalog, copy, health, openai
+from copygen.api.routes import metrics as metrics_route
 from copygen.api.schemas import CopyRequest
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 from copygen.errors import CopygenError
+from copygen.observability.logging import RequestLogMiddleware
+from copygen.observability.metrics import LATENCY_BUCKETS, Metrics
 
 log = logging.getLogger("copygen.api")
 
@@ -45,9 +50,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """Build the app. ``engine`` lets tests inject one built on a fake runner."""
     settings = settings or Settings()
 
+    metrics = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app_engine = engine or build_engine(settings)
+        app_engine.metrics = metrics
         app.state.engine = app_engine
         # Load in the background so liveness answers while the model loads.
         starting = asyncio.create_task(
@@ -68,8 +76,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
+    metrics.info.labels(__version__, settings.model).set(1)
+    metrics.watch(lambda: getattr(app.state, "engine", None))
     install_error_handlers(app)
-    for module in (copy, openai, catalog, admin, health):
+    for module in (copy, openai, catalog, admin, health, metrics_route):
         app.include_router(module.router)
     # Innermost first: the fast path runs after every other middleware.
     app.add_middleware(
@@ -77,8 +88,30 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         engine=lambda: getattr(app.state, "engine", None),
         max_body_bytes=settings.max_body_bytes,
     )
+    _instrument(app, metrics)
+    app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _instrument(app: FastAPI, metrics: Metrics) -> None:
+    """HTTP metrics by route template and status class (copygen_http_*)."""
+    instrumentator = Instrumentator(
+        should_group_status_codes=True,
+        should_ignore_untemplated=True,
+        excluded_handlers=["/metrics"],
+        registry=metrics.registry,
+    )
+    instrumentator.add(
+        http_metrics.requests(metric_namespace="copygen", registry=metrics.registry),
+        http_metrics.latency(
+            metric_namespace="copygen",
+            should_include_status=True,
+            buckets=LATENCY_BUCKETS,
+            registry=metrics.registry,
+        ),
+    )
+    instrumentator.instrument(app)
 
 
 async def _start_quietly(engine: Engine, warmup_file: Path | None) -> None:

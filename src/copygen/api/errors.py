@@ -65,9 +65,12 @@ def _status_for(exc: CopygenError) -> tuple[int, int | None]:
     return 500, None
 
 
-async def _copygen_error(_: Request, exc: Exception) -> JSONResponse:
+async def _copygen_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CopygenError)
     status, retry_after = _status_for(exc)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.rejected(exc.type)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return error_response(status, exc.type, exc.message, exc.field, headers)
 

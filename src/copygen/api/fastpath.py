@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from copygen.api.schemas import copy_response
 from copygen.domain import CachePolicy, CopyBrief
 from copygen.engine.engine import ANONYMOUS, Engine
+from copygen.observability.logging import LOG_FIELDS, copy_log_fields
 
 PATH = "/v1/copy"
 #: Where the /v1/copy route leaves the brief it validated, for the fast path to remember.
@@ -64,6 +65,8 @@ class CopyHitFastPath:
             if response is not None:
                 self._briefs.move_to_end(memo_key)
                 self.served_total += 1
+                state[LOG_FIELDS] = copy_log_fields(response)
+                state["route_hint"] = PATH
                 await copy_response(response)(scope, receive, send)
                 return
         await self.app(scope, _replay(messages, receive), send)

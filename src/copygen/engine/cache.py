@@ -50,7 +50,9 @@ class Codec:
         self._aead = AESGCM(key) if key else None
 
     def encode(self, cache_key: str, result: CopyResult) -> bytes:
-        envelope = {"v": CACHE_SCHEMA_VERSION, "result": dataclasses.asdict(result)}
+        stored = dataclasses.asdict(result)
+        del stored["jobs"]  # which runner jobs made it matters only to the request that ran them
+        envelope = {"v": CACHE_SCHEMA_VERSION, "result": stored}
         raw = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
         if len(raw) >= self.compress_min_bytes:
             inner = _ZLIB + zlib.compress(raw, 6)

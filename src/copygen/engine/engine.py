@@ -29,9 +29,10 @@ from copygen.domain import (
     Usage,
 )
 from copygen.engine.batcher import BatchPolicy
+from copygen.engine.breaker import CircuitBreaker
 from copygen.engine.cache import LeaderGone, Tier, TieredCache, build_cache
 from copygen.engine.cachekey import KeyContext, copy_cache_key
-from copygen.engine.protocols import RowEvent, Runner, RunnerInfo
+from copygen.engine.protocols import MetricsSink, NullMetrics, RowEvent, Runner, RunnerInfo
 from copygen.engine.scheduler import Job, Scheduler
 from copygen.errors import DeadlineExceeded, NotReady
 
@@ -66,6 +67,8 @@ class Engine:
             continuous=settings.batching == "continuous",
         )
         self._scheduler: Scheduler | None = None
+        #: Set before start() to receive step and job observations (the app sets Prometheus).
+        self.metrics: MetricsSink = NullMetrics()
         self._ready = asyncio.Event()
         self.info: RunnerInfo | None = None
         self.startup_error: str | None = None
@@ -88,7 +91,11 @@ class Engine:
             loop = asyncio.get_running_loop()
             self.info = await loop.run_in_executor(self._executor, self._runner.load)
             self._scheduler = Scheduler(
-                self._runner, self.policy, self._executor, max_queue=self.settings.max_queue
+                self._runner,
+                self.policy,
+                self._executor,
+                max_queue=self.settings.max_queue,
+                metrics=self.metrics,
             )
             self._scheduler.start()
             if self.settings.warmup:
@@ -121,6 +128,13 @@ class Engine:
             new += sum(1 for result in results if not result.cached)
         return new
 
+    def breakers(self) -> list[CircuitBreaker]:
+        l2 = self.cache.l2
+        return [l2.breaker] if l2 is not None else []
+
+    def device_stats(self) -> dict[str, float]:
+        return self._runner.device_stats() if self.info is not None else {}
+
     def stats(self) -> dict[str, float | int]:
         """Queue and batching figures for /health and the benchmark."""
         scheduler = self._scheduler
@@ -150,7 +164,7 @@ class Engine:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Run raw generation requests within the request deadline."""
-        generations, _ = await self._generate_timed(requests, self.settings.request_timeout_s)
+        generations, _, _ = await self._generate_timed(requests, self.settings.request_timeout_s)
         return generations
 
     async def _generate_timed(
@@ -158,16 +172,16 @@ class Engine:
         requests: Sequence[GenerationRequest],
         timeout_s: float,
         on_event: Callable[[RowEvent], None] | None = None,
-    ) -> tuple[list[Generation], dict[str, float]]:
+    ) -> tuple[list[Generation], dict[str, float], int]:
         if on_event is None:
             job = self._submit(requests, timeout_s)
             generations = await self._wait(job, timeout_s)
-            return generations, job_timings(job)
+            return generations, job_timings(job), job.id
         stream = self.open_stream(requests, timeout_s)
         async with contextlib.aclosing(stream.events()) as events:
             async for event in events:
                 on_event(event)
-        return stream.job.generations(), job_timings(stream.job)
+        return stream.job.generations(), job_timings(stream.job), stream.job.id
 
     async def _wait(self, job: Job, timeout_s: float) -> list[Generation]:
         assert self._scheduler is not None
@@ -317,6 +331,7 @@ class Engine:
         timings = {"queue": 0.0, "generation": 0.0}
         rounds = 0
         last_round_s = 0.0
+        jobs: list[int] = []
         while rounds < self.settings.max_rounds:
             pending = [w for w in works if w.needed() > 0]
             elapsed = time.perf_counter() - started
@@ -326,9 +341,10 @@ class Engine:
             requests = [w.request(rounds) for w in pending]
             try:
                 forward = None if on_event is None else functools.partial(on_event, rounds)
-                generations, round_timings = await self._generate_timed(
+                generations, round_timings, job_id = await self._generate_timed(
                     requests, budget_s - elapsed, forward
                 )
+                jobs.append(job_id)
             except DeadlineExceeded:
                 if rounds == 0:
                     raise
@@ -344,7 +360,7 @@ class Engine:
             last_round_s = time.perf_counter() - round_started
         timings["total"] = (time.perf_counter() - started) * 1000
         timings = {key: round(value, 2) for key, value in timings.items()}
-        return [work.result(self.model_id, rounds, timings) for work in works]
+        return [work.result(self.model_id, rounds, timings, tuple(jobs)) for work in works]
 
 
 def _served(
@@ -442,7 +458,9 @@ class _BriefWork:
             if checked is not None:
                 self.checked.append(checked)
 
-    def result(self, model_id: str, rounds: int, timings: dict[str, float]) -> CopyResult:
+    def result(
+        self, model_id: str, rounds: int, timings: dict[str, float], jobs: tuple[int, ...]
+    ) -> CopyResult:
         return CopyResult(
             id=f"copy-{uuid.uuid4().hex}",
             model=model_id,
@@ -452,6 +470,7 @@ class _BriefWork:
             rounds=rounds,
             usage=Usage(self.prompt_tokens, self.completion_tokens),
             timings_ms=dict(timings),
+            jobs=jobs,
         )
 
 

@@ -67,6 +67,40 @@ class Runner(Protocol):
     def reset(self) -> None:
         """Forget the running batch (after a step raised)."""
 
+    def device_stats(self) -> dict[str, float]:
+        """Accelerator figures for metrics and /health (empty on CPU)."""
+
 
 class Clock(Protocol):
     def monotonic(self) -> float: ...
+
+
+class MetricsSink(Protocol):
+    """Where the engine reports what it observes; observability/metrics.py implements it with
+    Prometheus. The engine never imports a metrics library."""
+
+    def step(self, rows: int, seconds: float) -> None:
+        """One decoding step over ``rows`` rows took ``seconds`` (one token per row)."""
+
+    def job_done(
+        self,
+        queue_s: float,
+        first_token_s: float | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        """A runner job finished: its queue wait, time to first token and token counts."""
+
+
+class NullMetrics:
+    def step(self, rows: int, seconds: float) -> None:
+        pass
+
+    def job_done(
+        self,
+        queue_s: float,
+        first_token_s: float | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        pass

@@ -7,6 +7,7 @@ the engine runs them in a worker thread, one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import inspect
@@ -275,6 +276,19 @@ class TransformersRunner:
         )
         log.info("model loaded: %s", self.info)
         return self.info
+
+    def device_stats(self) -> dict[str, float]:
+        if self._device.type != "cuda":
+            return {}
+        index = self._device.index or 0
+        stats = {
+            "cuda_memory_allocated_bytes": float(torch.cuda.memory_allocated(index)),
+            "cuda_memory_reserved_bytes": float(torch.cuda.memory_reserved(index)),
+            "cuda_memory_total_bytes": float(torch.cuda.get_device_properties(index).total_memory),
+        }
+        with contextlib.suppress(Exception):  # needs NVML (pynvml); absent on many images
+            stats["cuda_utilization_ratio"] = torch.cuda.utilization(index) / 100
+        return stats
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
         """The chat template when the tokenizer has one, else a plain completion prompt."""

@@ -22,7 +22,14 @@ from typing import Literal
 
 from copygen.domain import Completion, Generation, GenerationRequest
 from copygen.engine.batcher import BatchPolicy
-from copygen.engine.protocols import RowEvent, RowKey, RowSpec, Runner
+from copygen.engine.protocols import (
+    MetricsSink,
+    NullMetrics,
+    RowEvent,
+    RowKey,
+    RowSpec,
+    Runner,
+)
 from copygen.errors import DeadlineExceeded, GenerationFailed, QueueFull
 
 log = logging.getLogger("copygen.scheduler")
@@ -89,8 +96,10 @@ class Scheduler:
         *,
         max_queue: int,
         clock: Callable[[], float] = time.monotonic,
+        metrics: MetricsSink | None = None,
     ) -> None:
         self._runner = runner
+        self._metrics = metrics or NullMetrics()
         self.policy = policy
         self._executor = executor
         self._max_queue = max_queue
@@ -193,7 +202,9 @@ class Scheduler:
                 log.exception("runner step failed")
                 self._abort_running(GenerationFailed(f"generation failed: {type(exc).__name__}"))
                 continue
-            self.policy.stats.observe_step(self._clock() - started)
+            step_s = self._clock() - started
+            self.policy.stats.observe_step(step_s)
+            self._metrics.step(self._live_rows, step_s)  # rows finishing now still count
             self.stats.steps += 1
             self.stats.rows_stepped += self._live_rows
             self.stats.max_batch_rows = max(self.stats.max_batch_rows, self._live_rows)
@@ -253,7 +264,19 @@ class Scheduler:
                 job.finished_at = now
                 self._running.pop(job.id, None)
                 self.stats.jobs_completed += 1
-                job.future.set_result(job.generations())
+                generations = job.generations()
+                job.future.set_result(generations)
+                self._report(job, generations)
+
+    def _report(self, job: Job, generations: Sequence[Generation]) -> None:
+        admitted = job.admitted_at or job.submitted_at
+        first = job.first_token_at
+        self._metrics.job_done(
+            admitted - job.submitted_at,
+            None if first is None else first - job.submitted_at,
+            sum(g.prompt_tokens for g in generations),
+            sum(c.completion_tokens for g in generations for c in g.completions),
+        )
 
     def _abort_running(self, error: Exception) -> None:
         for job in list(self._running.values()):

@@ -27,6 +27,7 @@ from copygen.domain import CopyBrief
 from copygen.engine.engine import Engine
 from copygen.engine.protocols import RowEvent
 from copygen.errors import NotReady
+from copygen.observability.logging import LOG_FIELDS, copy_log_fields
 
 router = APIRouter(tags=["copy"])
 
@@ -48,6 +49,7 @@ async def create_copy(body: CopyRequest, engine: EngineDep, request: Request) ->
     brief = body.to_brief()
     result = await engine.generate_copy(brief)
     setattr(request.state, STATE_KEY, brief)  # the fast path may answer these bytes next time
+    setattr(request.state, LOG_FIELDS, copy_log_fields(result))
     return copy_response(result)
 
 

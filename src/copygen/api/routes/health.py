@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psutil
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -13,6 +14,7 @@ from copygen.api.errors import error_response
 from copygen.engine.engine import Engine
 
 router = APIRouter(tags=["health"])
+_PROCESS = psutil.Process()
 
 
 @router.get("/health/live")
@@ -45,6 +47,7 @@ async def health(engine: EngineDep) -> dict[str, Any]:
         },
         "engine": engine.stats(),
         "redis": _redis_status(engine),
+        "memory": {"rss_bytes": _PROCESS.memory_info().rss, **engine.device_stats()},
         "batching": {
             "mode": engine.settings.batching,
             "max_batch_size": engine.settings.max_batch_size,

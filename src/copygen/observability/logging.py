@@ -1,0 +1,116 @@
+"""Structured logs: JSON lines on stdout (one per request, plus engine events), or a readable
+console format on a terminal. Never prompts, outputs or keys: request lines carry ids, routes,
+statuses, timings and counts only, and engine events carry no request content."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any, Literal
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from copygen.domain import CopyResult
+
+LogFormat = Literal["auto", "json", "console"]
+
+#: Where routes leave per-request figures for the request log line (in scope["state"]).
+LOG_FIELDS = "log_fields"
+
+access = structlog.get_logger("copygen.access")
+
+
+def configure_logging(level: str, fmt: LogFormat = "auto") -> None:
+    """Route stdlib logging (uvicorn, copygen, libraries) and structlog through one handler."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+    # Our request line replaces uvicorn's access log (which would also log query strings).
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def copy_log_fields(result: CopyResult) -> dict[str, Any]:
+    """What a /v1/copy request line says about its result: figures, never text."""
+    return {
+        "cached": result.cached,
+        "cache_tier": result.cache_tier,
+        "variants": len(result.variants),
+        "rounds": result.rounds,
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+        "jobs": list(result.jobs),
+    }
+
+
+class RequestLogMiddleware:
+    """One log line per HTTP request: id, method, route template, status, latency and
+    whatever figures the route left in ``scope["state"][LOG_FIELDS]`` (cache tier, tokens,
+    job ids). Binds the request id for every log line written while the request runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        request_id = state.get("request_id")
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                route = scope.get("route")
+                fields = state.get(LOG_FIELDS) or {}
+                access.info(
+                    "request",
+                    method=scope["method"],
+                    route=getattr(route, "path", None) or state.get("route_hint"),
+                    status=status,
+                    latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                    **fields,
+                )

@@ -1,0 +1,211 @@
+"""Prometheus metrics. Engine observations arrive through the MetricsSink methods; figures the
+engine already keeps (queue depth, cache counters, breaker states) are read at scrape time by
+a collector, so the hot path pays nothing for them.
+
+Every name has the ``copygen_`` prefix and base units. Labels are bounded: route templates,
+outcomes, tiers, reasons, breaker names. Never keys, tenants or prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from copygen.engine.breaker import STATE_VALUE
+
+if TYPE_CHECKING:
+    from copygen.engine.engine import Engine
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+STEP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
+
+#: Error type → rejection reason (the label of copygen_rejections_total).
+REJECTION_REASONS = {
+    "queue_full": "queue_full",
+    "rate_limited": "rate_limit",
+    "deadline_exceeded": "deadline",
+    "circuit_open": "circuit_open",
+    "memory_pressure": "memory",
+    "not_ready": "not_ready",
+    "draining": "draining",
+}
+
+
+class Metrics:
+    """One registry per app, so tests can build many apps in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.queue_wait = Histogram(
+            "copygen_queue_wait_seconds",
+            "Time a generation job waited before its first row joined the batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "copygen_time_to_first_token_seconds",
+            "From job submission to its first decoded token.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inter_token = Histogram(
+            "copygen_inter_token_latency_seconds",
+            "Duration of one decoding step, i.e. the gap between two tokens of a row.",
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "copygen_batch_size_rows",
+            "Rows decoded together in one step.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "copygen_prompt_tokens", "Prompt tokens prefilled.", registry=r
+        )
+        self.generated_tokens = Counter("copygen_generated_tokens", "Tokens generated.", registry=r)
+        self.rejections = Counter(
+            "copygen_rejections",
+            "Requests refused on purpose, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in sorted(set(REJECTION_REASONS.values())):
+            self.rejections.labels(reason)
+        self.breaker_transitions = Counter(
+            "copygen_breaker_transitions",
+            "Circuit breaker state changes.",
+            ["breaker", "state"],
+            registry=r,
+        )
+        self.info = Gauge(
+            "copygen_build_info", "Version and model.", ["version", "model"], registry=r
+        )
+
+    # --- MetricsSink ----------------------------------------------------------------------
+
+    def step(self, rows: int, seconds: float) -> None:
+        self.batch_rows.observe(rows)
+        self.inter_token.observe(seconds)
+
+    def job_done(
+        self,
+        queue_s: float,
+        first_token_s: float | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        self.queue_wait.observe(queue_s)
+        if first_token_s is not None:
+            self.ttft.observe(first_token_s)
+        self.prompt_tokens.inc(prompt_tokens)
+        self.generated_tokens.inc(completion_tokens)
+
+    # --- the rest -------------------------------------------------------------------------
+
+    def rejected(self, error_type: str) -> None:
+        reason = REJECTION_REASONS.get(error_type)
+        if reason is not None:
+            self.rejections.labels(reason).inc()
+
+    def breaker_changed(self, name: str, state: str) -> None:
+        self.breaker_transitions.labels(name, state).inc()
+
+    def watch(self, engine: Callable[[], Engine | None]) -> None:
+        """Read the engine's own figures at every scrape."""
+        self.registry.register(_EngineCollector(engine))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+#: (metric, help, key of Engine.stats())
+ENGINE_GAUGES = (
+    ("copygen_queue_depth", "Jobs waiting for the batch.", "queued_jobs"),
+    ("copygen_running_rows", "Rows in the running batch.", "running_rows"),
+)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+        self._engine = engine
+
+    def describe(self) -> list[Metric]:
+        return []  # collected lazily: the engine may not exist yet
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._engine()
+        if engine is None:
+            return
+        stats = engine.stats()
+        yield _gauge("copygen_ready", "1 when the model is loaded and warm.", int(engine.ready))
+        for name, doc, key in ENGINE_GAUGES:
+            yield _gauge(name, doc, stats.get(key, 0))
+        yield _counter(
+            "copygen_forward_passes", "Model forward calls.", stats.get("forward_passes", 0)
+        )
+        cancelled = CounterMetricFamily(
+            "copygen_jobs_cancelled", "Jobs dropped by their client, by stage.", labels=["stage"]
+        )
+        cancelled.add_metric(["queued"], stats.get("jobs_cancelled_queued", 0))
+        cancelled.add_metric(["running"], stats.get("jobs_cancelled_running", 0))
+        yield cancelled
+        if engine.info is not None:
+            yield _gauge(
+                "copygen_model_load_seconds", "Time to load the model.", engine.info.load_seconds
+            )
+
+        cache = engine.cache
+        c = cache.counters
+        hits = CounterMetricFamily("copygen_cache_hits", "Cache hits by tier.", labels=["tier"])
+        hits.add_metric(["l1"], c.hits_l1)
+        hits.add_metric(["l2"], c.hits_l2)
+        yield hits
+        yield _counter("copygen_cache_misses", "Lookups found in no tier.", c.misses)
+        yield _counter(
+            "copygen_cache_single_flight_shared",
+            "Requests that shared another request's generation.",
+            cache.flights.shared_total,
+        )
+        yield _gauge("copygen_cache_l1_entries", "Entries in L1.", len(cache.l1))
+        yield _gauge("copygen_cache_l1_bytes", "Encoded bytes held in L1.", cache.l1.bytes)
+        yield _counter(
+            "copygen_cache_l1_admission_rejected",
+            "New entries TinyLFU kept out of a full L1.",
+            cache.l1.rejected_total,
+        )
+        breakers = GaugeMetricFamily(
+            "copygen_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            labels=["breaker"],
+        )
+        for breaker in engine.breakers():
+            breakers.add_metric([breaker.name], STATE_VALUE[breaker.state])
+        yield breakers
+        if cache.l2 is not None:
+            yield _gauge("copygen_redis_up", "1 while Redis answers.", int(cache.l2.up))
+            yield _counter("copygen_redis_errors", "Failed Redis calls.", cache.l2.errors_total)
+        for name, value in engine.device_stats().items():
+            yield _gauge(f"copygen_{name}", f"Accelerator figure {name}.", value)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
