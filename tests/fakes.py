@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from copygen.domain import GenerationRequest
-from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo
+from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo, RunnerOutOfMemory
 
 
 @dataclass
@@ -36,12 +36,25 @@ class FakeRunner:
         hang: threading.Event | None = None,
         whole: bool = True,
         step_delay_s: float = 0.0,
+        oom_above: int | None = None,
+        fail_when: Callable[[], bool] | None = None,
+        device: str = "cpu",
+        record: bool = True,
     ) -> None:
+        """``oom_above``: a step with more rows raises RunnerOutOfMemory (like CUDA would);
+        ``fail_when()``: True makes a step raise RuntimeError. ``record=False`` keeps no
+        history of joins, batch sizes and drops (a soak test would see it as a leak)."""
         self.reply = reply or (lambda request, row: f"Fresh copy number {row + 1}")
         self.gate = gate
         self.hang = hang
         self.whole = whole
         self.step_delay_s = step_delay_s
+        self.oom_above = oom_above
+        self.fail_when = fail_when
+        self.device = device
+        self.record = record
+        self.ooms = 0
+        self.released = 0
         self.rows: dict[RowKey, _FakeRow] = {}
         self.joins: list[list[RowSpec]] = []
         self.batch_sizes: list[int] = []
@@ -69,26 +82,42 @@ class FakeRunner:
     def load(self) -> RunnerInfo:
         if self.gate is not None:
             self.gate.wait(timeout=10)
+        return RunnerInfo(self.model_id, self.device, "float32", 0.0, True)
+
+    def release_memory(self) -> None:
+        self.released += 1
+
+    def fallback_to_cpu(self) -> RunnerInfo:
+        self.device = "cpu"
+        self.oom_above = None
+        self.fail_when = None
         return RunnerInfo(self.model_id, "cpu", "float32", 0.0, True)
 
     def reset(self) -> None:
         self.rows.clear()
 
     def step(self, join: Sequence[RowSpec], drop: Collection[RowKey]) -> list[RowEvent]:
-        if join:
+        if join and self.record:
             self.joins.append(list(join))
         if self.hang is not None:
             self.hang.wait(timeout=10)
         time.sleep(self.step_delay_s)
         for key in drop:
-            if self.rows.pop(key, None) is not None:
+            if self.rows.pop(key, None) is not None and self.record:
                 self.dropped.append(key)
+        if self.fail_when is not None and self.fail_when():
+            raise RuntimeError("injected runner failure")
+        if self.oom_above is not None and len(self.rows) + len(join) > self.oom_above:
+            self.ooms += 1
+            self.rows.clear()
+            raise RunnerOutOfMemory("injected out of memory")
         if join:
             self.forward_passes_total += 1
             for spec in join:
                 text = spec.request.prefix + self.reply(spec.request, spec.key[2])
                 self.rows[spec.key] = _FakeRow(spec, text.split(" "))
-        self.batch_sizes.append(len(self.rows))
+        if self.record:
+            self.batch_sizes.append(len(self.rows))
         if self.rows:
             self.forward_passes_total += 1
         events = []

@@ -35,20 +35,29 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from copygen.api.app import create_app
+    from copygen.api.app import begin_drain, create_app, in_flight
+    from copygen.api.drain import DrainingServer
 
     settings = _settings(args)
     _configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         server_header=False,
         access_log=False,  # the request log line replaces it
         log_config=None,  # keep the structured logging configured above
-        timeout_graceful_shutdown=int(settings.shutdown_drain_s),
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_drain_s)),
     )
+    server = DrainingServer(
+        config,
+        begin=lambda: begin_drain(app),
+        in_flight=lambda: in_flight(app),
+        drain_s=settings.shutdown_drain_s,
+    )
+    server.run()
     return 0
 
 

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     )
     max_rounds: int = Field(3, ge=1, le=10, description="generation rounds per brief")
 
+    breaker_failures: int = Field(5, ge=1, le=1000, description="consecutive model failures")
+    breaker_reset_s: float = Field(10.0, gt=0, le=3600, description="open time before a probe")
+    device_fallback: bool = Field(
+        False, description="move the model to the CPU when the GPU keeps failing"
+    )
+    memory_high_bytes: int | None = Field(
+        None, ge=1, description="RSS that sheds new work; default: 90% of the cgroup limit"
+    )
+    cuda_memory_high_ratio: float = Field(0.95, gt=0, le=1)
+
     shutdown_drain_s: float = Field(20.0, ge=0, le=600)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["auto", "json", "console"] = Field(

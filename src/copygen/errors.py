@@ -11,10 +11,14 @@ class CopygenError(Exception):
 
     type = "copygen_error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        #: Overrides the status table's Retry-After for this instance.
+        self.retry_after_s = retry_after_s
 
 
 class NotReady(CopygenError):
@@ -57,3 +61,21 @@ class InvalidRequest(CopygenError):
     """A request that is well-formed but cannot be served as asked (a 422)."""
 
     type = "invalid_request"
+
+
+class CircuitOpen(CopygenError):
+    """The model failed repeatedly; generation is paused until a probe succeeds."""
+
+    type = "circuit_open"
+
+
+class MemoryPressure(CopygenError):
+    """Memory is above its high mark; new generation work is shed until it recovers."""
+
+    type = "memory_pressure"
+
+
+class Draining(CopygenError):
+    """The process is shutting down and takes no new work."""
+
+    type = "draining"

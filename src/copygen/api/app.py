@@ -14,6 +14,7 @@ from prometheus_fastapi_instrumentator import metrics as http_metrics
 from pydantic import ValidationError
 
 from copygen import __version__
+from copygen.api.drain import DrainMiddleware
 from copygen.api.errors import install_error_handlers
 from copygen.api.fastpath import CopyHitFastPath
 from copygen.api.middleware import RequestIdMiddleware
@@ -89,9 +90,30 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         max_body_bytes=settings.max_body_bytes,
     )
     _instrument(app, metrics)
+    app.add_middleware(DrainMiddleware, draining=lambda: _draining(app))
     app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _draining(app: FastAPI) -> bool:
+    engine = getattr(app.state, "engine", None)
+    return bool(engine is not None and engine.draining)
+
+
+def begin_drain(app: FastAPI) -> None:
+    """Readiness fails and new work is refused from now on (SIGTERM)."""
+    engine = getattr(app.state, "engine", None)
+    if engine is not None:
+        engine.draining = True
+
+
+def in_flight(app: FastAPI) -> int:
+    """Requests being served now (health and metrics excluded)."""
+    layer = app.middleware_stack
+    while layer is not None and not isinstance(layer, DrainMiddleware):
+        layer = getattr(layer, "app", None)
+    return layer.in_flight if isinstance(layer, DrainMiddleware) else 0
 
 
 def _instrument(app: FastAPI, metrics: Metrics) -> None:

@@ -12,10 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from copygen.errors import (
+    CircuitOpen,
     CopygenError,
     DeadlineExceeded,
+    Draining,
     GenerationFailed,
     InvalidRequest,
+    MemoryPressure,
     ModelNotFound,
     ModelUnavailable,
     NotReady,
@@ -33,6 +36,9 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     QueueFull: (429, 1),
     ModelNotFound: (404, None),
     InvalidRequest: (422, None),
+    CircuitOpen: (503, 5),
+    MemoryPressure: (503, 5),
+    Draining: (503, 5),
 }
 
 HTTP_TYPES = {
@@ -68,6 +74,8 @@ def _status_for(exc: CopygenError) -> tuple[int, int | None]:
 async def _copygen_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CopygenError)
     status, retry_after = _status_for(exc)
+    if exc.retry_after_s is not None:
+        retry_after = exc.retry_after_s
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.rejected(exc.type)

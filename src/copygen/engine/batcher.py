@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 EWMA_ALPHA = 0.2
+#: Successful steps after an out-of-memory split before the ceiling grows again (by half).
+RECOVER_STEPS = 200
 JOIN_GROUP_DIVISOR = 4
 JOIN_WAIT_STEPS = 2.0
 
@@ -66,9 +68,24 @@ class BatchPolicy:
     continuous: bool = True
     stats: LoadStats = field(default_factory=LoadStats)
     ceiling: int = 0
+    good_steps: int = 0
 
     def __post_init__(self) -> None:
         self.ceiling = self.ceiling or self.max_batch_size
+
+    def lower_ceiling(self, rows: int) -> None:
+        """After an out-of-memory step: at most ``rows`` rows run together from now on."""
+        self.ceiling = max(1, min(self.ceiling, rows))
+        self.good_steps = 0
+
+    def step_succeeded(self) -> None:
+        """Grow a lowered ceiling back by half every RECOVER_STEPS good steps."""
+        if self.ceiling >= self.max_batch_size:
+            return
+        self.good_steps += 1
+        if self.good_steps >= RECOVER_STEPS:
+            self.ceiling = min(self.max_batch_size, self.ceiling + max(1, self.ceiling // 2))
+            self.good_steps = 0
 
     def window_s(self) -> float:
         """How long an idle batcher may hold a request for company."""

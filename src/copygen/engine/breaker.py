@@ -44,7 +44,7 @@ class CircuitBreaker:
         self.failure_threshold = failure_threshold
         self.reset_s = reset_s
         self._clock = clock
-        self._on_change = on_change
+        self.on_change = on_change
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._opened_at = 0.0
@@ -97,5 +97,5 @@ class CircuitBreaker:
 
     def _set(self, state: BreakerState) -> None:
         old, self._state = self._state, state
-        if self._on_change is not None:
-            self._on_change(self.name, old, state)
+        if self.on_change is not None:
+            self.on_change(self.name, old, state)

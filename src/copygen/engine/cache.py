@@ -516,6 +516,11 @@ class TieredCache:
         self._hot: Counter[str] = Counter()
         self._flusher: asyncio.Task[None] | None = None
 
+    def l2_breaker_hook(self, on_change: Callable[[str, BreakerState, BreakerState], None]) -> None:
+        """Report Redis up/down transitions (for logs and metrics)."""
+        if self.l2 is not None:
+            self.l2.breaker.on_change = on_change
+
     async def start(self, warm_entries: int = 0) -> int:
         """Warm L1 from the shared popularity table and start the count flusher."""
         warmed = await self.warm(warm_entries) if warm_entries else 0

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import gc
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -29,14 +30,28 @@ from copygen.domain import (
     Usage,
 )
 from copygen.engine.batcher import BatchPolicy
-from copygen.engine.breaker import CircuitBreaker
+from copygen.engine.breaker import BreakerState, CircuitBreaker
 from copygen.engine.cache import LeaderGone, Tier, TieredCache, build_cache
 from copygen.engine.cachekey import KeyContext, copy_cache_key
+from copygen.engine.memory import MemoryGuard, cgroup_limit_bytes
 from copygen.engine.protocols import MetricsSink, NullMetrics, RowEvent, Runner, RunnerInfo
 from copygen.engine.scheduler import Job, Scheduler
-from copygen.errors import DeadlineExceeded, NotReady
+from copygen.errors import (
+    CircuitOpen,
+    DeadlineExceeded,
+    Draining,
+    GenerationFailed,
+    MemoryPressure,
+    NotReady,
+)
 
 log = logging.getLogger("copygen.engine")
+
+
+def _default_rss_high() -> int | None:
+    limit = cgroup_limit_bytes()
+    return int(limit * 0.9) if limit else None
+
 
 #: The tenant of requests without an API key.
 ANONYMOUS = "anonymous"
@@ -67,6 +82,24 @@ class Engine:
             continuous=settings.batching == "continuous",
         )
         self._scheduler: Scheduler | None = None
+        self.breaker = CircuitBreaker(
+            "model",
+            failure_threshold=settings.breaker_failures,
+            reset_s=settings.breaker_reset_s,
+            on_change=self._breaker_changed,
+        )
+        self.cache.l2_breaker_hook(self._breaker_changed)
+        self.memory = MemoryGuard(
+            rss_high_bytes=settings.memory_high_bytes or _default_rss_high(),
+            device_high_ratio=settings.cuda_memory_high_ratio,
+            read_device=self.device_stats,
+            relieve=self._relieve_memory,
+        )
+        self._memory_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[object]] = set()
+        #: True once shutdown began: readiness fails and new work is refused.
+        self.draining = False
+        self.degraded_to_cpu = False
         #: Set before start() to receive step and job observations (the app sets Prometheus).
         self.metrics: MetricsSink = NullMetrics()
         self._ready = asyncio.Event()
@@ -96,6 +129,7 @@ class Engine:
                 self._executor,
                 max_queue=self.settings.max_queue,
                 metrics=self.metrics,
+                on_outcome=self._job_outcome,
             )
             self._scheduler.start()
             if self.settings.warmup:
@@ -110,11 +144,15 @@ class Engine:
         # the event loop for a few hundred ms (seen as p99 spikes on cache hits).
         gc.collect()
         gc.freeze()
+        self._memory_task = asyncio.create_task(self._watch_memory(), name="copygen-memory")
         self._ready.set()
         log.info("engine ready")
 
     async def stop(self) -> None:
         self._ready.clear()
+        for task in [self._memory_task, *self._background]:
+            if task is not None:
+                task.cancel()
         if self._scheduler is not None:
             await self._scheduler.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -128,9 +166,55 @@ class Engine:
             new += sum(1 for result in results if not result.cached)
         return new
 
+    @property
+    def accepting(self) -> bool:
+        """Ready for traffic: warm, not draining, the model breaker not open."""
+        return self.ready and not self.draining and self.breaker.state is not BreakerState.OPEN
+
     def breakers(self) -> list[CircuitBreaker]:
         l2 = self.cache.l2
-        return [l2.breaker] if l2 is not None else []
+        return [self.breaker, l2.breaker] if l2 is not None else [self.breaker]
+
+    def _job_outcome(self, job: Job, error: BaseException | None) -> None:
+        """Feed the model breaker: runner failures and deadlines count, cancellations do not."""
+        if error is None:
+            self.breaker.success()
+        elif isinstance(error, GenerationFailed | DeadlineExceeded):
+            self.breaker.failure()
+
+    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        log.warning("breaker %s: %s -> %s", name, old.value, new.value)
+        self.metrics.breaker_changed(name, new.value)
+        if name == "model" and new is BreakerState.OPEN:
+            self._maybe_fall_back()
+
+    def _maybe_fall_back(self) -> None:
+        info = self.info
+        if not self.settings.device_fallback or info is None or info.device == "cpu":
+            return
+        task = asyncio.get_running_loop().create_task(self._fall_back(), name="copygen-fallback")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _fall_back(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self.info = await loop.run_in_executor(self._executor, self._runner.fallback_to_cpu)
+        except Exception:
+            log.exception("falling back to the CPU failed")
+            return
+        self.degraded_to_cpu = True
+        self.breaker.success()  # a fresh device: close and let traffic find out
+        log.warning("model moved to the CPU after repeated device failures")
+
+    def _relieve_memory(self) -> None:
+        gc.collect()
+        self._executor.submit(self._runner.release_memory)
+
+    async def _watch_memory(self, every_s: float = 0.5) -> None:
+        while True:
+            self.memory.check()
+            await asyncio.sleep(every_s)
 
     def device_stats(self) -> dict[str, float]:
         return self._runner.device_stats() if self.info is not None else {}
@@ -153,13 +237,27 @@ class Engine:
             "jobs_cancelled_queued": s.jobs_cancelled_queued,
             "jobs_cancelled_running": s.jobs_cancelled_running,
             "jobs_rejected": s.jobs_rejected,
+            "jobs_failed": s.jobs_failed,
+            "oom_splits": s.oom_splits,
+            "oom_failures": s.oom_failures,
+            "batch_ceiling": self.policy.ceiling,
         }
 
     def _submit(
         self, requests: Sequence[GenerationRequest], timeout_s: float, *, stream: bool = False
     ) -> Job:
+        """Refuse cheaply first (cold, draining, breaker open, memory high), then queue."""
         if not self.ready or self._scheduler is None:
             raise NotReady("the model is still loading; retry shortly")
+        if self.draining:
+            raise Draining("the service is shutting down; retry on another replica")
+        if self.memory.shedding:
+            raise MemoryPressure("memory is high; retry shortly")
+        if not self.breaker.allow():
+            retry = max(1, math.ceil(self.breaker.retry_after_s()))
+            raise CircuitOpen(
+                "generation is paused after repeated model failures", retry_after_s=retry
+            )
         return self._scheduler.submit(requests, timeout_s, stream=stream)
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:

@@ -43,6 +43,10 @@ class RowEvent:
     completion_tokens: int
 
 
+class RunnerOutOfMemory(Exception):
+    """The device ran out of memory during a step; the runner has forgotten its batch."""
+
+
 class Runner(Protocol):
     """Loads a model and decodes rows step by step (continuous batching).
 
@@ -70,6 +74,12 @@ class Runner(Protocol):
     def device_stats(self) -> dict[str, float]:
         """Accelerator figures for metrics and /health (empty on CPU)."""
 
+    def release_memory(self) -> None:
+        """Return cached accelerator memory to the device (no-op on CPU)."""
+
+    def fallback_to_cpu(self) -> RunnerInfo:
+        """Move the model to the CPU after repeated device failures (graceful degradation)."""
+
 
 class Clock(Protocol):
     def monotonic(self) -> float: ...
@@ -91,8 +101,14 @@ class MetricsSink(Protocol):
     ) -> None:
         """A runner job finished: its queue wait, time to first token and token counts."""
 
+    def breaker_changed(self, name: str, state: str) -> None:
+        """A circuit breaker moved to ``state``."""
+
 
 class NullMetrics:
+    def breaker_changed(self, name: str, state: str) -> None:
+        pass
+
     def step(self, rows: int, seconds: float) -> None:
         pass
 

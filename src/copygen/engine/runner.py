@@ -8,6 +8,7 @@ the engine runs them in a worker thread, one at a time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
 import inspect
@@ -29,7 +30,7 @@ from transformers.utils import logging as hf_logging
 
 from copygen.config import EMBEDDED_MODEL_ID
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
-from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo
+from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo, RunnerOutOfMemory
 from copygen.errors import ModelUnavailable
 
 log = logging.getLogger("copygen.runner")
@@ -290,6 +291,31 @@ class TransformersRunner:
             stats["cuda_utilization_ratio"] = torch.cuda.utilization(index) / 100
         return stats
 
+    def release_memory(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def fallback_to_cpu(self) -> RunnerInfo:
+        """Move the model to the CPU (bf16 where the CPU has it, else fp32) and start over."""
+        started = time.perf_counter()
+        self._batch = None
+        self._prefixes = _PrefixStore(budget_tokens=self._prefixes.budget_tokens)
+        cpu = torch.device("cpu")
+        dtype = resolve_dtype("auto", cpu)
+        self._model = self._model.to(device=cpu, dtype=dtype)
+        previous, self._device = self._device, cpu
+        with contextlib.suppress(Exception):
+            torch.cuda.empty_cache()
+        assert self.info is not None
+        self.info = dataclasses.replace(
+            self.info,
+            device="cpu",
+            dtype=str(dtype).removeprefix("torch."),
+            load_seconds=round(time.perf_counter() - started, 3),
+        )
+        log.warning("model moved from %s to the CPU", previous)
+        return self.info
+
     def render(self, messages: Sequence[ChatMessage]) -> str:
         """The chat template when the tokenizer has one, else a plain completion prompt."""
         if getattr(self._tokenizer, "chat_template", None):
@@ -316,12 +342,18 @@ class TransformersRunner:
             raise ModelUnavailable("the model is not loaded")
         if self._batch is None:
             self._batch = _DecodeBatch(self)
-        with torch.inference_mode():
-            if drop:
-                self._batch.remove(drop)
-            if join:
-                self._batch.join(join)
-            return self._batch.advance()
+        try:
+            with torch.inference_mode():
+                if drop:
+                    self._batch.remove(drop)
+                if join:
+                    self._batch.join(join)
+                return self._batch.advance()
+        except torch.OutOfMemoryError as exc:
+            # The batch's KV state is unusable now; free it so the split batches fit.
+            self._batch = None
+            self.release_memory()
+            raise RunnerOutOfMemory(f"{self._device} out of memory") from exc
 
     def _prompt_text(self, request: GenerationRequest) -> str:
         text = request.prompt if request.prompt is not None else self.render(request.messages)

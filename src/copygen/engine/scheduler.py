@@ -29,6 +29,7 @@ from copygen.engine.protocols import (
     RowKey,
     RowSpec,
     Runner,
+    RunnerOutOfMemory,
 )
 from copygen.errors import DeadlineExceeded, GenerationFailed, QueueFull
 
@@ -49,6 +50,7 @@ class Job:
     pending: deque[RowSpec] = field(default_factory=deque)
     live: set[RowKey] = field(default_factory=set)
     completions: dict[RowKey, Completion] = field(default_factory=dict)
+    specs: dict[RowKey, RowSpec] = field(default_factory=dict)
     prompt_tokens: dict[int, int] = field(default_factory=dict)
     events: asyncio.Queue[RowEvent] | None = None
     admitted_at: float | None = None
@@ -85,6 +87,9 @@ class SchedulerStats:
     jobs_cancelled_running: int = 0
     jobs_rejected: int = 0
     max_batch_rows: int = 0
+    jobs_failed: int = 0
+    oom_splits: int = 0
+    oom_failures: int = 0
 
 
 class Scheduler:
@@ -97,8 +102,11 @@ class Scheduler:
         max_queue: int,
         clock: Callable[[], float] = time.monotonic,
         metrics: MetricsSink | None = None,
+        on_outcome: Callable[[Job, BaseException | None], None] | None = None,
     ) -> None:
+        """``on_outcome(job, error)`` hears how every job that reached the runner ended."""
         self._runner = runner
+        self._on_outcome = on_outcome
         self._metrics = metrics or NullMetrics()
         self.policy = policy
         self._executor = executor
@@ -155,7 +163,9 @@ class Scheduler:
             base = request.sampling.seed
             for row in range(request.n):
                 seed = secrets.randbits(63) if base is None else (base + row) % 2**63
-                job.pending.append(RowSpec((job.id, index, row), request, seed))
+                spec = RowSpec((job.id, index, row), request, seed)
+                job.pending.append(spec)
+                job.specs[spec.key] = spec
         self._waiting.append(job)
         self.stats.jobs_submitted += 1
         self.policy.stats.observe_arrival(now)
@@ -163,13 +173,17 @@ class Scheduler:
         return job
 
     def cancel(self, job: Job, error: BaseException | None = None) -> None:
-        """The caller gave up: drop the job wherever it is."""
+        """The caller gave up (``error`` None) or its deadline passed: drop the job wherever it
+        is. A give-up counts as cancelled, a deadline as failed."""
+        queued = job in self._waiting and job.admitted_at is None
+        running = job.id in self._running or bool(job.live)
         if job in self._waiting:
             self._waiting.remove(job)
-            if job.admitted_at is None:
+        if error is None and not job.future.done():
+            if queued:
                 self.stats.jobs_cancelled_queued += 1
-        if job.id in self._running or job.live:
-            self.stats.jobs_cancelled_running += 1
+            elif running:
+                self.stats.jobs_cancelled_running += 1
         self._release(job)
         self._fail(job, error or asyncio.CancelledError())
         self._wake.set()
@@ -198,12 +212,16 @@ class Scheduler:
             started = self._clock()
             try:
                 events = await loop.run_in_executor(self._executor, self._runner.step, join, drop)
+            except RunnerOutOfMemory:
+                self._split_after_oom()
+                continue
             except Exception as exc:  # the runner failed: every live job fails with it
                 log.exception("runner step failed")
                 self._abort_running(GenerationFailed(f"generation failed: {type(exc).__name__}"))
                 continue
             step_s = self._clock() - started
             self.policy.stats.observe_step(step_s)
+            self.policy.step_succeeded()
             self._metrics.step(self._live_rows, step_s)  # rows finishing now still count
             self.stats.steps += 1
             self.stats.rows_stepped += self._live_rows
@@ -267,6 +285,38 @@ class Scheduler:
                 generations = job.generations()
                 job.future.set_result(generations)
                 self._report(job, generations)
+                if self._on_outcome is not None:
+                    self._on_outcome(job, None)
+
+    def _split_after_oom(self) -> None:
+        """Halve the batch ceiling and run the rows again in smaller batches. Rows decode
+        from scratch with their own seeds, so results do not change; a stream that already
+        sent tokens cannot restart and fails instead. At a ceiling of one row, give up."""
+        live = self._live_rows
+        self._runner.reset()
+        if live <= 1 or self.policy.ceiling <= 1:
+            self.stats.oom_failures += 1
+            log.warning("out of memory with %d row(s) running; failing them", live)
+            self._abort_running(GenerationFailed("the device ran out of memory"))
+            return
+        self.stats.oom_splits += 1
+        self.policy.lower_ceiling(live // 2)
+        log.warning("out of memory with %d rows; batch ceiling now %d", live, self.policy.ceiling)
+        requeue = []
+        for job in list(self._running.values()):
+            if job.events is not None and job.first_token_at is not None:
+                self._release(job)
+                self._fail(job, GenerationFailed("the device ran out of memory mid-stream"))
+                continue
+            live_specs = sorted((job.specs[key] for key in job.live), key=lambda spec: spec.key)
+            job.pending.extendleft(reversed(live_specs))
+            job.live.clear()
+            self._running.pop(job.id, None)
+            if job not in self._waiting:
+                requeue.append(job)
+        self._waiting.extendleft(reversed(requeue))
+        self._live_rows = 0
+        self._drop.clear()
 
     def _report(self, job: Job, generations: Sequence[Generation]) -> None:
         admitted = job.admitted_at or job.submitted_at
@@ -286,8 +336,11 @@ class Scheduler:
         self._live_rows = 0
         self._runner.reset()
 
-    @staticmethod
-    def _fail(job: Job, error: BaseException) -> None:
+    def _fail(self, job: Job, error: BaseException) -> None:
+        if not job.future.done() and not isinstance(error, asyncio.CancelledError):
+            self.stats.jobs_failed += 1
+        if job.admitted_at is not None and not job.future.done() and self._on_outcome:
+            self._on_outcome(job, error)
         if not job.future.done():
             if isinstance(error, asyncio.CancelledError):
                 job.future.cancel()

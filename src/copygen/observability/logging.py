@@ -4,6 +4,7 @@ statuses, timings and counts only, and engine events carry no request content.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -16,6 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from copygen.domain import CopyResult
 
 LogFormat = Literal["auto", "json", "console"]
+
+#: Logged status of a request whose client disconnected first (nginx's convention).
+CLIENT_CLOSED = 499
 
 #: Where routes leave per-request figures for the request log line (in scope["state"]).
 LOG_FIELDS = "log_fields"
@@ -103,11 +107,15 @@ class RequestLogMiddleware:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_status)
+            except asyncio.CancelledError:
+                status = CLIENT_CLOSED  # the client went away; the request was dropped
+                raise
             finally:
                 route = scope.get("route")
                 fields = state.get(LOG_FIELDS) or {}
                 access.info(
                     "request",
+                    request_id=request_id,
                     method=scope["method"],
                     route=getattr(route, "path", None) or state.get("route_hint"),
                     status=status,

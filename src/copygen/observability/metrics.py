@@ -158,6 +158,30 @@ class _EngineCollector(Collector):
         yield _counter(
             "copygen_forward_passes", "Model forward calls.", stats.get("forward_passes", 0)
         )
+        oom = CounterMetricFamily(
+            "copygen_oom_events",
+            "Device out-of-memory steps: split (retried in halves) or failed (at one row).",
+            labels=["outcome"],
+        )
+        oom.add_metric(["split"], stats.get("oom_splits", 0))
+        oom.add_metric(["failed"], stats.get("oom_failures", 0))
+        yield oom
+        yield _gauge(
+            "copygen_batch_ceiling_rows",
+            "Current adaptive batch ceiling.",
+            stats.get("batch_ceiling", 0),
+        )
+        yield _gauge(
+            "copygen_degraded_to_cpu",
+            "1 after falling back from the GPU.",
+            int(engine.degraded_to_cpu),
+        )
+        yield _gauge("copygen_draining", "1 while shutting down.", int(engine.draining))
+        yield _gauge(
+            "copygen_memory_shedding",
+            "1 while memory is above its mark.",
+            int(engine.memory.shedding),
+        )
         cancelled = CounterMetricFamily(
             "copygen_jobs_cancelled", "Jobs dropped by their client, by stage.", labels=["stage"]
         )

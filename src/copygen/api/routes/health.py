@@ -24,18 +24,25 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready", response_model=None)
 async def ready(engine: EngineDep) -> dict[str, str] | JSONResponse:
-    if engine.ready:
+    """Ready = model warm, not draining, model breaker not open. A Redis outage does not make
+    the pod unready: the cache degrades to L1 and generation goes on."""
+    if engine.accepting:
         return {"status": "ready"}
-    return error_response(
-        503, "not_ready", "the model is loading or warming up", headers={"Retry-After": "5"}
+    reason = (
+        "the service is draining"
+        if engine.draining
+        else "the model breaker is open"
+        if engine.ready
+        else "the model is loading or warming up"
     )
+    return error_response(503, "not_ready", reason, headers={"Retry-After": "5"})
 
 
 @router.get("/health")
 async def health(engine: EngineDep) -> dict[str, Any]:
     info = engine.info
     return {
-        "status": "ready" if engine.ready else "starting",
+        "status": _status(engine),
         "version": __version__,
         "model": {
             "id": engine.model_id,
@@ -47,7 +54,13 @@ async def health(engine: EngineDep) -> dict[str, Any]:
         },
         "engine": engine.stats(),
         "redis": _redis_status(engine),
-        "memory": {"rss_bytes": _PROCESS.memory_info().rss, **engine.device_stats()},
+        "memory": {
+            **engine.memory.status(),
+            "rss_bytes": _PROCESS.memory_info().rss,
+            "device": engine.device_stats(),
+        },
+        "breakers": {b.name: b.state.value for b in engine.breakers()},
+        "degraded_to_cpu": engine.degraded_to_cpu,
         "batching": {
             "mode": engine.settings.batching,
             "max_batch_size": engine.settings.max_batch_size,
@@ -56,6 +69,14 @@ async def health(engine: EngineDep) -> dict[str, Any]:
             "idle_wait_window_ms": round(engine.policy.window_s() * 1000, 2),
         },
     }
+
+
+def _status(engine: Engine) -> str:
+    if engine.draining:
+        return "draining"
+    if not engine.ready:
+        return "starting"
+    return "ready" if engine.accepting else "degraded"
 
 
 def _redis_status(engine: Engine) -> dict[str, Any]:

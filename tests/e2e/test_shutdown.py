@@ -1,0 +1,58 @@
+"""SIGTERM on a real server process with a request in flight (docs/reliability.md row 5)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import httpx
+
+from tests.e2e.conftest import start_server, stop_server, wait_ready
+
+DRAIN_S = 60
+
+
+def test_sigterm_drains_in_flight_work_refuses_new_work_and_exits_zero() -> None:
+    server = start_server({"COPYGEN_SHUTDOWN_DRAIN_S": str(DRAIN_S)})
+    try:
+        wait_ready(server)
+        slow = {
+            "product": "desk lamp",
+            "channel": "product_description",
+            "variants": 4,
+            "max_new_tokens": 160,
+            "cache": "bypass",
+        }
+        outcome: dict[str, httpx.Response] = {}
+        thread = threading.Thread(
+            target=lambda: outcome.setdefault(
+                "slow", httpx.post(f"{server.url}/v1/copy", json=slow, timeout=DRAIN_S)
+            )
+        )
+        thread.start()
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{server.url}/health").json()["engine"].get("running_rows", 0) == 0:
+            assert time.monotonic() < deadline, "the slow request never started"
+            time.sleep(0.02)
+
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        while httpx.get(f"{server.url}/health/ready").status_code == 200:
+            assert time.monotonic() - signalled < 2, "readiness did not turn 503"
+            time.sleep(0.02)
+        refused = httpx.post(f"{server.url}/v1/copy", json={"product": "late"})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["type"] == "draining"
+        assert refused.headers["retry-after"] == "5"
+        assert httpx.get(f"{server.url}/health/live").status_code == 200
+
+        thread.join(DRAIN_S)
+        assert outcome["slow"].status_code == 200
+        assert len(outcome["slow"].json()["variants"]) >= 1
+        assert server.process.wait(DRAIN_S) == 0
+        assert time.monotonic() - signalled < DRAIN_S
+        assert "drained in" in server.log()
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)
