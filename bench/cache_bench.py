@@ -137,7 +137,7 @@ def main() -> None:
     ours = Server(
         "copygen-cache",
         [sys.executable, "-m", "copygen", "serve", "--port", str(port)],
-        {"COPYGEN_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "COPYGEN_LOG_LEVEL": "warning"},
+        {"COPYGEN_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},  # defaults: info logs
         port,
     )
     bare = Server(
@@ -182,9 +182,10 @@ def main() -> None:
         "## Cache-hit path vs a bare FastAPI route",
         "",
         f"`wrk -t2 -c64 -d{args.seconds}s`, POST, {args.rounds} alternating rounds, medians. "
-        "copygen runs with its defaults plus a real Redis as L2; every request after the "
-        "first is an L1 hit. The bare route (`bench/bare_app.py`) validates a small body and "
-        "returns a dict, on the same uvicorn settings.",
+        "copygen runs with its defaults (one JSON request log line per request, Prometheus "
+        "metrics) plus a real Redis as L2; every request after the first is an L1 hit. "
+        "The bare route (`bench/bare_app.py`) validates a small body and returns a dict, on "
+        "the same uvicorn settings.",
         "",
         "| server | req/s | p50 ms | p99 ms | non-2xx |",
         "|---|---|---|---|---|",

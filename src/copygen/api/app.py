@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as http_metrics
 from pydantic import ValidationError
 
 from copygen import __version__
@@ -25,7 +23,7 @@ from copygen.config import Settings
 from copygen.engine.engine import Engine
 from copygen.errors import CopygenError
 from copygen.observability.logging import RequestLogMiddleware
-from copygen.observability.metrics import LATENCY_BUCKETS, Metrics
+from copygen.observability.metrics import HttpMetricsMiddleware, Metrics
 
 log = logging.getLogger("copygen.api")
 
@@ -89,11 +87,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         engine=lambda: getattr(app.state, "engine", None),
         max_body_bytes=settings.max_body_bytes,
     )
-    _instrument(app, metrics)
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics, paths=lambda: _route_paths(app))
     app.add_middleware(DrainMiddleware, draining=lambda: _draining(app))
     app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _route_paths(app: FastAPI) -> set[str]:
+    return set(app.openapi()["paths"])
 
 
 def _draining(app: FastAPI) -> bool:
@@ -114,26 +116,6 @@ def in_flight(app: FastAPI) -> int:
     while layer is not None and not isinstance(layer, DrainMiddleware):
         layer = getattr(layer, "app", None)
     return layer.in_flight if isinstance(layer, DrainMiddleware) else 0
-
-
-def _instrument(app: FastAPI, metrics: Metrics) -> None:
-    """HTTP metrics by route template and status class (copygen_http_*)."""
-    instrumentator = Instrumentator(
-        should_group_status_codes=True,
-        should_ignore_untemplated=True,
-        excluded_handlers=["/metrics"],
-        registry=metrics.registry,
-    )
-    instrumentator.add(
-        http_metrics.requests(metric_namespace="copygen", registry=metrics.registry),
-        http_metrics.latency(
-            metric_namespace="copygen",
-            should_include_status=True,
-            buckets=LATENCY_BUCKETS,
-            registry=metrics.registry,
-        ),
-    )
-    instrumentator.instrument(app)
 
 
 async def _start_quietly(engine: Engine, warmup_file: Path | None) -> None:

@@ -24,31 +24,40 @@ CLIENT_CLOSED = 499
 #: Where routes leave per-request figures for the request log line (in scope["state"]).
 LOG_FIELDS = "log_fields"
 
-access = structlog.get_logger("copygen.access")
+access = structlog.get_logger()  # lazy: configure_logging may run after import
 
 
 def configure_logging(level: str, fmt: LogFormat = "auto") -> None:
-    """Route stdlib logging (uvicorn, copygen, libraries) and structlog through one handler."""
+    """One format on stdout for two paths: structlog's own loggers (the request line) write
+    directly, which costs a fraction of going through stdlib logging on every request; stdlib
+    logging (uvicorn, copygen's engine, libraries) is rendered by the same processors."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            stamp,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        # Below-level events are dropped before any processing.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.add_log_level,
+            stamp,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -115,6 +124,7 @@ class RequestLogMiddleware:
                 fields = state.get(LOG_FIELDS) or {}
                 access.info(
                     "request",
+                    logger="copygen.access",
                     request_id=request_id,
                     method=scope["method"],
                     route=getattr(route, "path", None) or state.get("route_hint"),
