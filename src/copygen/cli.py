@@ -47,6 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         server_header=False,
+        # Client addresses from X-Forwarded-For only via COPYGEN_TRUSTED_PROXIES (security.py);
+        # uvicorn would otherwise believe the header from any loopback peer.
+        proxy_headers=False,
         access_log=False,  # the request log line replaces it
         log_config=None,  # keep the structured logging configured above
         timeout_graceful_shutdown=max(1, int(settings.shutdown_drain_s)),

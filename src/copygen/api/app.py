@@ -7,8 +7,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
 
 from copygen import __version__
@@ -16,9 +18,12 @@ from copygen.api.drain import DrainMiddleware
 from copygen.api.errors import install_error_handlers
 from copygen.api.fastpath import CopyHitFastPath
 from copygen.api.middleware import RequestIdMiddleware
+from copygen.api.ratelimit import Limiter, RateLimitMiddleware
 from copygen.api.routes import admin, catalog, copy, health, openai
 from copygen.api.routes import metrics as metrics_route
-from copygen.api.schemas import CopyRequest
+from copygen.api.schemas import CopyRequest, ErrorBody
+from copygen.api.security import AuthMiddleware, BodyLimitMiddleware, parse_networks
+from copygen.apikeys import KeyRing, parse_api_keys
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 from copygen.errors import CopygenError
@@ -28,6 +33,22 @@ from copygen.observability.metrics import HttpMetricsMiddleware, Metrics
 log = logging.getLogger("copygen.api")
 
 STARTUP_CANCEL_TIMEOUT_S = 5.0
+#: Answers any route may give (from the middleware: auth, limits, body cap, draining, faults),
+#: documented so clients and schema-driven tools know them.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "malformed JSON"),
+        (401, "missing or invalid API key"),
+        (403, "the route needs an admin key"),
+        (413, "request body over COPYGEN_MAX_BODY_BYTES"),
+        (422, "validation error"),
+        (429, "queue full or rate limit exceeded (Retry-After)"),
+        (431, "Authorization header too large"),
+        (503, "not ready, draining, breaker open, memory pressure or generation failed"),
+        (504, "deadline exceeded"),
+    )
+}
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -68,9 +89,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                 await asyncio.wait_for(starting, STARTUP_CANCEL_TIMEOUT_S)
             await app_engine.stop()
 
+    docs = settings.docs_enabled
     app = FastAPI(
         title="copygen",
         version=__version__,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
         summary="Marketing copy from a language model, checked against each channel's rules.",
         lifespan=lifespan,
     )
@@ -80,15 +105,39 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     metrics.watch(lambda: getattr(app.state, "engine", None))
     install_error_handlers(app)
     for module in (copy, openai, catalog, admin, health, metrics_route):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=COMMON_ERRORS)
     # Innermost first: the fast path runs after every other middleware.
     app.add_middleware(
         CopyHitFastPath,
         engine=lambda: getattr(app.state, "engine", None),
         max_body_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=Limiter(settings.redis_url, timeout_s=settings.redis_timeout_s),
+        requests=settings.rate_limit,
+        tokens=settings.token_budget,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+        on_reject=lambda: metrics.rejected("rate_limited"),
+    )
+    keys = settings.api_keys
+    app.add_middleware(
+        AuthMiddleware, keys=KeyRing(parse_api_keys(keys.get_secret_value()) if keys else [])
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics, paths=lambda: _route_paths(app))
     app.add_middleware(DrainMiddleware, draining=lambda: _draining(app))
+    if settings.cors_origin_list:  # off unless origins are listed
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID", "Server-Timing", "Retry-After",
+                "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
+            ],
+        )  # fmt: skip
     app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -6,7 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from copygen.engine.engine import Engine
+from copygen.engine.engine import ANONYMOUS, Engine
 
 
 async def get_engine(request: Request) -> Engine:
@@ -16,3 +16,11 @@ async def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+async def get_tenant(request: Request) -> str:
+    """The caller's tenant, resolved by the auth middleware ("anonymous" without keys)."""
+    return str(getattr(request.state, "tenant", ANONYMOUS))
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]

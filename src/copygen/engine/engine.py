@@ -306,11 +306,15 @@ class Engine:
         return TokenStream(self._scheduler, job, timeout_s)
 
     async def generate_copy(
-        self, brief: CopyBrief, on_event: Callable[[int, RowEvent], None] | None = None
+        self,
+        brief: CopyBrief,
+        on_event: Callable[[int, RowEvent], None] | None = None,
+        *,
+        tenant: str = ANONYMOUS,
     ) -> CopyResult:
         """Write ``brief.variants`` variants, each checked against the brief's channel.
         ``on_event(round, event)`` sees every draft token as it is decoded."""
-        [result] = await self.generate_copy_many([brief], on_event)
+        [result] = await self.generate_copy_many([brief], on_event, tenant=tenant)
         return result
 
     def copy_from_l1(self, brief: CopyBrief, tenant: str) -> CopyResult | None:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from copygen.api.deps import EngineDep
+from copygen.api.deps import EngineDep, TenantDep
 from copygen.api.errors import validation_detail
 from copygen.api.fastpath import STATE_KEY
 from copygen.api.schemas import (
@@ -31,32 +31,42 @@ from copygen.observability.logging import LOG_FIELDS, copy_log_fields
 
 router = APIRouter(tags=["copy"])
 
-ERRORS: dict[int | str, dict[str, object]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 422, 503, 504)
 }
 STREAM_IN_BATCH = "items of a batch cannot stream; send stream=false or use POST /v1/copy"
 
 
-@router.post("/v1/copy", response_model=CopyResponse, responses=ERRORS)
-async def create_copy(body: CopyRequest, engine: EngineDep, request: Request) -> Response:
+@router.post(
+    "/v1/copy",
+    response_model=CopyResponse,
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+)
+async def create_copy(
+    body: CopyRequest, engine: EngineDep, tenant: TenantDep, request: Request
+) -> Response:
     """``stream: true`` answers with Server-Sent Events: ``draft`` events carry every
     candidate's tokens as they are decoded (round, row, delta), then one ``result`` event
     carries the checked, ranked response, then ``data: [DONE]``."""
     if body.stream:
         if not engine.ready:
             raise NotReady("the model is still loading; retry shortly")
-        return sse_response(_stream_copy(engine, body.to_brief()))
+        return sse_response(_stream_copy(engine, body.to_brief(), tenant))
     brief = body.to_brief()
-    result = await engine.generate_copy(brief)
+    result = await engine.generate_copy(brief, tenant=tenant)
     setattr(request.state, STATE_KEY, brief)  # the fast path may answer these bytes next time
     setattr(request.state, LOG_FIELDS, copy_log_fields(result))
     return copy_response(result)
 
 
-async def _stream_copy(engine: Engine, brief: CopyBrief) -> AsyncIterator[tuple[str | None, Any]]:
+async def _stream_copy(
+    engine: Engine, brief: CopyBrief, tenant: str
+) -> AsyncIterator[tuple[str | None, Any]]:
     drafts: asyncio.Queue[tuple[int, RowEvent] | None] = asyncio.Queue()
     task = asyncio.create_task(
-        engine.generate_copy(brief, on_event=lambda rnd, event: drafts.put_nowait((rnd, event))),
+        engine.generate_copy(
+            brief, on_event=lambda rnd, event: drafts.put_nowait((rnd, event)), tenant=tenant
+        ),
         name="copygen-copy-stream",
     )
     # Every draft is queued before the task finishes, so the end marker comes last.
@@ -81,7 +91,9 @@ async def _stream_copy(engine: Engine, brief: CopyBrief) -> AsyncIterator[tuple[
 
 
 @router.post("/v1/copy/batch", response_model=CopyBatchResponse, responses=ERRORS)
-async def create_copy_batch(body: CopyBatchRequest, engine: EngineDep) -> CopyBatchResponse:
+async def create_copy_batch(
+    body: CopyBatchRequest, engine: EngineDep, tenant: TenantDep, http: Request
+) -> CopyBatchResponse:
     """Every valid item goes through the engine together, so they share forward passes;
     invalid items get their own error and do not hold the others back."""
     items: list[CopyBatchItem] = []
@@ -98,7 +110,12 @@ async def create_copy_batch(body: CopyBatchRequest, engine: EngineDep) -> CopyBa
             continue
         valid.append((index, request.to_brief()))
     if valid:
-        results = await engine.generate_copy_many([brief for _, brief in valid])
+        results = await engine.generate_copy_many([brief for _, brief in valid], tenant=tenant)
+        setattr(http.state, LOG_FIELDS, {
+            "briefs": len(results),
+            "prompt_tokens": sum(r.usage.prompt_tokens for r in results),
+            "completion_tokens": sum(r.usage.completion_tokens for r in results),
+        })  # fmt: skip
         for (index, _), result in zip(valid, results, strict=True):
             items.append(CopyBatchItem(index=index, result=CopyResponse.from_result(result)))
     items.sort(key=lambda item: item.index)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sse_starlette.sse import EventSourceResponse
 
 from copygen.api.deps import EngineDep
@@ -29,12 +29,18 @@ from copygen.api.sse import sse_response
 from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams
 from copygen.engine.engine import Engine, TokenStream
 from copygen.errors import ModelNotFound
+from copygen.observability.logging import LOG_FIELDS
 
 router = APIRouter(tags=["openai"])
 
 DEFAULT_MAX_TOKENS = 256
 STARTED = int(time.time())
-OPENAI_ERRORS = {**ERRORS, 404: ERRORS[422], 429: ERRORS[422]}
+OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    404: ERRORS[422],
+    429: ERRORS[422],
+    200: {"content": {"text/event-stream": {}}},
+}
 
 
 def _check_model(engine: Engine, requested: str | None) -> None:
@@ -59,6 +65,13 @@ def _request(body: _OpenAIRequest, **what: Any) -> GenerationRequest:
     )
 
 
+def _account(http: Request, generation: Generation) -> None:
+    """Token counts for the request log line and the per-client token budget."""
+    usage = _usage(generation)
+    fields = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+    setattr(http.state, LOG_FIELDS, fields)
+
+
 def _usage(generation: Generation) -> Usage:
     completion = sum(c.completion_tokens for c in generation.completions)
     return Usage(
@@ -75,7 +88,7 @@ async def list_models(engine: EngineDep) -> ModelList:
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=OPENAI_ERRORS)
 async def chat_completions(
-    body: ChatCompletionRequest, engine: EngineDep
+    body: ChatCompletionRequest, engine: EngineDep, http: Request
 ) -> ChatCompletion | EventSourceResponse:
     _check_model(engine, body.model)
     messages = tuple(ChatMessage(m.role, m.content) for m in body.messages)
@@ -84,6 +97,7 @@ async def chat_completions(
     if body.stream:
         return _stream(engine, body, request, reply_id, created, chat=True)
     [generation] = await engine.generate([request])
+    _account(http, generation)
     return ChatCompletion(
         id=reply_id,
         created=created,
@@ -100,7 +114,7 @@ async def chat_completions(
 
 @router.post("/v1/completions", response_model=TextCompletion, responses=OPENAI_ERRORS)
 async def completions(
-    body: CompletionRequest, engine: EngineDep
+    body: CompletionRequest, engine: EngineDep, http: Request
 ) -> TextCompletion | EventSourceResponse:
     _check_model(engine, body.model)
     request = _request(body, messages=(), prompt=body.prompt)
@@ -108,6 +122,7 @@ async def completions(
     if body.stream:
         return _stream(engine, body, request, reply_id, created, chat=False)
     [generation] = await engine.generate([request])
+    _account(http, generation)
     return TextCompletion(
         id=reply_id,
         created=created,
