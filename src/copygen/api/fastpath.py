@@ -14,8 +14,9 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from copygen.api.body import read_body, replay
 from copygen.api.schemas import copy_response
 from copygen.domain import CachePolicy, CopyBrief
 from copygen.engine.engine import ANONYMOUS, Engine
@@ -52,10 +53,11 @@ class CopyHitFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        body, messages = await _read_body(receive, self._max_body_bytes)
-        if body is None:  # too large or a disconnect: the app reports it properly
-            await self.app(scope, _replay(messages, receive), send)
+        read = await read_body(receive, self._max_body_bytes)
+        if not read.complete:  # too large or a disconnect: the app reports it properly
+            await self.app(scope, replay(read.messages, receive), send)
             return
+        body = read.body
         state = scope.setdefault("state", {})
         tenant = str(state.get("tenant", ANONYMOUS))
         memo_key = (tenant, hashlib.sha256(body).digest())
@@ -69,37 +71,9 @@ class CopyHitFastPath:
                 state["route_hint"] = PATH
                 await copy_response(response)(scope, receive, send)
                 return
-        await self.app(scope, _replay(messages, receive), send)
+        await self.app(scope, replay(read.messages, receive), send)
         validated = state.get(STATE_KEY)
         if isinstance(validated, CopyBrief) and validated.cache is CachePolicy.USE:
             self._briefs[memo_key] = validated
             if len(self._briefs) > self._max_entries:
                 self._briefs.popitem(last=False)
-
-
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, list[Message]]:
-    """The whole body (None when it passes ``limit`` or the client left) and the messages
-    read so far, to replay to the app."""
-    messages: list[Message] = []
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return None, messages
-        size += len(message.get("body", b""))
-        if size > limit:
-            return None, messages
-        if not message.get("more_body", False):
-            return b"".join(m.get("body", b"") for m in messages), messages
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay

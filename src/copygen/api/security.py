@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from copygen.api.body import read_body, replay
 from copygen.api.errors import error_response
 from copygen.apikeys import KeyRing
 from copygen.engine.engine import ANONYMOUS
@@ -105,27 +106,11 @@ class BodyLimitMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > self._max):
             await self._too_large(scope, receive, send)
             return
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self._max:
-                await self._too_large(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        pending = messages
-
-        async def replay() -> Message:
-            if pending:
-                return pending.pop(0)
-            return await receive()
-
-        await self.app(scope, replay, send)
+        read = await read_body(receive, self._max)
+        if read.too_large:
+            await self._too_large(scope, receive, send)
+            return
+        await self.app(scope, replay(read.messages, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
