@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from starlette.types import Message, Receive
 
+#: Where a layer that buffered the whole body leaves it (in scope["state"]) for inner layers.
+BODY_STATE = "buffered_body"
+
 
 @dataclass(slots=True)
 class BufferedBody:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from copygen.api.body import read_body, replay
+from copygen.api.body import BODY_STATE, read_body, replay
 from copygen.api.schemas import copy_response
 from copygen.domain import CachePolicy, CopyBrief
 from copygen.engine.engine import ANONYMOUS, Engine
@@ -53,12 +53,14 @@ class CopyHitFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        read = await read_body(receive, self._max_body_bytes)
-        if not read.complete:  # too large or a disconnect: the app reports it properly
-            await self.app(scope, replay(read.messages, receive), send)
-            return
-        body = read.body
         state = scope.setdefault("state", {})
+        body = state.get(BODY_STATE)
+        if body is None:
+            read = await read_body(receive, self._max_body_bytes)
+            if not read.complete:  # too large or a disconnect: the app reports it properly
+                await self.app(scope, replay(read.messages, receive), send)
+                return
+            body, receive = read.body, replay(read.messages, receive)
         tenant = str(state.get("tenant", ANONYMOUS))
         memo_key = (tenant, hashlib.sha256(body).digest())
         brief = self._briefs.get(memo_key)
@@ -71,7 +73,7 @@ class CopyHitFastPath:
                 state["route_hint"] = PATH
                 await copy_response(response)(scope, receive, send)
                 return
-        await self.app(scope, replay(read.messages, receive), send)
+        await self.app(scope, receive, send)
         validated = state.get(STATE_KEY)
         if isinstance(validated, CopyBrief) and validated.cache is CachePolicy.USE:
             self._briefs[memo_key] = validated

@@ -12,7 +12,7 @@ import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from copygen.api.body import read_body, replay
+from copygen.api.body import BODY_STATE, read_body, replay
 from copygen.api.errors import error_response
 from copygen.apikeys import KeyRing
 from copygen.engine.engine import ANONYMOUS
@@ -110,6 +110,8 @@ class BodyLimitMiddleware:
         if read.too_large:
             await self._too_large(scope, receive, send)
             return
+        if read.complete:  # inner layers (the fast path) need not read it again
+            scope.setdefault("state", {})[BODY_STATE] = read.body
         await self.app(scope, replay(read.messages, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:

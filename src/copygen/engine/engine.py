@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -472,7 +473,7 @@ def _served(
     zero because this request computed no tokens."""
     total_ms = round((time.perf_counter() - started) * 1000, 3)
     return CopyResult(
-        id=f"copy-{uuid.uuid4().hex}",
+        id=f"copy-{os.urandom(16).hex()}",  # uuid4's randomness without building a UUID
         model=result.model,
         channel=result.channel,
         variants=result.variants,
