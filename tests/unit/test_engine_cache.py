@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+from pathlib import Path
 
 import httpx
 
@@ -168,3 +169,30 @@ def test_the_fast_json_response_matches_the_documented_model() -> None:
     fast = json.loads(copy_response(result).body)
     assert fast == json.loads(CopyResponse.from_result(result).model_dump_json())
     assert CopyResponse.model_validate(fast).delivered == 1
+
+
+async def test_a_warm_up_file_is_generated_into_the_cache_at_start(tmp_path: Path) -> None:
+    import json
+
+    lines = [
+        json.dumps({"product": "kettle", "variants": 1}),
+        "not json at all",
+        json.dumps({"product": "", "variants": 1}),  # invalid: skipped
+        json.dumps({"product": "toaster", "channel": "sms", "variants": 1}),
+    ]
+    warmup = tmp_path / "briefs.jsonl"
+    warmup.write_text("\n".join(lines) + "\n")
+    runner = FakeRunner()
+    config = Settings(warmup=False, cache_warmup_file=warmup)
+    app = create_app(config, engine=Engine(config, runner))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        for _ in range(200):
+            if len(app.state.engine.cache.l1) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(runner.calls) == 1  # both briefs in one shared generation
+        hit = await c.post("/v1/copy", json={"product": "toaster", "channel": "sms", "variants": 1})
+        assert hit.json()["cache_tier"] == "l1"

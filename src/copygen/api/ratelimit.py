@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from copygen.api.errors import error_response
@@ -44,6 +46,8 @@ class Limiter:
                 key_prefix="copygen:limits",
                 socket_timeout=timeout_s,
                 socket_connect_timeout=timeout_s,
+                # No client retries: a failed call falls back to the local limiter at once.
+                retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]
             )
             self._shared = FixedWindowRateLimiter(storage)
         self.breaker = CircuitBreaker("ratelimit-redis", failure_threshold=3, reset_s=2.0)

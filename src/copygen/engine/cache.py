@@ -23,8 +23,11 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import stamina
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from copygen.config import Settings, decode_key
 from copygen.domain import CopyResult, Usage, Variant
@@ -251,6 +254,9 @@ class L1Cache:
 
 # --- L2 -------------------------------------------------------------------------------------
 
+#: What is worth a second try: the connection, not the command.
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+
 HOT_KEY = f"{KEY_PREFIX}:hot"
 LOCK_PREFIX = f"{KEY_PREFIX}:lock:"
 HOT_KEEP = 10_000
@@ -288,7 +294,8 @@ class RedisL2:
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
         )
-        self._redis = Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
+        # No retries inside the client: _call retries (once, with jitter, within a budget).
+        self._redis = Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self.breaker = breaker or CircuitBreaker("redis", failure_threshold=3, reset_s=2.0)
@@ -303,10 +310,22 @@ class RedisL2:
         if not self.breaker.allow():
             self.skipped_total += 1
             return default
+        budget_s = self.timeout_s * 3
+        value = default
         try:
             # The socket timeout bounds each try; this bounds the whole call, retry included.
-            async with asyncio.timeout(self.timeout_s * 3):
-                value = await op()
+            # The one retry layer for Redis: a second try after a short jittered pause.
+            async with asyncio.timeout(budget_s):
+                async for attempt in stamina.retry_context(
+                    on=_RETRYABLE,
+                    attempts=2,
+                    timeout=budget_s,
+                    wait_initial=0.005,
+                    wait_max=0.02,
+                    wait_jitter=0.01,
+                ):
+                    with attempt:
+                        value = await op()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - Redis trouble is a miss, never an error
