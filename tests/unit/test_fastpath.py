@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from copygen.api.app import create_app
+from copygen.api.body import BODY_STATE
 from copygen.api.fastpath import CopyHitFastPath
 from copygen.config import Settings
 from copygen.engine.engine import Engine
@@ -114,11 +115,12 @@ async def test_tenants_are_remembered_apart() -> None:
         scope["state"]["copy_brief"] = CopyBrief(product="x")
         await engine.generate_copy_many([CopyBrief(product="x")], tenant=tenant["value"])
 
-    fast = CopyHitFastPath(app, lambda: engine, max_body_bytes=1000)  # type: ignore[arg-type]
+    fast = CopyHitFastPath(app, lambda: engine)  # type: ignore[arg-type]
 
     async def call() -> None:
-        scope = {"type": "http", "method": "POST", "path": "/v1/copy", "state": {}}
-        scope["state"]["tenant"] = tenant["value"]
+        # As the body cap leaves it: the whole body buffered in the scope's state.
+        state = {"tenant": tenant["value"], BODY_STATE: BODY}
+        scope = {"type": "http", "method": "POST", "path": "/v1/copy", "state": state}
         messages = [{"type": "http.request", "body": BODY, "more_body": False}]
 
         async def receive() -> dict:  # type: ignore[type-arg]

@@ -107,11 +107,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for module in (copy, openai, catalog, admin, health, metrics_route):
         app.include_router(module.router, responses=COMMON_ERRORS)
     # Innermost first: the fast path runs after every other middleware.
-    app.add_middleware(
-        CopyHitFastPath,
-        engine=lambda: getattr(app.state, "engine", None),
-        max_body_bytes=settings.max_body_bytes,
-    )
+    app.add_middleware(CopyHitFastPath, engine=lambda: getattr(app.state, "engine", None))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,

@@ -4,8 +4,9 @@ POST /v1/copy bodies that were validated once (by the normal route) are remember
 with the brief they became. When the same bytes come again from the same tenant and that
 brief's result is in L1, this ASGI middleware answers directly, skipping routing, JSON parsing
 and validation, which are most of a cache hit's cost. Anything else (new bytes, an L1 miss,
-another route) goes through the app untouched, with the body replayed. It sits inside every
-other middleware, so request ids, logs, metrics, and auth and limits see every request.
+another route) goes through the app untouched. It sits inside every other middleware, so
+request ids, logs, metrics, auth and limits see every request, and it reads no body itself:
+it uses the one the body cap (security.BodyLimitMiddleware) has already buffered.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from copygen.api.body import BODY_STATE, read_body, replay
+from copygen.api.body import BODY_STATE
 from copygen.api.schemas import copy_response
 from copygen.domain import CachePolicy, CopyBrief
 from copygen.engine.engine import ANONYMOUS, Engine
@@ -33,12 +34,10 @@ class CopyHitFastPath:
         app: ASGIApp,
         engine: Callable[[], Engine | None],
         *,
-        max_body_bytes: int,
         max_entries: int = 4096,
     ) -> None:
         self.app = app
         self._engine = engine
-        self._max_body_bytes = max_body_bytes
         self._max_entries = max_entries
         self._briefs: OrderedDict[tuple[str, bytes], CopyBrief] = OrderedDict()
         self.served_total = 0
@@ -55,12 +54,9 @@ class CopyHitFastPath:
             return
         state = scope.setdefault("state", {})
         body = state.get(BODY_STATE)
-        if body is None:
-            read = await read_body(receive, self._max_body_bytes)
-            if not read.complete:  # too large or a disconnect: the app reports it properly
-                await self.app(scope, replay(read.messages, receive), send)
-                return
-            body, receive = read.body, replay(read.messages, receive)
+        if body is None:  # no complete buffered body (a client that left): nothing to match
+            await self.app(scope, receive, send)
+            return
         tenant = str(state.get("tenant", ANONYMOUS))
         memo_key = (tenant, hashlib.sha256(body).digest())
         brief = self._briefs.get(memo_key)
