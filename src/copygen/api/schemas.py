@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -107,42 +107,14 @@ class CopyResponse(BaseModel):
 
     @classmethod
     def from_result(cls, result: CopyResult) -> CopyResponse:
-        return cls(
-            id=result.id,
-            model=result.model,
-            channel=result.channel,
-            variants=[
-                VariantOut(
-                    text=v.text,
-                    chars=v.chars,
-                    limit=v.limit,
-                    fits=v.fits,
-                    keywords_missing=list(v.keywords_missing),
-                    score=v.score,
-                )
-                for v in result.variants
-            ],
-            requested=result.requested,
-            delivered=len(result.variants),
-            complete=len(result.variants) >= result.requested,
-            rounds=result.rounds,
-            cached=result.cached,
-            cache_tier=result.cache_tier,
-            usage=UsageOut(
-                prompt_tokens=result.usage.prompt_tokens,
-                completion_tokens=result.usage.completion_tokens,
-            ),
-            timings_ms=result.timings_ms,
-        )
+        return cls.model_validate(copy_document(result))
 
 
-def copy_response(result: CopyResult) -> Response:
-    """The JSON of ``CopyResponse.from_result(result)``, built without pydantic: this is the
-    whole cost of a cache hit besides the framework, and validating our own typed values
-    again (twice, with FastAPI's response_model) cost more than the lookup itself. A test
-    checks that both produce the same document."""
+def copy_document(result: CopyResult) -> dict[str, Any]:
+    """The response document for ``result``: the one mapping behind both ``CopyResponse``
+    (validated, for streams and batches) and ``copy_response`` (serialised directly)."""
     variants = result.variants
-    body = {
+    return {
         "id": result.id,
         "model": result.model,
         "channel": result.channel,
@@ -169,7 +141,16 @@ def copy_response(result: CopyResult) -> Response:
         },
         "timings_ms": result.timings_ms,
     }
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def copy_response(result: CopyResult) -> Response:
+    """``copy_document(result)`` as JSON without a pydantic round trip: this is the whole
+    cost of a cache hit besides the framework, and validating our own typed values again
+    (twice, with FastAPI's response_model) cost more than the lookup itself. A test checks
+    the document against ``CopyResponse``."""
+    content = json.dumps(
+        copy_document(result), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
     return Response(
         content.encode(),
         media_type="application/json",
