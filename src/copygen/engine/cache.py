@@ -306,11 +306,15 @@ class RedisL2:
     def up(self) -> bool:
         return self.breaker.state is BreakerState.CLOSED
 
-    async def _call(self, op: Callable[[], Awaitable[T]], default: T) -> T:
+    async def _call(
+        self, op: Callable[[], Awaitable[T]], default: T, budget_s: float | None = None
+    ) -> T:
+        """``op()``, or ``default`` when Redis is skipped (breaker open) or fails. The whole
+        call, retry included, gets ``budget_s`` (default: three socket timeouts)."""
         if not self.breaker.allow():
             self.skipped_total += 1
             return default
-        budget_s = self.timeout_s * 3
+        budget_s = budget_s or self.timeout_s * 3
         value = default
         try:
             # The socket timeout bounds each try; this bounds the whole call, retry included.
@@ -385,20 +389,8 @@ class RedisL2:
                 await self._redis.zrem(HOT_KEY, *batch)
             return deleted
 
-        # Deleting may scan many keys: give it more than one call's timeout.
-        if not self.breaker.allow():
-            return 0
-        try:
-            async with asyncio.timeout(max(5.0, self.timeout_s * 3)):
-                deleted = await op()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001
-            self.errors_total += 1
-            self.breaker.failure()
-            return 0
-        self.breaker.success()
-        return deleted
+        # Deleting may scan many keys: give it more than one call's budget.
+        return await self._call(op, 0, budget_s=max(5.0, self.timeout_s * 3))
 
     async def acquire_lock(self, key: str, ttl_s: float) -> str | None | Literal[False]:
         """A token when this replica now holds the generation lock for ``key``; None when
