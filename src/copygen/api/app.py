@@ -28,7 +28,7 @@ from copygen.config import Settings
 from copygen.engine.engine import Engine
 from copygen.errors import CopygenError
 from copygen.observability.logging import RequestLogMiddleware
-from copygen.observability.metrics import HttpMetricsMiddleware, Metrics
+from copygen.observability.metrics import Metrics
 
 log = logging.getLogger("copygen.api")
 
@@ -121,7 +121,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(
         AuthMiddleware, keys=KeyRing(parse_api_keys(keys.get_secret_value()) if keys else [])
     )
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics, paths=lambda: _route_paths(app))
     app.add_middleware(DrainMiddleware, draining=lambda: _draining(app))
     if settings.cors_origin_list:  # off unless origins are listed
         app.add_middleware(
@@ -134,7 +133,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                 "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
             ],
         )  # fmt: skip
-    app.add_middleware(RequestLogMiddleware)
+    # Request lines and HTTP metrics from one place, outside everything that may refuse.
+    app.add_middleware(
+        RequestLogMiddleware, routes=lambda: _route_paths(app), on_done=metrics.observe_http
+    )
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -66,7 +66,6 @@ class CopyHitFastPath:
                 self._briefs.move_to_end(memo_key)
                 self.served_total += 1
                 state[LOG_FIELDS] = copy_log_fields(response)
-                state["route_hint"] = PATH
                 await copy_response(response)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

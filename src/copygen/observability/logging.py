@@ -8,7 +8,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, Collection, MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -104,13 +104,31 @@ def _utc_stamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
     return event
 
 
-class RequestLogMiddleware:
-    """One log line per HTTP request: id, method, route template, status, latency and
-    whatever figures the route left in ``scope["state"][LOG_FIELDS]`` (cache tier, tokens,
-    job ids). Binds the request id for every log line written while the request runs."""
+#: ``(route template or None, method, status, seconds)`` of every finished request.
+RequestHook = Callable[[str | None, str, int, float], None]
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class RequestLogMiddleware:
+    """One log line per HTTP request: id, method, route template, status (499 when the client
+    went away), latency and whatever figures the route left in ``scope["state"][LOG_FIELDS]``
+    (cache tier, tokens, job ids); ``on_done`` hears the same request (the HTTP metrics).
+    Binds the request id for every log line written while the request runs.
+
+    copygen's routes have no path parameters, so the template is the path when ``routes()``
+    knows it and None otherwise (unbounded paths never become metric labels).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: Callable[[], Collection[str]] = frozenset,
+        on_done: RequestHook | None = None,
+    ) -> None:
         self.app = app
+        self._routes = routes
+        self._known: frozenset[str] | None = None
+        self._on_done = on_done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,15 +152,20 @@ class RequestLogMiddleware:
                 status = CLIENT_CLOSED  # the client went away; the request was dropped
                 raise
             finally:
-                route = scope.get("route")
-                fields = state.get(LOG_FIELDS) or {}
+                if self._known is None:
+                    self._known = frozenset(self._routes())
+                path = scope["path"]
+                route = path if path in self._known else None
+                seconds = time.perf_counter() - started
                 access.info(
                     "request",
                     logger="copygen.access",
                     request_id=request_id,
                     method=scope["method"],
-                    route=getattr(route, "path", None) or state.get("route_hint"),
+                    route=route,
                     status=status,
-                    latency_ms=round((time.perf_counter() - started) * 1000, 2),
-                    **fields,
+                    latency_ms=round(seconds * 1000, 2),
+                    **(state.get(LOG_FIELDS) or {}),
                 )
+                if self._on_done is not None:
+                    self._on_done(route, scope["method"], status, seconds)

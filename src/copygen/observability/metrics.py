@@ -8,7 +8,6 @@ outcomes, tiers, reasons, breaker names. Never keys, tenants or prompts.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,6 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from copygen.engine.breaker import STATE_VALUE
 
@@ -135,6 +133,15 @@ class Metrics:
 
     # --- the rest -------------------------------------------------------------------------
 
+    def observe_http(self, route: str | None, method: str, status: int, seconds: float) -> None:
+        """One finished HTTP request (fed by the request log middleware). /metrics itself is
+        left out; paths that are no route count as "none"."""
+        if route == "/metrics":
+            return
+        labels = (route or "none", method, f"{status // 100}xx")
+        self.http_requests.labels(*labels).inc()
+        self.http_duration.labels(*labels).observe(seconds)
+
     def rejected(self, error_type: str) -> None:
         reason = REJECTION_REASONS.get(error_type)
         if reason is not None:
@@ -243,46 +250,6 @@ class _EngineCollector(Collector):
             yield _counter("copygen_redis_errors", "Failed Redis calls.", cache.l2.errors_total)
         for name, value in engine.device_stats().items():
             yield _gauge(f"copygen_{name}", f"Accelerator figure {name}.", value)
-
-
-class HttpMetricsMiddleware:
-    """Request counts and latency by route template and status class, as plain ASGI.
-
-    Written here instead of prometheus-fastapi-instrumentator: that middleware matched the
-    request against every route on every request (about 50 µs, more than a whole cache hit
-    here). copygen's routes have no path parameters, so the template is the path when it is a
-    known route and "none" otherwise (unbounded paths never become labels).
-    """
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, paths: Callable[[], set[str]]) -> None:
-        self.app = app
-        self._metrics = metrics
-        self._paths = paths
-        self._known: set[str] | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/metrics":
-            await self.app(scope, receive, send)
-            return
-        if self._known is None:
-            self._known = self._paths()
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            path = scope["path"]
-            handler = path if path in self._known else "none"
-            labels = (handler, scope["method"], f"{status // 100}xx")
-            self._metrics.http_requests.labels(*labels).inc()
-            self._metrics.http_duration.labels(*labels).observe(time.perf_counter() - started)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
