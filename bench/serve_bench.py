@@ -205,6 +205,17 @@ def report(ours: list[Run], peer: list[Run], per_client: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: From this line on, docs/benchmarks.md is written by hand; a rerun keeps it.
+KEEP_MARKER = "<!-- written by hand from here on: bench/serve_bench.py keeps it -->"
+
+
+def hand_written(path: Path) -> str:
+    """The hand-written part of an earlier report (comparisons, reading notes), if any."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find(KEEP_MARKER)
+    return "" if start < 0 else "\n" + text[start:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", default="1,8,16,32")
@@ -250,7 +261,7 @@ def main() -> None:
     if our_runs and peer_runs:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report(our_runs, peer_runs, args.per_client))
+        out.write_text(report(our_runs, peer_runs, args.per_client) + hand_written(out))
         plot(our_runs, peer_runs, out.with_suffix(".png"))
         print(out.read_text())
 
