@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         description="reuse the KV of prompt prefixes seen recently; faster prefill, but in "
         "bf16/fp16 a greedy or seeded result may then depend on what ran before",
     )
+    fused_forward: bool = Field(
+        True,
+        description="run Llama-architecture models on the CPU through copygen's fused forward "
+        "pass (fused projections, oneDNN-prepacked bf16 weights); false: transformers' forward",
+    )
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
 

@@ -62,6 +62,7 @@ def build_engine(settings: Settings) -> Engine:
         dtype=settings.dtype,
         threads=settings.torch_threads,
         prefix_cache=settings.prefix_cache,
+        fused_forward=settings.fused_forward,
     )
     return Engine(settings, runner)
 

@@ -16,6 +16,8 @@ class RunnerInfo:
     dtype: str
     load_seconds: float
     chat_template: bool
+    #: Which forward pass runs the model ("transformers", "fused", "fused+onednn").
+    forward: str = "transformers"
 
 
 #: (job id, request index within the job, row index within the request)
