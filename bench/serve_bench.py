@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from common import Server, free_port
@@ -29,7 +30,8 @@ MAX_TOKENS = 48
 class Sample:
     latency_s: float
     ttft_s: float
-    tokens: int
+    text: str
+    tokens: int = 0  # counted after the run with the model's tokenizer
 
 
 @dataclass
@@ -64,7 +66,7 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str) -> Sam
     }
     started = time.perf_counter()
     ttft = None
-    chunks = 0
+    parts: list[str] = []
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
@@ -76,11 +78,11 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str) -> Sam
             chunk = json.loads(data)
             choices = chunk.get("choices") or []
             if choices and (choices[0].get("delta") or {}).get("content"):
-                chunks += 1
+                parts.append(choices[0]["delta"]["content"])
                 if ttft is None:
                     ttft = time.perf_counter() - started
     latency = time.perf_counter() - started
-    return Sample(latency, ttft if ttft is not None else latency, chunks)
+    return Sample(latency, ttft if ttft is not None else latency, "".join(parts))
 
 
 async def drive(server: Server, model: str, concurrency: int, per_client: int, offset: int) -> Run:
@@ -111,8 +113,20 @@ def forward_passes(server: Server) -> int | None:
         return None
 
 
+def count_tokens(run: Run, tokenizer: Any) -> None:
+    """Completion tokens from the streamed text, the same way for both servers (a server may
+    send several tokens in one chunk)."""
+    for sample in run.samples:
+        sample.tokens = len(tokenizer(sample.text, add_special_tokens=False)["input_ids"])
+
+
 def bench_server(
-    server: Server, model: str, levels: list[int], per_client: int, ready_path: str
+    server: Server,
+    model: str,
+    levels: list[int],
+    per_client: int,
+    ready_path: str,
+    tokenizer: Any,
 ) -> list[Run]:
     try:
         server.wait_ready(ready_path)
@@ -127,6 +141,7 @@ def bench_server(
             if before is not None and after is not None and run.samples:
                 run.forward_passes = (after - before) / len(run.samples)
             offset += level * per_client
+            count_tokens(run, tokenizer)
             runs.append(run)
             f = run.figures()
             print(f"{server.name:>8} c={level:<3} {f['req_s']:6.2f} req/s {f['tok_s']:7.1f} tok/s "
@@ -176,7 +191,8 @@ def report(ours: list[Run], peer: list[Run], per_client: int) -> str:
         f'distinct prompts ("{PROMPT}"), temperature 0, max_tokens {MAX_TOKENS}; '
         f"each client sends {per_client} requests back to back after a warm-up round. "
         "Peer: `transformers serve --continuous-batching --dtype bfloat16`. "
-        "tok/s counts streamed content chunks (one per token for both servers). "
+        "tok/s counts the tokens of the streamed text (re-tokenized with the model's "
+        "tokenizer, the same way for both servers). "
         "Reproduce with `make bench`.",
         "",
         "| clients | server | req/s | tok/s | p50 s | p95 s | TTFT p50 s "
@@ -232,6 +248,9 @@ def main() -> None:
     from copygen.engine.runner import prepare_embedded_model
 
     model_dir = str(prepare_embedded_model(Settings().model_cache_dir))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     bin_dir = Path(sys.executable).parent
     peer_runs: list[Run] = []
     our_runs: list[Run] = []
@@ -243,7 +262,7 @@ def main() -> None:
              "bfloat16", "--host", "127.0.0.1", "--port", str(port), model_dir],
             {}, port,
         )  # fmt: skip
-        peer_runs = bench_server(peer, model_dir, levels, args.per_client, "/v1/models")
+        peer_runs = bench_server(peer, model_dir, levels, args.per_client, "/v1/models", tokenizer)
     if args.only in (None, "copygen"):
         port = free_port()
         ours = Server(
@@ -257,7 +276,9 @@ def main() -> None:
             },
             port,
         )
-        our_runs = bench_server(ours, "copygen", levels, args.per_client, "/health/ready")
+        our_runs = bench_server(
+            ours, "copygen", levels, args.per_client, "/health/ready", tokenizer
+        )
     if our_runs and peer_runs:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

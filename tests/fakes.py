@@ -60,6 +60,8 @@ class FakeRunner:
         self.batch_sizes: list[int] = []
         self.dropped: list[RowKey] = []
         self.forward_passes_total = 0
+        self.drafted_tokens_total = 0
+        self.accepted_tokens_total = 0
 
     def device_stats(self) -> dict[str, float]:
         return {}

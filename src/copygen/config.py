@@ -76,6 +76,14 @@ class Settings(BaseSettings):
         description="run Llama-architecture models on the CPU through copygen's fused forward "
         "pass (fused projections, oneDNN-prepacked bf16 weights); false: transformers' forward",
     )
+    speculative_tokens: int = Field(
+        4,
+        ge=0,
+        le=16,
+        description="guesses per greedy row and step for speculative decoding from n-grams of "
+        "the prompt and recent outputs (checked by the model, so the text is the model's own); "
+        "0 turns it off; needs the fused forward",
+    )
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
 

@@ -10,8 +10,16 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
-from copygen.engine.protocols import RowSpec
-from copygen.engine.runner import TransformersRunner, resolve_device, resolve_dtype
+from copygen.engine.protocols import RowEvent, RowSpec
+from copygen.engine.runner import (
+    TransformersRunner,
+    _FusedLlama,
+    _Linear,
+    _new_cache,
+    _packs_bf16,
+    resolve_device,
+    resolve_dtype,
+)
 
 WORDS = [
     "the",
@@ -88,8 +96,18 @@ def run(
     join_at: dict[int, int] | None = None,
 ) -> list[list[str]]:
     """Decode to the end; request i joins at step ``join_at[i]`` (default: the first)."""
+    return [[e.text for e in events] for events in run_events(runner, requests, join_at=join_at)]
+
+
+def run_events(
+    runner: TransformersRunner,
+    requests: list[GenerationRequest],
+    *,
+    join_at: dict[int, int] | None = None,
+) -> list[list[RowEvent]]:
+    """Like ``run``, but each row's final event."""
     join_at = join_at or {}
-    texts: dict[tuple[int, int], str] = {}
+    texts: dict[tuple[int, int], RowEvent] = {}
     pending = {
         (0, i, row): RowSpec((0, i, row), request, (request.sampling.seed or 0) + row)
         for i, request in enumerate(requests)
@@ -102,7 +120,7 @@ def run(
             del pending[spec.key]
         for event in runner.step(join, ()):
             if event.finish_reason:
-                texts[event.key[1:]] = event.text
+                texts[event.key[1:]] = event
         step += 1
         assert step < 1000
     return [[texts[(i, row)] for row in range(r.n)] for i, r in enumerate(requests)]
@@ -259,3 +277,130 @@ def test_prefix_reuse_off_stores_nothing(tmp_path: Path) -> None:
     assert run(runner, [request]) == run(runner, [request])
     assert runner._prefixes.entries == {}
     assert runner._prefixes.reused_tokens_total == 0
+
+
+# --- the fused forward and speculative decoding -----------------------------------------------
+
+
+def test_the_tiny_model_runs_the_fused_forward(runner: TransformersRunner) -> None:
+    assert runner.info is not None
+    assert runner.info.forward == "fused"
+
+
+def test_fused_forward_matches_transformers_with_padding_and_a_cache(
+    runner: TransformersRunner,
+) -> None:
+    model = runner._model
+    fused = _FusedLlama(model)
+    ids = torch.tensor([[1, 1, 1, 5, 6, 7, 8], [4, 9, 10, 11, 12, 13, 14]])
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    step_ids = torch.tensor([[15], [16]])
+    step_mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
+    step_positions = positions[:, -1:] + 1
+    with torch.inference_mode():
+        theirs_cache, ours_cache = _new_cache(), _new_cache()
+        theirs = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            **{runner._cache_kwarg: theirs_cache},
+        ).logits[:, -1]
+        ours = fused(ours_cache, input_ids=ids, attention_mask=mask, position_ids=positions)
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+        theirs = model(
+            input_ids=step_ids,
+            attention_mask=step_mask,
+            position_ids=step_positions,
+            **{runner._cache_kwarg: theirs_cache},
+        ).logits[:, -1]
+        ours = fused(
+            ours_cache, input_ids=step_ids, attention_mask=step_mask, position_ids=step_positions
+        )
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(
+    not _packs_bf16(torch.bfloat16, torch.device("cpu")), reason="no oneDNN bf16 on this CPU"
+)
+def test_prepacked_bf16_projection_equals_a_plain_one_for_any_row_count() -> None:
+    torch.manual_seed(1)
+    weight = torch.randn(96, 64, dtype=torch.bfloat16)
+    packed = _Linear(weight, pack=True)
+    for rows in (1, 5, 16, 70):
+        x = torch.randn(rows, 64, dtype=torch.bfloat16)
+        expected = torch.nn.functional.linear(x.float(), weight.float())
+        torch.testing.assert_close(packed(x).float(), expected, rtol=2e-2, atol=5e-2)
+
+
+@pytest.fixture(scope="module")
+def unspeculative(tmp_path_factory: pytest.TempPathFactory) -> TransformersRunner:
+    directory = _build_tiny_model(tmp_path_factory.mktemp("plain"), chat=False)
+    runner = TransformersRunner(
+        str(directory), cache_dir=directory, device="cpu", dtype="float32", speculative_tokens=0
+    )
+    runner.load()
+    return runner
+
+
+GREEDY_PROMPTS = [
+    "sun power sun power sun power sun",
+    "the solar phone charge trail go now fast light day",
+    "hike trail night hike trail night",
+    "a",
+]
+
+
+def _greedy(prompt: str, **overrides: object) -> GenerationRequest:
+    params = {"temperature": 0.0, "repetition_penalty": 1.0, "max_new_tokens": 24, **overrides}
+    return GenerationRequest(
+        messages=(ChatMessage("user", prompt),),
+        sampling=SamplingParams(**params),  # type: ignore[arg-type]
+    )
+
+
+def test_speculation_changes_the_step_count_not_the_text(
+    runner: TransformersRunner, unspeculative: TransformersRunner
+) -> None:
+    requests = [_greedy(p) for p in GREEDY_PROMPTS]
+    plain_before = unspeculative.forward_passes_total
+    expected = run_events(unspeculative, requests, join_at={1: 2, 3: 5})
+    plain_passes = unspeculative.forward_passes_total - plain_before
+    accepted_before = runner.accepted_tokens_total
+    passes_before = runner.forward_passes_total
+    for _ in range(2):  # the second time, guesses also come from the finished rows
+        got = run_events(runner, requests, join_at={1: 2, 3: 5})
+        assert [[(e.text, e.completion_tokens, e.finish_reason) for e in r] for r in got] == [
+            [(e.text, e.completion_tokens, e.finish_reason) for e in r] for r in expected
+        ]
+    assert runner.accepted_tokens_total > accepted_before
+    assert runner.forward_passes_total - passes_before < 2 * plain_passes
+
+
+def test_speculation_keeps_token_limits_and_stop_strings_exact(
+    runner: TransformersRunner, unspeculative: TransformersRunner
+) -> None:
+    for limit in (1, 2, 5, 7):
+        request = _greedy(GREEDY_PROMPTS[0], max_new_tokens=limit)
+        [[mine]] = run_events(runner, [request])
+        [[theirs]] = run_events(unspeculative, [request])
+        assert (mine.text, mine.completion_tokens) == (theirs.text, theirs.completion_tokens)
+        assert mine.completion_tokens <= limit
+    [[full]] = run(unspeculative, [_greedy(GREEDY_PROMPTS[0])])
+    words = full.split()
+    assert len(words) >= 4
+    request = GenerationRequest(
+        messages=(ChatMessage("user", GREEDY_PROMPTS[0]),),
+        sampling=SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=24),
+        stop=(" " + words[3],),
+    )
+    [[mine]] = run_events(runner, [request])
+    [[theirs]] = run_events(unspeculative, [request])
+    assert (mine.text, mine.completion_tokens) == (theirs.text, theirs.completion_tokens)
+
+
+def test_sampled_rows_do_not_guess(runner: TransformersRunner) -> None:
+    drafted = runner.drafted_tokens_total
+    run(runner, [_request(GREEDY_PROMPTS[0], temperature=0.8, seed=3, max_new_tokens=16)])
+    run(runner, [_greedy(GREEDY_PROMPTS[0], repetition_penalty=1.2)])
+    assert runner.drafted_tokens_total == drafted

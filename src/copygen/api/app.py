@@ -63,6 +63,7 @@ def build_engine(settings: Settings) -> Engine:
         threads=settings.torch_threads,
         prefix_cache=settings.prefix_cache,
         fused_forward=settings.fused_forward,
+        speculative_tokens=settings.speculative_tokens,
     )
     return Engine(settings, runner)
 

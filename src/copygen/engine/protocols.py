@@ -59,6 +59,14 @@ class Runner(Protocol):
     model_id: str
     forward_passes_total: int
 
+    @property
+    def drafted_tokens_total(self) -> int:
+        """Tokens guessed for speculative decoding so far (0 without speculation)."""
+
+    @property
+    def accepted_tokens_total(self) -> int:
+        """Guessed tokens the model confirmed so far."""
+
     def load(self) -> RunnerInfo: ...
 
     @property

@@ -236,6 +236,7 @@ class TransformersRunner:
         threads: int | None = None,
         prefix_cache: bool = True,
         fused_forward: bool = True,
+        speculative_tokens: int = 4,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -251,6 +252,8 @@ class TransformersRunner:
         self._prefixes = _PrefixStore(budget_tokens=8192 if prefix_cache else 0)
         self._fused_request = fused_forward
         self._fused: _FusedLlama | None = None
+        self._speculative_tokens = speculative_tokens
+        self._drafter: _Drafter | None = None
         #: Model forward calls so far (prefill and decode steps), for batching statistics.
         self.forward_passes_total = 0
         self.revision = model_revision(model_id)
@@ -278,6 +281,7 @@ class TransformersRunner:
         forward = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
         self._fused = self._build_fused()
+        self._drafter = self._build_drafter()
         self.info = RunnerInfo(
             model_id=self.model_id,
             device=str(self._device),
@@ -297,6 +301,23 @@ class TransformersRunner:
             log.info("transformers' forward pass runs this model (fused forward: %s)", reason)
             return None
         return _FusedLlama(self._model)
+
+    def _build_drafter(self) -> _Drafter | None:
+        """Speculative decoding needs the fused forward (logits at several positions)."""
+        if self._fused is None or self._speculative_tokens <= 0:
+            return None
+        drafter = _Drafter(self._speculative_tokens)
+        if self._drafter is not None:
+            drafter.recent = self._drafter.recent
+        return drafter
+
+    @property
+    def drafted_tokens_total(self) -> int:
+        return self._drafter.drafted_total if self._drafter else 0
+
+    @property
+    def accepted_tokens_total(self) -> int:
+        return self._drafter.accepted_total if self._drafter else 0
 
     def _forward_name(self) -> str:
         if self._fused is None:
@@ -330,6 +351,7 @@ class TransformersRunner:
         self._model = self._model.to(device=cpu, dtype=dtype)
         previous, self._device = self._device, cpu
         self._fused = self._build_fused()
+        self._drafter = self._build_drafter()
         with contextlib.suppress(Exception):
             torch.cuda.empty_cache()
         assert self.info is not None
@@ -386,15 +408,21 @@ class TransformersRunner:
         text = request.prompt if request.prompt is not None else self.render(request.messages)
         return text + request.prefix
 
-    def _forward(self, cache: Any, **inputs: Any) -> torch.Tensor:
+    def _forward(
+        self, cache: Any, *, select: torch.Tensor | None = None, **inputs: Any
+    ) -> torch.Tensor:
+        """Float logits of each row's last position; with ``select`` (fused forward only),
+        logits in the model's dtype of those positions of the flattened [rows * new] input."""
         self.forward_passes_total += 1
         if self._fused is not None:
-            return self._fused(
+            fused = self._fused(
                 cache,
                 input_ids=inputs["input_ids"],
                 attention_mask=inputs["attention_mask"],
                 position_ids=inputs["position_ids"],
+                select=select,
             )
+            return fused if select is not None else fused.float()
         output = self._model(**inputs, **{self._cache_kwarg: cache}, use_cache=True)
         logits: torch.Tensor = output.logits[:, -1, :].float()
         return logits
@@ -525,9 +553,11 @@ class _FusedLlama:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
+        select: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits (float32) of each row's last position; ``attention_mask`` spans the cached
-        positions and the new ones."""
+        """Logits of each row's last position, or of the ``select``ed positions of the
+        flattened [rows * new] input; ``attention_mask`` spans the cached positions and the
+        new ones."""
         rows, new = input_ids.shape
         heads, kv_heads, dim, width = self.heads, self.kv_heads, self.head_dim, self.hidden
         half = dim // 2
@@ -567,9 +597,9 @@ class _FusedLlama:
             h = F.rms_norm(x, (width,), layer.mlp_norm, self.eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
-        last = x.view(rows, new, width)[:, -1]
+        last = x.view(rows, new, width)[:, -1] if select is None else x[select]
         logits: torch.Tensor = self.lm_head(F.rms_norm(last, (width,), self.norm, self.eps))
-        return logits.float()
+        return logits
 
 
 def _attention_mask(padding: torch.Tensor, new: int) -> torch.Tensor:
@@ -699,6 +729,51 @@ def _new_cache() -> Any:
     return cache
 
 
+class _Drafter:
+    """Guesses the next few tokens of a greedy row from n-grams, for speculative decoding.
+
+    A guess comes from the row's own prompt and output (the most recent token that followed
+    the row's last two tokens: copy repeats names, phrases and patterns) or else from a table of
+    what followed each token pair in recently finished rows. The model checks every guess in
+    the next forward pass, so guesses change how many tokens a step yields, never which.
+    """
+
+    def __init__(self, max_tokens: int, table_size: int = 1 << 16) -> None:
+        self.max_tokens = max_tokens
+        self.table_size = table_size
+        self.recent: dict[tuple[int, int], int] = {}
+        self.drafted_total = 0
+        self.accepted_total = 0
+
+    def draft(self, row: _LiveRow, budget: int) -> list[int]:
+        context = row.context
+        if len(context) < 2:
+            return []
+        first, second = context[-2], context[-1]
+        guesses: list[int] = []
+        for _ in range(min(self.max_tokens, budget)):
+            key = (first, second)
+            guess = row.follows.get(key)
+            if guess is None:
+                guess = self.recent.get(key)
+            if guess is None:
+                break
+            guesses.append(guess)
+            first, second = second, guess
+        self.drafted_total += len(guesses)
+        return guesses
+
+    def learn(self, context: Sequence[int]) -> None:
+        """Remember what followed each token pair of a finished row (bounded, oldest out)."""
+        recent = self.recent
+        for i in range(2, len(context)):
+            key = (context[i - 2], context[i - 1])
+            recent.pop(key, None)
+            recent[key] = context[i]
+        while len(recent) > self.table_size:
+            del recent[next(iter(recent))]
+
+
 @dataclass(slots=True)
 class _LiveRow:
     spec: RowSpec
@@ -706,6 +781,21 @@ class _LiveRow:
     prefix: str
     tokens: list[int] = field(default_factory=list)
     emitted: int = 0
+    #: Prompt and output token ids, and which token last followed each pair of them; only
+    #: kept for rows that speculate (greedy rows when speculation is on).
+    context: list[int] = field(default_factory=list)
+    follows: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: Guesses fed after the row's last token in the latest forward pass, and the model's
+    #: greedy token at the last token and at each guess.
+    drafts: list[int] = field(default_factory=list)
+    targets: list[int] = field(default_factory=list)
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        context, follows = self.context, self.follows
+        for token in tokens:
+            if len(context) >= 2:
+                follows[(context[-2], context[-1])] = token
+            context.append(token)
 
 
 class _DecodeBatch:
@@ -715,6 +805,9 @@ class _DecodeBatch:
     def __init__(self, runner: TransformersRunner) -> None:
         self.runner = runner
         self.stop_ids = runner._stop_ids()
+        self.drafter = runner._drafter
+        #: Positions per row fed in the latest forward pass (1 + the most guesses).
+        self.fed_width = 1
         self._reset()
 
     def _reset(self) -> None:
@@ -792,6 +885,10 @@ class _DecodeBatch:
             _LiveRow(spec, int(length), spec.request.prefix)
             for spec, length in zip(specs, lengths, strict=True)
         ]
+        if self.drafter is not None:
+            for live, text in zip(rows, texts, strict=True):
+                if _speculates(live.spec.request.sampling):
+                    live.extend(token_lists[slot[text]])
         if not self.rows:
             self.rows, self.cache, self.sampler = rows, cache, sampler
             self.attention, self.seen = attention, seen
@@ -886,60 +983,163 @@ class _DecodeBatch:
             self.runner._prefixes.add(tokens, kv)
 
     def advance(self) -> list[RowEvent]:
-        """Sample one token per row, report it, retire finished rows, run the next step."""
+        """Take each row's next tokens (one sampled, or the guesses the model confirmed plus
+        one), report them, retire finished rows, run the next forward pass."""
         if not self.rows:
             return []
-        tokenizer = self.runner._tokenizer
-        chosen = self.sampler.sample(self.logits, self.seen).tolist()
+        accepted = self._accept()
         events: list[RowEvent] = []
         kept: list[int] = []
-        for index, (row, token) in enumerate(zip(self.rows, chosen, strict=True)):
-            row.tokens.append(token)
-            request = row.spec.request
-            finish: Literal["stop", "length"] | None = None
-            body = row.tokens
-            if token in self.stop_ids:
-                finish, body = "stop", row.tokens[:-1]
-            text = row.prefix + tokenizer.decode(body, skip_special_tokens=True)
-            for stop in request.stop:
-                cut = text.find(stop, len(row.prefix))
-                if cut >= 0:
-                    finish, text = "stop", text[:cut]
-            if finish is None and len(row.tokens) >= request.sampling.max_new_tokens:
-                finish = "length"
-            # Hold back a trailing partial character until its bytes are complete.
-            ready = text if finish else text.rstrip("\ufffd")
-            delta = ready[row.emitted :]
-            row.emitted = max(row.emitted, len(ready))
-            events.append(
-                RowEvent(
-                    key=row.spec.key,
-                    delta=delta,
-                    finish_reason=finish,
-                    text=text if finish else "",
-                    prompt_tokens=row.prompt_tokens,
-                    completion_tokens=len(row.tokens),
-                )
-            )
-            if finish is None:
+        seen_rows: list[int] = []
+        seen_tokens: list[int] = []
+        for index, (row, new) in enumerate(zip(self.rows, accepted, strict=True)):
+            event, taken = self._take(row, new)
+            events.append(event)
+            if event.finish_reason is None:
                 kept.append(index)
+                seen_rows += [len(kept) - 1] * len(taken)
+                seen_tokens += taken
+            elif row.context and self.drafter is not None:
+                self.drafter.learn(row.context)
         self._keep(kept)
         if self.rows:
-            step = torch.tensor(
-                [row.tokens[-1] for row in self.rows], device=self.attention.device
-            )[:, None]
-            self.seen.scatter_(1, step, True)
-            self.attention = torch.cat(
-                [self.attention, self.attention.new_ones(len(self.rows), 1)], dim=1
-            )
-            self.positions = self.positions + 1
-            self.logits = self.runner._forward(
-                self.cache,
-                input_ids=step,
-                attention_mask=self.attention,
-                position_ids=self.positions,
-            )
+            device = self.seen.device
+            self.seen[
+                torch.tensor(seen_rows, device=device), torch.tensor(seen_tokens, device=device)
+            ] = True
+            self._feed()
         return events
+
+    def _accept(self) -> list[list[int]]:
+        """Each row's new tokens. A row that guessed keeps its guesses up to the first the
+        model disagrees with, plus the model's own token there; the rejected guesses' KV
+        columns are masked out and the row's position moves past the kept ones."""
+        chosen = self.sampler.sample(self.logits, self.seen).tolist()
+        width = self.attention.shape[1]
+        fed = self.fed_width
+        result: list[list[int]] = []
+        moved: list[int] = []
+        for index, (row, token) in enumerate(zip(self.rows, chosen, strict=True)):
+            drafts = row.drafts
+            if not drafts:
+                result.append([token])
+                moved.append(0)
+                continue
+            targets = row.targets
+            kept = 0
+            while kept < len(drafts) and drafts[kept] == targets[kept]:
+                kept += 1
+            result.append(drafts[:kept] + [targets[kept]])
+            moved.append(kept)
+            if kept < len(drafts):
+                self.attention[index, width - fed + 1 + kept : width - fed + 1 + len(drafts)] = 0
+            assert self.drafter is not None
+            self.drafter.accepted_total += kept
+            row.drafts = []
+        if any(moved):
+            self.positions += torch.tensor(moved, device=self.positions.device)[:, None]
+        return result
+
+    def _take(self, row: _LiveRow, new: list[int]) -> tuple[RowEvent, list[int]]:
+        """Append the row's new tokens up to a stop token or its token limit; its event."""
+        request = row.spec.request
+        limit = request.sampling.max_new_tokens
+        finish: Literal["stop", "length"] | None = None
+        taken: list[int] = []
+        for token in new:
+            taken.append(token)
+            if token in self.stop_ids:
+                finish = "stop"
+                break
+            if len(row.tokens) + len(taken) >= limit:
+                break
+        row.tokens += taken
+        if row.context:
+            row.extend(taken)
+        text = self._text(row)
+        for stop in request.stop:
+            cut = text.find(stop, len(row.prefix))
+            if cut >= 0:
+                # Several tokens may have come at once: count only those up to the stop.
+                while len(taken) > 1 and stop in self._text(row, drop=1)[len(row.prefix) :]:
+                    row.tokens.pop()
+                    taken.pop()
+                finish, text = "stop", text[:cut]
+        if finish is None and len(row.tokens) >= limit:
+            finish = "length"
+        # Hold back a trailing partial character until its bytes are complete.
+        ready = text if finish else text.rstrip("\ufffd")
+        delta = ready[row.emitted :]
+        row.emitted = max(row.emitted, len(ready))
+        event = RowEvent(
+            key=row.spec.key,
+            delta=delta,
+            finish_reason=finish,
+            text=text if finish else "",
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=len(row.tokens),
+        )
+        return event, taken
+
+    def _text(self, row: _LiveRow, drop: int = 0) -> str:
+        """The row's text so far (without a final stop token), less ``drop`` last tokens."""
+        body = row.tokens[: len(row.tokens) - drop]
+        if body and body[-1] in self.stop_ids:
+            body = body[:-1]
+        return row.prefix + str(self.runner._tokenizer.decode(body, skip_special_tokens=True))
+
+    def _feed(self) -> None:
+        """The next forward pass: each row's last token, then its guesses (padded where a
+        row has fewer guesses than another; padded slots are masked out)."""
+        rows = self.rows
+        device = self.attention.device
+        drafter = self.drafter
+        drafts = [
+            drafter.draft(row, row.spec.request.sampling.max_new_tokens - len(row.tokens) - 1)
+            if drafter is not None and row.context
+            else []
+            for row in rows
+        ]
+        width = 1 + max(len(d) for d in drafts)
+        self.fed_width = width
+        pad = self.runner._tokenizer.pad_token_id or 0
+        inputs = [
+            [row.tokens[-1], *d] + [pad] * (width - 1 - len(d))
+            for row, d in zip(rows, drafts, strict=True)
+        ]
+        columns = self.attention.new_zeros(len(rows), width)
+        for index, d in enumerate(drafts):
+            columns[index, : 1 + len(d)] = 1
+        self.attention = torch.cat([self.attention, columns], dim=1)
+        self.positions = self.positions + 1
+        step = {
+            "input_ids": torch.tensor(inputs, device=device),
+            "attention_mask": self.attention,
+            "position_ids": self.positions + torch.arange(width, device=device)[None, :],
+        }
+        if width == 1:
+            self.logits = self.runner._forward(self.cache, **step)
+            return
+        # Logits only where needed: each row's first position and the guessing rows' guesses.
+        firsts: list[int] = []
+        select: list[int] = []
+        for index, d in enumerate(drafts):
+            firsts.append(len(select))
+            select += range(index * width, index * width + 1 + len(d))
+        logits = self.runner._forward(
+            self.cache, select=torch.tensor(select, device=device), **step
+        )
+        self.logits = logits[torch.tensor(firsts, device=device)].float()
+        targets = logits.max(dim=-1).indices.tolist()
+        for row, d, first in zip(rows, drafts, firsts, strict=True):
+            row.drafts = d
+            row.targets = targets[first : first + 1 + len(d)] if d else []
+
+
+def _speculates(sampling: SamplingParams) -> bool:
+    """Guesses are checked against the greedy choice, so only greedy rows without a
+    repetition penalty guess (a sampled token has no single right answer to check against)."""
+    return sampling.temperature == 0 and sampling.repetition_penalty == 1.0
 
 
 def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:

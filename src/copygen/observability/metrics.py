@@ -183,6 +183,14 @@ class _EngineCollector(Collector):
         yield _counter(
             "copygen_forward_passes", "Model forward calls.", stats.get("forward_passes", 0)
         )
+        drafts = CounterMetricFamily(
+            "copygen_draft_tokens",
+            "Speculative decoding: tokens guessed, and guessed tokens the model confirmed.",
+            labels=["outcome"],
+        )
+        drafts.add_metric(["proposed"], stats.get("draft_tokens", 0))
+        drafts.add_metric(["accepted"], stats.get("draft_tokens_accepted", 0))
+        yield drafts
         oom = CounterMetricFamily(
             "copygen_oom_events",
             "Device out-of-memory steps: split (retried in halves) or failed (at one row).",

@@ -50,6 +50,7 @@ async def health(engine: EngineDep) -> dict[str, Any]:
             "dtype": info.dtype if info else None,
             "load_seconds": info.load_seconds if info else None,
             "chat_template": info.chat_template if info else None,
+            "forward": info.forward if info else None,
             "error": engine.startup_error,
         },
         "engine": engine.stats(),
