@@ -272,6 +272,7 @@ def main() -> None:
                 "COPYGEN_LOG_LEVEL": "warning",
                 "COPYGEN_MAX_BATCH_SIZE": "32",
                 "COPYGEN_PREFIX_CACHE": "true",
+                "COPYGEN_SPECULATIVE_SHARED": "true",
                 **dict(item.split("=", 1) for item in args.copygen_env),
             },
             port,

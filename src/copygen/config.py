@@ -81,8 +81,13 @@ class Settings(BaseSettings):
         ge=0,
         le=16,
         description="guesses per greedy row and step for speculative decoding from n-grams of "
-        "the prompt and recent outputs (checked by the model, so the text is the model's own); "
+        "the row's prompt and output (checked by the model, so the text is the model's own); "
         "0 turns it off; needs the fused forward",
+    )
+    speculative_shared: bool = Field(
+        False,
+        description="also guess from what followed a token pair in recently finished rows "
+        "(more guesses land; in bf16 a greedy result may then depend on what ran before)",
     )
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)

@@ -48,7 +48,8 @@ def test_chat_stream_matches_the_non_stream_text(server: Server) -> None:
     for chunk in client.chat.completions.create(stream=True, **kwargs):  # type: ignore[call-overload]
         if chunk.choices and chunk.choices[0].delta.content:
             pieces.append(chunk.choices[0].delta.content)
-    assert len(pieces) > 3  # token by token, not one blob
+    # Incrementally, not one blob (a chunk may carry several tokens: speculative decoding).
+    assert len(pieces) >= 2
     assert "".join(pieces) == whole.choices[0].message.content
 
 

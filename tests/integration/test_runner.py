@@ -13,6 +13,7 @@ from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
 from copygen.engine.protocols import RowEvent, RowSpec
 from copygen.engine.runner import (
     TransformersRunner,
+    _DecodeBatch,
     _FusedLlama,
     _Linear,
     _new_cache,
@@ -359,22 +360,28 @@ def _greedy(prompt: str, **overrides: object) -> GenerationRequest:
     )
 
 
+@pytest.mark.parametrize("shared", [False, True])
 def test_speculation_changes_the_step_count_not_the_text(
-    runner: TransformersRunner, unspeculative: TransformersRunner
+    unspeculative: TransformersRunner, tmp_path: Path, shared: bool
 ) -> None:
+    directory = _build_tiny_model(tmp_path, chat=False)
+    runner = TransformersRunner(
+        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", speculative_shared=shared
+    )
+    runner.load()
     requests = [_greedy(p) for p in GREEDY_PROMPTS]
     plain_before = unspeculative.forward_passes_total
     expected = run_events(unspeculative, requests, join_at={1: 2, 3: 5})
     plain_passes = unspeculative.forward_passes_total - plain_before
-    accepted_before = runner.accepted_tokens_total
-    passes_before = runner.forward_passes_total
-    for _ in range(2):  # the second time, guesses also come from the finished rows
+    for _ in range(2):  # the second time, shared guesses also come from the finished rows
         got = run_events(runner, requests, join_at={1: 2, 3: 5})
         assert [[(e.text, e.completion_tokens, e.finish_reason) for e in r] for r in got] == [
             [(e.text, e.completion_tokens, e.finish_reason) for e in r] for r in expected
         ]
-    assert runner.accepted_tokens_total > accepted_before
-    assert runner.forward_passes_total - passes_before < 2 * plain_passes
+    assert runner.accepted_tokens_total > 0
+    assert runner.forward_passes_total <= 2 * plain_passes  # two runs
+    assert runner._drafter is not None
+    assert bool(runner._drafter.recent) is shared
 
 
 def test_speculation_keeps_token_limits_and_stop_strings_exact(
@@ -397,6 +404,31 @@ def test_speculation_keeps_token_limits_and_stop_strings_exact(
     [[mine]] = run_events(runner, [request])
     [[theirs]] = run_events(unspeculative, [request])
     assert (mine.text, mine.completion_tokens) == (theirs.text, theirs.completion_tokens)
+
+
+def test_squeezing_out_rejected_guesses_changes_nothing(
+    tmp_path: Path, unspeculative: TransformersRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_DecodeBatch, "SQUEEZE_SLACK", -16)  # squeeze early and often
+    squeezed = []
+    original = _DecodeBatch._squeeze
+
+    def spy(batch: _DecodeBatch) -> None:
+        before = batch.attention.shape[1]
+        original(batch)
+        squeezed.append(before - batch.attention.shape[1])
+
+    monkeypatch.setattr(_DecodeBatch, "_squeeze", spy)
+    directory = _build_tiny_model(tmp_path, chat=False)
+    runner = TransformersRunner(
+        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", speculative_shared=True
+    )
+    runner.load()
+    requests = [_greedy(p, max_new_tokens=40) for p in GREEDY_PROMPTS]
+    run(runner, requests)  # fills the shared table: more guesses, more rejected ones
+    expected = run(unspeculative, requests, join_at={2: 3})
+    assert run(runner, requests, join_at={2: 3}) == expected
+    assert max(squeezed) > 0
 
 
 def test_sampled_rows_do_not_guess(runner: TransformersRunner) -> None:

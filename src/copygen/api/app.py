@@ -64,6 +64,7 @@ def build_engine(settings: Settings) -> Engine:
         prefix_cache=settings.prefix_cache,
         fused_forward=settings.fused_forward,
         speculative_tokens=settings.speculative_tokens,
+        speculative_shared=settings.speculative_shared,
     )
     return Engine(settings, runner)
 

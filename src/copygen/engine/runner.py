@@ -237,6 +237,7 @@ class TransformersRunner:
         prefix_cache: bool = True,
         fused_forward: bool = True,
         speculative_tokens: int = 4,
+        speculative_shared: bool = False,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -253,6 +254,7 @@ class TransformersRunner:
         self._fused_request = fused_forward
         self._fused: _FusedLlama | None = None
         self._speculative_tokens = speculative_tokens
+        self._speculative_shared = speculative_shared
         self._drafter: _Drafter | None = None
         #: Model forward calls so far (prefill and decode steps), for batching statistics.
         self.forward_passes_total = 0
@@ -306,7 +308,7 @@ class TransformersRunner:
         """Speculative decoding needs the fused forward (logits at several positions)."""
         if self._fused is None or self._speculative_tokens <= 0:
             return None
-        drafter = _Drafter(self._speculative_tokens)
+        drafter = _Drafter(self._speculative_tokens, shared=self._speculative_shared)
         if self._drafter is not None:
             drafter.recent = self._drafter.recent
         return drafter
@@ -733,13 +735,17 @@ class _Drafter:
     """Guesses the next few tokens of a greedy row from n-grams, for speculative decoding.
 
     A guess comes from the row's own prompt and output (the most recent token that followed
-    the row's last two tokens: copy repeats names, phrases and patterns) or else from a table of
-    what followed each token pair in recently finished rows. The model checks every guess in
-    the next forward pass, so guesses change how many tokens a step yields, never which.
+    the row's last two tokens: copy repeats names, phrases and patterns) or else, when
+    ``shared``, from a table of what followed each token pair in recently finished rows. The
+    model checks every guess in the next forward pass, so guesses change how many tokens a
+    step yields, not which (up to bf16 rounding, which differs between a multi-position pass
+    and single steps; hence the shared table, which makes guesses depend on history, is
+    opt-in).
     """
 
-    def __init__(self, max_tokens: int, table_size: int = 1 << 16) -> None:
+    def __init__(self, max_tokens: int, *, shared: bool, table_size: int = 1 << 16) -> None:
         self.max_tokens = max_tokens
+        self.shared = shared
         self.table_size = table_size
         self.recent: dict[tuple[int, int], int] = {}
         self.drafted_total = 0
@@ -765,6 +771,8 @@ class _Drafter:
 
     def learn(self, context: Sequence[int]) -> None:
         """Remember what followed each token pair of a finished row (bounded, oldest out)."""
+        if not self.shared:
+            return
         recent = self.recent
         for i in range(2, len(context)):
             key = (context[i - 2], context[i - 1])
@@ -1088,9 +1096,34 @@ class _DecodeBatch:
             body = body[:-1]
         return row.prefix + str(self.runner._tokenizer.decode(body, skip_special_tokens=True))
 
+    #: Masked-out KV columns tolerated beyond the longest row's live ones before squeezing.
+    SQUEEZE_SLACK = 64
+
+    def _squeeze(self) -> None:
+        """Drop the masked-out KV columns once they dominate the cache. With speculation every
+        step adds 1 + the most guesses columns to every row, and each row keeps only what the
+        model confirmed; without this, long outputs would hold up to 5x the KV they need."""
+        live = self.attention.bool()
+        width = int(live.sum(dim=1).max())
+        if self.attention.shape[1] <= 2 * width + self.SQUEEZE_SLACK:
+            return
+        # Per row: its live columns in order, right-aligned in `width` slots (a row with fewer
+        # keeps some masked columns on the left, still masked).
+        index = torch.argsort(live.to(torch.int8), dim=1, stable=True)[:, -width:]
+        self.attention = torch.gather(self.attention, 1, index)
+        for layer in self.cache.layers:
+            keys, values = layer.keys, layer.values
+            layer.keys = keys.gather(
+                2, index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3])
+            )
+            layer.values = values.gather(
+                2, index[:, None, :, None].expand(-1, values.shape[1], -1, values.shape[3])
+            )
+
     def _feed(self) -> None:
         """The next forward pass: each row's last token, then its guesses (padded where a
         row has fewer guesses than another; padded slots are masked out)."""
+        self._squeeze()
         rows = self.rows
         device = self.attention.device
         drafter = self.drafter
