@@ -506,10 +506,11 @@ class _FusedLayer:
 
 
 class _FusedLlama:
-    """The forward pass of a Llama-architecture model in about 20 tensor operations per layer
-    where transformers' modules spend about 60 (hooks, mask and cache objects, separate q/k/v
-    and gate/up projections). On two cores a decoding step is bound by the matmuls and by
-    per-operation dispatch, so this measured 51 ms → 33 ms per step at 16 rows (bf16).
+    """The forward pass of a Llama-architecture model as a short sequence of tensor operations
+    per layer, without transformers' module machinery (hooks, mask and cache objects), with
+    q/k/v and gate/up fused into one projection each and, for bf16 on oneDNN CPUs, prepacked
+    weights. On two cores a decoding step is bound by the matmuls and per-operation dispatch;
+    measured in the runner: 53 ms → 35 ms per step at 16 rows, 61 → 45 ms at 32 (bf16).
 
     It reads and writes the same KV cache layers as transformers' forward (``update`` on each
     layer), so prefix reuse, joins and row removal work unchanged. Positions and padding come
