@@ -15,6 +15,7 @@ from copygen.engine.runner import (
     TransformersRunner,
     _DecodeBatch,
     _FusedLlama,
+    _GrowingLayer,
     _Linear,
     _new_cache,
     _packs_bf16,
@@ -436,3 +437,35 @@ def test_sampled_rows_do_not_guess(runner: TransformersRunner) -> None:
     run(runner, [_request(GREEDY_PROMPTS[0], temperature=0.8, seed=3, max_new_tokens=16)])
     run(runner, [_greedy(GREEDY_PROMPTS[0], repetition_penalty=1.2)])
     assert runner.drafted_tokens_total == drafted
+
+
+def test_kv_layer_reshapes_the_batch_in_place() -> None:
+    torch.manual_seed(2)
+    layer = _GrowingLayer()
+    keys, values = torch.randn(4, 2, 5, 3), torch.randn(4, 2, 5, 3)
+    layer.update(keys, values)
+    buffer = layer._key_buffer
+    assert buffer is not None
+    # rows 0 and 2 leave; row 3 moves into place 0, row 1 stays
+    order = [3, 1]
+    layer.keep_rows(order, torch.tensor(order))
+    torch.testing.assert_close(layer.keys, keys[order])
+    torch.testing.assert_close(layer.values, values[order])
+    assert layer.keys.data_ptr() == buffer.data_ptr()  # no new tensor
+    joiner_keys, joiner_values = torch.randn(2, 2, 3, 3), torch.randn(2, 2, 3, 3)
+    layer.append_rows(joiner_keys, joiner_values)  # narrower: right-aligned, zeros on the left
+    assert layer.keys.data_ptr() == buffer.data_ptr()
+    torch.testing.assert_close(layer.keys[2:, :, 2:], joiner_keys)
+    torch.testing.assert_close(layer.values[2:, :, 2:], joiner_values)
+    assert not layer.keys[2:, :, :2].any()
+    step_keys, step_values = torch.randn(4, 2, 1, 3), torch.randn(4, 2, 1, 3)
+    out_keys, out_values = layer.update(step_keys, step_values)
+    assert layer._key_buffer is buffer  # appended in place, not rebuilt
+    torch.testing.assert_close(out_keys[:2, :, :5], keys[order])
+    torch.testing.assert_close(out_keys[:, :, 5:], step_keys)
+    torch.testing.assert_close(out_values[:, :, 5:], step_values)
+    wider_keys, wider_values = torch.randn(1, 2, 9, 3), torch.randn(1, 2, 9, 3)
+    layer.append_rows(wider_keys, wider_values)  # wider than the batch: padded copy
+    assert layer.keys.shape == (5, 2, 9, 3)
+    torch.testing.assert_close(layer.keys[:4, :, 3:], out_keys)
+    torch.testing.assert_close(layer.keys[4:], wider_keys)
