@@ -66,7 +66,8 @@ class Metrics:
         )
         self.inter_token = Histogram(
             "copygen_inter_token_latency_seconds",
-            "Duration of one decoding step, i.e. the gap between two tokens of a row.",
+            "Duration of one decoding step: the gap between two of a row's stream chunks "
+            "(a step can bring several tokens with speculative decoding).",
             buckets=STEP_BUCKETS,
             registry=r,
         )
