@@ -81,6 +81,7 @@ async def test_counters_and_histograms_move_with_traffic() -> None:
     )
     assert _value(after, "copygen_inter_token_latency_seconds_count") == steps
     assert _value(after, "copygen_ready") == 1
+    assert _value(after, "copygen_draft_tokens_total", outcome="proposed") == 0  # fake runner
     assert _value(after, "copygen_queue_depth") == 0
     assert _value(after, "copygen_cache_l1_entries") == 7
     assert _value(after, "copygen_model_load_seconds") >= 0
