@@ -897,7 +897,8 @@ class _DecodeBatch:
             return
         # Rows from the end fill the places of rows that left, so the KV cache moves only them.
         order = list(range(len(kept)))
-        holes = [place for place in order if place not in set(kept)]
+        staying = set(kept)
+        holes = [place for place in order if place not in staying]
         for place, row in zip(holes, [row for row in kept if row >= len(kept)], strict=True):
             order[place] = row
         index = torch.tensor(order, device=self.attention.device)
