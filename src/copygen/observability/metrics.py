@@ -184,22 +184,21 @@ class _EngineCollector(Collector):
         yield _counter(
             "copygen_forward_passes", "Model forward calls.", stats.get("forward_passes", 0)
         )
-        drafts = CounterMetricFamily(
+        yield _counters(
             "copygen_draft_tokens",
             "Speculative decoding: tokens guessed, and guessed tokens the model confirmed.",
-            labels=["outcome"],
+            "outcome",
+            {
+                "proposed": stats.get("draft_tokens", 0),
+                "accepted": stats.get("draft_tokens_accepted", 0),
+            },
         )
-        drafts.add_metric(["proposed"], stats.get("draft_tokens", 0))
-        drafts.add_metric(["accepted"], stats.get("draft_tokens_accepted", 0))
-        yield drafts
-        oom = CounterMetricFamily(
+        yield _counters(
             "copygen_oom_events",
             "Device out-of-memory steps: split (retried in halves) or failed (at one row).",
-            labels=["outcome"],
+            "outcome",
+            {"split": stats.get("oom_splits", 0), "failed": stats.get("oom_failures", 0)},
         )
-        oom.add_metric(["split"], stats.get("oom_splits", 0))
-        oom.add_metric(["failed"], stats.get("oom_failures", 0))
-        yield oom
         yield _gauge(
             "copygen_batch_ceiling_rows",
             "Current adaptive batch ceiling.",
@@ -216,12 +215,15 @@ class _EngineCollector(Collector):
             "1 while memory is above its mark.",
             int(engine.memory.shedding),
         )
-        cancelled = CounterMetricFamily(
-            "copygen_jobs_cancelled", "Jobs dropped by their client, by stage.", labels=["stage"]
+        yield _counters(
+            "copygen_jobs_cancelled",
+            "Jobs dropped by their client, by stage.",
+            "stage",
+            {
+                "queued": stats.get("jobs_cancelled_queued", 0),
+                "running": stats.get("jobs_cancelled_running", 0),
+            },
         )
-        cancelled.add_metric(["queued"], stats.get("jobs_cancelled_queued", 0))
-        cancelled.add_metric(["running"], stats.get("jobs_cancelled_running", 0))
-        yield cancelled
         if engine.info is not None:
             yield _gauge(
                 "copygen_model_load_seconds", "Time to load the model.", engine.info.load_seconds
@@ -229,10 +231,9 @@ class _EngineCollector(Collector):
 
         cache = engine.cache
         c = cache.counters
-        hits = CounterMetricFamily("copygen_cache_hits", "Cache hits by tier.", labels=["tier"])
-        hits.add_metric(["l1"], c.hits_l1)
-        hits.add_metric(["l2"], c.hits_l2)
-        yield hits
+        yield _counters(
+            "copygen_cache_hits", "Cache hits by tier.", "tier", {"l1": c.hits_l1, "l2": c.hits_l2}
+        )
         yield _counter("copygen_cache_misses", "Lookups found in no tier.", c.misses)
         yield _counter(
             "copygen_cache_single_flight_shared",
@@ -267,3 +268,11 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
+
+
+def _counters(name: str, doc: str, label: str, values: dict[str, float]) -> CounterMetricFamily:
+    """One counter per value of ``label``."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family
