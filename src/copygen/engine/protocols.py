@@ -100,7 +100,8 @@ class MetricsSink(Protocol):
     Prometheus. The engine never imports a metrics library."""
 
     def step(self, rows: int, seconds: float) -> None:
-        """One decoding step over ``rows`` rows took ``seconds`` (one token per row)."""
+        """One decoding step over ``rows`` rows took ``seconds`` (one token per row, or
+        several for a row whose speculative guesses the model confirmed)."""
 
     def job_done(
         self,

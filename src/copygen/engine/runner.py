@@ -308,10 +308,7 @@ class TransformersRunner:
         """Speculative decoding needs the fused forward (logits at several positions)."""
         if self._fused is None or self._speculative_tokens <= 0:
             return None
-        drafter = _Drafter(self._speculative_tokens, shared=self._speculative_shared)
-        if self._drafter is not None:
-            drafter.recent = self._drafter.recent
-        return drafter
+        return _Drafter(self._speculative_tokens, shared=self._speculative_shared)
 
     @property
     def drafted_tokens_total(self) -> int:
