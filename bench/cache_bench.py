@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 from common import Server, free_port
 
+from copygen.cache.l1 import L1Cache
 from copygen.domain import CopyResult
-from copygen.engine.cache import L1Cache
 
 BRIEF = {"product": "solar charger", "channel": "google_ads_headline", "variants": 3, "seed": 7}
 WRK_SCRIPT = """

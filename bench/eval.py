@@ -14,14 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from copygen.api.app import build_engine
 from copygen.config import Settings
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.frameworks import FRAMEWORKS, TONES
 from copygen.copywriting.postprocess import keywords_missing
 from copygen.copywriting.prompts import render_prompt
 from copygen.domain import CopyBrief, GenerationRequest, SamplingParams
-from copygen.engine.engine import Engine
+from copygen.service.copywriter import Copywriter
 
 PRODUCTS = (
     ("Solar-powered phone charger", "Charges a phone in two hours of sunlight.", "hikers", "solar"),
@@ -118,19 +117,19 @@ def distinct_2(texts: list[str]) -> float:
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
-async def run_pipeline(engine: Engine, all_briefs: list[CopyBrief]) -> Tally:
+async def run_pipeline(copywriter: Copywriter, all_briefs: list[CopyBrief]) -> Tally:
     tally = Tally()
     for start in range(0, len(all_briefs), CHUNK):
         chunk = all_briefs[start : start + CHUNK]
         began = time.perf_counter()
-        results = await engine.generate_copy_many(chunk)
+        results = await copywriter.generate_many(chunk)
         latency = time.perf_counter() - began
         for brief, result in zip(chunk, results, strict=True):
             tally.add(brief, [v.text for v in result.variants], latency)
     return tally
 
 
-async def run_raw(engine: Engine, all_briefs: list[CopyBrief]) -> Tally:
+async def run_raw(copywriter: Copywriter, all_briefs: list[CopyBrief]) -> Tally:
     """The same prompts and sampling, one round, no cleaning, checking or selection."""
     tally = Tally()
     for start in range(0, len(all_briefs), CHUNK):
@@ -146,7 +145,7 @@ async def run_raw(engine: Engine, all_briefs: list[CopyBrief]) -> Tally:
             for brief in chunk
         ]
         began = time.perf_counter()
-        generations = await engine.generate(requests)
+        generations = await copywriter.engine.generate(requests)
         latency = time.perf_counter() - began
         for brief, generation in zip(chunk, generations, strict=True):
             texts = [c.text.strip() for c in generation.completions]
@@ -154,7 +153,9 @@ async def run_raw(engine: Engine, all_briefs: list[CopyBrief]) -> Tally:
     return tally
 
 
-def report(pipeline: Tally, raw: Tally, count: int, settings: Settings, engine: Engine) -> str:
+def report(
+    pipeline: Tally, raw: Tally, count: int, settings: Settings, copywriter: Copywriter
+) -> str:
     p, r = pipeline.figures(), raw.figures()
     rows = [
         ("returned variants within hard limits", "hard_fit", "{:.1%}"),
@@ -163,7 +164,7 @@ def report(pipeline: Tally, raw: Tally, count: int, settings: Settings, engine: 
         ("distinct-2 within a brief", "distinct_2", "{:.3f}"),
         (f"mean latency per brief ({CHUNK} briefs share each call)", "latency_s", "{:.2f} s"),
     ]
-    info = engine.info
+    info = copywriter.engine.info
     lines = [
         "# Copy quality: pipeline vs raw model",
         "",
@@ -224,16 +225,16 @@ async def main() -> None:
     parser.add_argument("--out", default="docs/quality.md")
     args = parser.parse_args()
     settings = Settings(request_timeout_s=600)
-    engine = build_engine(settings)
-    await engine.start()
+    copywriter = Copywriter.from_settings(settings)
+    await copywriter.start()
     selected = briefs()[: args.limit or None]
-    raw = await run_raw(engine, selected)
-    pipeline = await run_pipeline(engine, selected)
-    text = report(pipeline, raw, len(selected), settings, engine)
+    raw = await run_raw(copywriter, selected)
+    pipeline = await run_pipeline(copywriter, selected)
+    text = report(pipeline, raw, len(selected), settings, copywriter)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)
-    await engine.stop()
+    await copywriter.stop()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from copygen.config import Settings
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
 from copygen.engine.engine import Engine
-from copygen.engine.runner import TransformersRunner
+from copygen.engine.model.runner import TransformersRunner
 from copygen.errors import CopygenError
 
 MODEL_FILES = Path(".gpu/model")

@@ -245,7 +245,7 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
 
     from copygen.config import Settings
-    from copygen.engine.runner import prepare_embedded_model
+    from copygen.engine.model.weights import prepare_embedded_model
 
     model_dir = str(prepare_embedded_model(Settings().model_cache_dir))
     from transformers import AutoTokenizer

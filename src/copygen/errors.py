@@ -1,4 +1,4 @@
-"""Domain errors. The engine raises these; api/errors.py maps each to one HTTP status."""
+"""Domain errors. The engine raises these; api/responses.py maps each to one HTTP status."""
 
 from __future__ import annotations
 

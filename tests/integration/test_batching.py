@@ -11,13 +11,13 @@ import pytest
 from copygen.config import Settings
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
 from copygen.engine.engine import Engine
-from copygen.engine.runner import TransformersRunner
-from tests.integration.test_runner import WORDS, _build_tiny_model
+from copygen.engine.model.runner import TransformersRunner
+from tests.tiny_model import WORDS, build_tiny_model
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build_tiny_model(tmp_path_factory.mktemp("tiny-batching"), chat=False)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-batching"), chat=False)
 
 
 async def _engine(model_dir: Path, **settings: object) -> Engine:

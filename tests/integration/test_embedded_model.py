@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from copygen.config import Settings
-from copygen.engine.runner import embedded_gguf_path, prepare_embedded_model
+from copygen.engine.model.weights import embedded_gguf_path, prepare_embedded_model
 
 
 def test_the_gguf_comes_from_the_installed_wheel() -> None:

@@ -6,83 +6,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.engine.model.batch import DecodeBatch
+from copygen.engine.model.device import resolve_device, resolve_dtype
+from copygen.engine.model.kv import KVCache
+from copygen.engine.model.llama import FusedLlama
+from copygen.engine.model.runner import TransformersRunner
 from copygen.engine.protocols import RowEvent, RowSpec
-from copygen.engine.runner import (
-    TransformersRunner,
-    _DecodeBatch,
-    _FusedLlama,
-    _GrowingLayer,
-    _Linear,
-    _new_cache,
-    _packs_bf16,
-    _RowSampler,
-    resolve_device,
-    resolve_dtype,
-)
-
-WORDS = [
-    "the",
-    "a",
-    "sun",
-    "power",
-    "charge",
-    "phone",
-    "hike",
-    "trail",
-    "go",
-    "now",
-    "fast",
-    "solar",
-    "light",
-    "day",
-    "night",
-]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
-    "{% if add_generation_prompt %}<assistant>{% endif %}"
-)
-
-
-def _build_tiny_model(directory: Path, *, chat: bool) -> Path:
-    vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, "<s>": 3}
-    for word in WORDS + ["<system>", "<user>", "<assistant>"]:
-        vocab[word] = len(vocab)
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="</s>"
-    )
-    if chat:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=1,
-        eos_token_id=2,
-        bos_token_id=3,
-        # Large random weights so attention, not just the residual path, decides tokens:
-        # a cache bug then changes the text.
-        initializer_range=0.5,
-    )
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+from tests.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> TransformersRunner:
-    directory = _build_tiny_model(tmp_path_factory.mktemp("tiny"), chat=False)
+    directory = build_tiny_model(tmp_path_factory.mktemp("tiny"), chat=False)
     runner = TransformersRunner(str(directory), cache_dir=directory, device="cpu", dtype="float32")
     runner.load()
     return runner
@@ -217,7 +154,7 @@ def test_prefix_primes_the_answer_and_stop_strings_end_it(runner: TransformersRu
 
 
 def test_chat_template_is_used_when_present(tmp_path: Path) -> None:
-    directory = _build_tiny_model(tmp_path, chat=True)
+    directory = build_tiny_model(tmp_path, chat=True)
     runner = TransformersRunner(str(directory), cache_dir=tmp_path, device="cpu", dtype="auto")
     info = runner.load()
     assert info.chat_template is True
@@ -233,7 +170,7 @@ def test_device_and_dtype_resolution() -> None:
 
 
 def test_shared_prefixes_are_prefilled_once_and_change_nothing(tmp_path: Path) -> None:
-    directory = _build_tiny_model(tmp_path, chat=False)
+    directory = build_tiny_model(tmp_path, chat=False)
     fresh = TransformersRunner(str(directory), cache_dir=tmp_path, device="cpu", dtype="float32")
     fresh.load()
     base = "the solar phone charge trail go now fast light day night"
@@ -246,14 +183,15 @@ def test_shared_prefixes_are_prefilled_once_and_change_nothing(tmp_path: Path) -
         alone.load()
         expected.append(run(alone, [request])[0])
     assert [run(fresh, [request])[0] for request in requests] == expected
-    store = fresh._prefixes
+    store = fresh.prefixes
     assert store.reused_tokens_total >= 2 * 11  # the 11 shared words came from the store
     assert run(fresh, requests, join_at={0: 0, 1: 0, 2: 3}) == expected
 
 
 def test_greedy_decoding_matches_transformers_generate(runner: TransformersRunner) -> None:
     """The own decoding loop (growing KV buffer, joins, fan-out) against the reference."""
-    model, tokenizer = runner._model, runner._tokenizer
+    assert runner.loaded is not None
+    model, tokenizer = runner.loaded.model, runner.loaded.tokenizer
     prompts = ["sun power", "the solar phone charge trail go now fast light day"]
     requests = [
         _request(p, temperature=0.0, repetition_penalty=1.0, max_new_tokens=12) for p in prompts
@@ -272,15 +210,15 @@ def test_greedy_decoding_matches_transformers_generate(runner: TransformersRunne
 
 
 def test_prefix_reuse_off_stores_nothing(tmp_path: Path) -> None:
-    directory = _build_tiny_model(tmp_path, chat=False)
+    directory = build_tiny_model(tmp_path, chat=False)
     runner = TransformersRunner(
         str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", prefix_cache=False
     )
     runner.load()
     request = _request("the solar phone charge trail go", temperature=0.0)
     assert run(runner, [request]) == run(runner, [request])
-    assert runner._prefixes.entries == {}
-    assert runner._prefixes.reused_tokens_total == 0
+    assert runner.prefixes.entries == {}
+    assert runner.prefixes.reused_tokens_total == 0
 
 
 # --- the fused forward and speculative decoding -----------------------------------------------
@@ -294,8 +232,9 @@ def test_the_tiny_model_runs_the_fused_forward(runner: TransformersRunner) -> No
 def test_fused_forward_matches_transformers_with_padding_and_a_cache(
     runner: TransformersRunner,
 ) -> None:
-    model = runner._model
-    fused = _FusedLlama(model)
+    assert runner.loaded is not None
+    model, cache_kwarg = runner.loaded.model, runner.loaded.cache_kwarg
+    fused = FusedLlama(model)
     ids = torch.tensor([[1, 1, 1, 5, 6, 7, 8], [4, 9, 10, 11, 12, 13, 14]])
     mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -303,12 +242,12 @@ def test_fused_forward_matches_transformers_with_padding_and_a_cache(
     step_mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
     step_positions = positions[:, -1:] + 1
     with torch.inference_mode():
-        theirs_cache, ours_cache = _new_cache(), _new_cache()
+        theirs_cache, ours_cache = KVCache().cache, KVCache()
         theirs = model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            **{runner._cache_kwarg: theirs_cache},
+            **{cache_kwarg: theirs_cache},
         ).logits[:, -1]
         ours = fused(ours_cache, input_ids=ids, attention_mask=mask, position_ids=positions)
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
@@ -316,7 +255,7 @@ def test_fused_forward_matches_transformers_with_padding_and_a_cache(
             input_ids=step_ids,
             attention_mask=step_mask,
             position_ids=step_positions,
-            **{runner._cache_kwarg: theirs_cache},
+            **{cache_kwarg: theirs_cache},
         ).logits[:, -1]
         ours = fused(
             ours_cache, input_ids=step_ids, attention_mask=step_mask, position_ids=step_positions
@@ -324,22 +263,9 @@ def test_fused_forward_matches_transformers_with_padding_and_a_cache(
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.skipif(
-    not _packs_bf16(torch.bfloat16, torch.device("cpu")), reason="no oneDNN bf16 on this CPU"
-)
-def test_prepacked_bf16_projection_equals_a_plain_one_for_any_row_count() -> None:
-    torch.manual_seed(1)
-    weight = torch.randn(96, 64, dtype=torch.bfloat16)
-    packed = _Linear(weight, pack=True)
-    for rows in (1, 5, 16, 70):
-        x = torch.randn(rows, 64, dtype=torch.bfloat16)
-        expected = torch.nn.functional.linear(x.float(), weight.float())
-        torch.testing.assert_close(packed(x).float(), expected, rtol=2e-2, atol=5e-2)
-
-
 @pytest.fixture(scope="module")
 def unspeculative(tmp_path_factory: pytest.TempPathFactory) -> TransformersRunner:
-    directory = _build_tiny_model(tmp_path_factory.mktemp("plain"), chat=False)
+    directory = build_tiny_model(tmp_path_factory.mktemp("plain"), chat=False)
     runner = TransformersRunner(
         str(directory), cache_dir=directory, device="cpu", dtype="float32", speculative_tokens=0
     )
@@ -367,7 +293,7 @@ def _greedy(prompt: str, **overrides: object) -> GenerationRequest:
 def test_speculation_changes_the_step_count_not_the_text(
     unspeculative: TransformersRunner, tmp_path: Path, shared: bool
 ) -> None:
-    directory = _build_tiny_model(tmp_path, chat=False)
+    directory = build_tiny_model(tmp_path, chat=False)
     runner = TransformersRunner(
         str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", speculative_shared=shared
     )
@@ -383,8 +309,8 @@ def test_speculation_changes_the_step_count_not_the_text(
         ]
     assert runner.accepted_tokens_total > 0
     assert runner.forward_passes_total <= 2 * plain_passes  # two runs
-    assert runner._drafter is not None
-    assert bool(runner._drafter.recent) is shared
+    assert runner.drafter is not None
+    assert bool(runner.drafter.recent) is shared
 
 
 def test_speculation_keeps_token_limits_and_stop_strings_exact(
@@ -412,17 +338,17 @@ def test_speculation_keeps_token_limits_and_stop_strings_exact(
 def test_squeezing_out_rejected_guesses_changes_nothing(
     tmp_path: Path, unspeculative: TransformersRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_DecodeBatch, "SQUEEZE_SLACK", -16)  # squeeze early and often
+    monkeypatch.setattr(DecodeBatch, "SQUEEZE_SLACK", -16)  # squeeze early and often
     squeezed = []
-    original = _DecodeBatch._squeeze
+    original = DecodeBatch._squeeze
 
-    def spy(batch: _DecodeBatch) -> None:
+    def spy(batch: DecodeBatch) -> None:
         before = batch.attention.shape[1]
         original(batch)
         squeezed.append(before - batch.attention.shape[1])
 
-    monkeypatch.setattr(_DecodeBatch, "_squeeze", spy)
-    directory = _build_tiny_model(tmp_path, chat=False)
+    monkeypatch.setattr(DecodeBatch, "_squeeze", spy)
+    directory = build_tiny_model(tmp_path, chat=False)
     runner = TransformersRunner(
         str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", speculative_shared=True
     )
@@ -439,57 +365,3 @@ def test_sampled_rows_do_not_guess(runner: TransformersRunner) -> None:
     run(runner, [_request(GREEDY_PROMPTS[0], temperature=0.8, seed=3, max_new_tokens=16)])
     run(runner, [_greedy(GREEDY_PROMPTS[0], repetition_penalty=1.2)])
     assert runner.drafted_tokens_total == drafted
-
-
-def test_kv_layer_reshapes_the_batch_in_place() -> None:
-    torch.manual_seed(2)
-    layer = _GrowingLayer()
-    keys, values = torch.randn(4, 2, 5, 3), torch.randn(4, 2, 5, 3)
-    layer.update(keys, values)
-    buffer = layer._key_buffer
-    assert buffer is not None
-    # rows 0 and 2 leave; row 3 moves into place 0, row 1 stays
-    order = [3, 1]
-    layer.keep_rows(order, torch.tensor(order))
-    torch.testing.assert_close(layer.keys, keys[order])
-    torch.testing.assert_close(layer.values, values[order])
-    assert layer.keys.data_ptr() == buffer.data_ptr()  # no new tensor
-    joiner_keys, joiner_values = torch.randn(2, 2, 3, 3), torch.randn(2, 2, 3, 3)
-    layer.append_rows(joiner_keys, joiner_values)  # narrower: right-aligned, zeros on the left
-    assert layer.keys.data_ptr() == buffer.data_ptr()
-    torch.testing.assert_close(layer.keys[2:, :, 2:], joiner_keys)
-    torch.testing.assert_close(layer.values[2:, :, 2:], joiner_values)
-    assert not layer.keys[2:, :, :2].any()
-    step_keys, step_values = torch.randn(4, 2, 1, 3), torch.randn(4, 2, 1, 3)
-    out_keys, out_values = layer.update(step_keys, step_values)
-    assert layer._key_buffer is buffer  # appended in place, not rebuilt
-    torch.testing.assert_close(out_keys[:2, :, :5], keys[order])
-    torch.testing.assert_close(out_keys[:, :, 5:], step_keys)
-    torch.testing.assert_close(out_values[:, :, 5:], step_values)
-    wider_keys, wider_values = torch.randn(1, 2, 9, 3), torch.randn(1, 2, 9, 3)
-    layer.append_rows(wider_keys, wider_values)  # wider than the batch: padded copy
-    assert layer.keys.shape == (5, 2, 9, 3)
-    torch.testing.assert_close(layer.keys[:4, :, 3:], out_keys)
-    torch.testing.assert_close(layer.keys[4:], wider_keys)
-
-
-def test_greedy_pick_with_repetition_penalty_matches_transformers() -> None:
-    torch.manual_seed(3)
-    vocab, penalties = 40, [1.0, 1.3, 2.0]
-    logits = torch.randn(3, vocab) * 3
-    history = torch.randint(0, vocab, (3, 12))
-    seen = torch.zeros(3, vocab, dtype=torch.bool)
-    seen.scatter_(1, history, True)
-    sampler = _RowSampler(
-        [(SamplingParams(temperature=0.0, repetition_penalty=p), 0) for p in penalties],
-        vocab,
-        torch.device("cpu"),
-    )
-    chosen = sampler.sample(logits.clone(), seen).tolist()
-    for row, penalty in enumerate(penalties):
-        expected = RepetitionPenaltyLogitsProcessor(penalty)(
-            history[row : row + 1], logits[row : row + 1].clone()
-        )
-        assert chosen[row] == int(expected.argmax())
-    # the penalty changes the pick somewhere, or this test could not fail
-    assert chosen != logits.argmax(dim=-1).tolist()

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the one way routes reach the engine."""
+"""FastAPI dependencies: the one way routes reach the copywriter, the engine and the caller."""
 
 from __future__ import annotations
 
@@ -6,21 +6,26 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from copygen.engine.engine import ANONYMOUS, Engine
+from copygen.api import state
+from copygen.engine.engine import Engine
+from copygen.service.copywriter import Copywriter
+
+
+# async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, which costs a
+# thread hand-off on every request (a quarter of a cache hit's time).
+async def get_copywriter(request: Request) -> Copywriter:
+    return cast(Copywriter, request.app.state.copywriter)
 
 
 async def get_engine(request: Request) -> Engine:
-    # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, which
-    # costs a thread hand-off on every request (a quarter of a cache hit's time).
-    return cast(Engine, request.app.state.engine)
-
-
-EngineDep = Annotated[Engine, Depends(get_engine)]
+    return cast(Copywriter, request.app.state.copywriter).engine
 
 
 async def get_tenant(request: Request) -> str:
     """The caller's tenant, resolved by the auth middleware ("anonymous" without keys)."""
-    return str(getattr(request.state, "tenant", ANONYMOUS))
+    return state.tenant(request.scope)
 
 
+CopywriterDep = Annotated[Copywriter, Depends(get_copywriter)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 TenantDep = Annotated[str, Depends(get_tenant)]

@@ -1,1 +1,2 @@
-"""The engine: cache, batching, breaker, runner and post-processing. Knows nothing of HTTP."""
+"""Rows and tokens: admission, the bounded queue, continuous batching and the model runner.
+Knows nothing of copy, caches or HTTP."""

@@ -57,7 +57,10 @@ class Runner(Protocol):
     """
 
     model_id: str
-    forward_passes_total: int
+
+    @property
+    def forward_passes_total(self) -> int:
+        """Model forward calls so far (prefill and decode steps)."""
 
     @property
     def drafted_tokens_total(self) -> int:

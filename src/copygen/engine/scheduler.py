@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from copygen.domain import Completion, Generation, GenerationRequest
-from copygen.engine.batcher import BatchPolicy
+from copygen.engine.batch_policy import BatchPolicy
 from copygen.engine.protocols import (
     MetricsSink,
     NullMetrics,

@@ -22,10 +22,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from copygen.engine.breaker import STATE_VALUE
+from copygen.resilience.breaker import STATE_VALUE
 
 if TYPE_CHECKING:
-    from copygen.engine.engine import Engine
+    from copygen.service.copywriter import Copywriter
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 15, 20, 30, 60
@@ -151,9 +151,9 @@ class Metrics:
     def breaker_changed(self, name: str, state: str) -> None:
         self.breaker_transitions.labels(name, state).inc()
 
-    def watch(self, engine: Callable[[], Engine | None]) -> None:
-        """Read the engine's own figures at every scrape."""
-        self.registry.register(_EngineCollector(engine))
+    def watch(self, copywriter: Callable[[], Copywriter | None]) -> None:
+        """Read the engine's and the cache's own figures at every scrape."""
+        self.registry.register(_ServiceCollector(copywriter))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -166,17 +166,18 @@ ENGINE_GAUGES = (
 )
 
 
-class _EngineCollector(Collector):
-    def __init__(self, engine: Callable[[], Engine | None]) -> None:
-        self._engine = engine
+class _ServiceCollector(Collector):
+    def __init__(self, copywriter: Callable[[], Copywriter | None]) -> None:
+        self._copywriter = copywriter
 
     def describe(self) -> list[Metric]:
-        return []  # collected lazily: the engine may not exist yet
+        return []  # collected lazily: the copywriter may not exist yet
 
     def collect(self) -> Iterator[Metric]:
-        engine = self._engine()
-        if engine is None:
+        copywriter = self._copywriter()
+        if copywriter is None:
             return
+        engine = copywriter.engine
         stats = engine.stats()
         yield _gauge("copygen_ready", "1 when the model is loaded and warm.", int(engine.ready))
         for name, doc, key in ENGINE_GAUGES:
@@ -229,7 +230,7 @@ class _EngineCollector(Collector):
                 "copygen_model_load_seconds", "Time to load the model.", engine.info.load_seconds
             )
 
-        cache = engine.cache
+        cache = copywriter.cache
         c = cache.counters
         yield _counters(
             "copygen_cache_hits", "Cache hits by tier.", "tier", {"l1": c.hits_l1, "l2": c.hits_l2}
@@ -252,7 +253,7 @@ class _EngineCollector(Collector):
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
             labels=["breaker"],
         )
-        for breaker in engine.breakers():
+        for breaker in copywriter.breakers():
             breakers.add_metric([breaker.name], STATE_VALUE[breaker.state])
         yield breakers
         if cache.l2 is not None:

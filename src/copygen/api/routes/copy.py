@@ -9,62 +9,59 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from copygen.api.deps import EngineDep, TenantDep
-from copygen.api.errors import validation_detail
-from copygen.api.fastpath import STATE_KEY
+from copygen.api import state
+from copygen.api.deps import CopywriterDep, TenantDep
+from copygen.api.responses import GENERATION_ERRORS, STREAM_OK, validation_detail
 from copygen.api.schemas import (
     CopyBatchItem,
     CopyBatchRequest,
     CopyBatchResponse,
     CopyRequest,
     CopyResponse,
-    ErrorBody,
     ErrorDetail,
     copy_response,
 )
 from copygen.api.sse import sse_response
 from copygen.domain import CopyBrief
-from copygen.engine.engine import Engine
 from copygen.engine.protocols import RowEvent
 from copygen.errors import NotReady
-from copygen.observability.logging import LOG_FIELDS, copy_log_fields
+from copygen.observability.logging import copy_log_fields
+from copygen.service.copywriter import Copywriter
 
 router = APIRouter(tags=["copy"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 422, 503, 504)
-}
 STREAM_IN_BATCH = "items of a batch cannot stream; send stream=false or use POST /v1/copy"
 
 
 @router.post(
     "/v1/copy",
     response_model=CopyResponse,
-    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    responses={**GENERATION_ERRORS, **STREAM_OK},
 )
 async def create_copy(
-    body: CopyRequest, engine: EngineDep, tenant: TenantDep, request: Request
+    body: CopyRequest, copywriter: CopywriterDep, tenant: TenantDep, request: Request
 ) -> Response:
     """``stream: true`` answers with Server-Sent Events: ``draft`` events carry every
     candidate's tokens as they are decoded (round, row, delta), then one ``result`` event
     carries the checked, ranked response, then ``data: [DONE]``."""
     if body.stream:
-        if not engine.ready:
+        if not copywriter.engine.ready:
             raise NotReady("the model is still loading; retry shortly")
-        return sse_response(_stream_copy(engine, body.to_brief(), tenant))
+        return sse_response(_stream_copy(copywriter, body.to_brief(), tenant))
     brief = body.to_brief()
-    result = await engine.generate_copy(brief, tenant=tenant)
-    setattr(request.state, STATE_KEY, brief)  # the fast path may answer these bytes next time
-    setattr(request.state, LOG_FIELDS, copy_log_fields(result))
+    result = await copywriter.generate(brief, tenant=tenant)
+    # the fast path may answer these bytes next time
+    state.state(request.scope)[state.COPY_BRIEF] = brief
+    state.set_log_fields(request.scope, copy_log_fields(result))
     return copy_response(result)
 
 
 async def _stream_copy(
-    engine: Engine, brief: CopyBrief, tenant: str
+    copywriter: Copywriter, brief: CopyBrief, tenant: str
 ) -> AsyncIterator[tuple[str | None, Any]]:
     drafts: asyncio.Queue[tuple[int, RowEvent] | None] = asyncio.Queue()
     task = asyncio.create_task(
-        engine.generate_copy(
+        copywriter.generate(
             brief, on_event=lambda rnd, event: drafts.put_nowait((rnd, event)), tenant=tenant
         ),
         name="copygen-copy-stream",
@@ -90,9 +87,9 @@ async def _stream_copy(
             task.cancel()
 
 
-@router.post("/v1/copy/batch", response_model=CopyBatchResponse, responses=ERRORS)
+@router.post("/v1/copy/batch", response_model=CopyBatchResponse, responses=GENERATION_ERRORS)
 async def create_copy_batch(
-    body: CopyBatchRequest, engine: EngineDep, tenant: TenantDep, http: Request
+    body: CopyBatchRequest, copywriter: CopywriterDep, tenant: TenantDep, http: Request
 ) -> CopyBatchResponse:
     """Every valid item goes through the engine together, so they share forward passes;
     invalid items get their own error and do not hold the others back."""
@@ -110,8 +107,8 @@ async def create_copy_batch(
             continue
         valid.append((index, request.to_brief()))
     if valid:
-        results = await engine.generate_copy_many([brief for _, brief in valid], tenant=tenant)
-        setattr(http.state, LOG_FIELDS, {
+        results = await copywriter.generate_many([brief for _, brief in valid], tenant=tenant)
+        state.set_log_fields(http.scope, {
             "briefs": len(results),
             "prompt_tokens": sum(r.usage.prompt_tokens for r in results),
             "completion_tokens": sum(r.usage.completion_tokens for r in results),

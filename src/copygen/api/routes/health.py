@@ -9,8 +9,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from copygen import __version__
-from copygen.api.deps import EngineDep
-from copygen.api.errors import error_response
+from copygen.api.deps import CopywriterDep, EngineDep
+from copygen.api.responses import error_response
+from copygen.cache.tiered import TieredCache
 from copygen.engine.engine import Engine
 
 router = APIRouter(tags=["health"])
@@ -39,7 +40,8 @@ async def ready(engine: EngineDep) -> dict[str, str] | JSONResponse:
 
 
 @router.get("/health")
-async def health(engine: EngineDep) -> dict[str, Any]:
+async def health(copywriter: CopywriterDep) -> dict[str, Any]:
+    engine = copywriter.engine
     info = engine.info
     return {
         "status": _status(engine),
@@ -54,13 +56,13 @@ async def health(engine: EngineDep) -> dict[str, Any]:
             "error": engine.startup_error,
         },
         "engine": engine.stats(),
-        "redis": _redis_status(engine),
+        "redis": _redis_status(copywriter.cache),
         "memory": {
             **engine.memory.status(),
             "rss_bytes": _PROCESS.memory_info().rss,
             "device": engine.device_stats(),
         },
-        "breakers": {b.name: b.state.value for b in engine.breakers()},
+        "breakers": {b.name: b.state.value for b in copywriter.breakers()},
         "degraded_to_cpu": engine.degraded_to_cpu,
         "batching": {
             "mode": engine.settings.batching,
@@ -80,8 +82,8 @@ def _status(engine: Engine) -> str:
     return "ready" if engine.accepting else "degraded"
 
 
-def _redis_status(engine: Engine) -> dict[str, Any]:
-    l2 = engine.cache.l2
+def _redis_status(cache: TieredCache) -> dict[str, Any]:
+    l2 = cache.l2
     if l2 is None:
         return {"configured": False, "up": None, "breaker": None}
     return {"configured": True, "up": l2.up, "breaker": l2.breaker.state.value}

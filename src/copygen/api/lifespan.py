@@ -1,0 +1,83 @@
+"""The app's lifespan: it owns the copywriter (and so the engine and the cache). Start in the
+background so liveness answers while the model loads; stop everything at exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from copygen.api.schemas import CopyRequest
+from copygen.config import Settings
+from copygen.errors import CopygenError
+from copygen.service.copywriter import Copywriter
+
+log = logging.getLogger("copygen.api")
+
+STARTUP_CANCEL_TIMEOUT_S = 5.0
+
+Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+def lifespan(settings: Settings, build: Callable[[], Copywriter], metrics: Any) -> Lifespan:
+    """A lifespan that builds the copywriter with ``build`` when the app starts."""
+
+    @contextlib.asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        copywriter = build()
+        copywriter.engine.metrics = metrics
+        app.state.copywriter = copywriter
+        starting = asyncio.create_task(
+            _start_quietly(copywriter, settings.cache_warmup_file), name="copygen-engine-start"
+        )
+        try:
+            yield
+        finally:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(starting, STARTUP_CANCEL_TIMEOUT_S)
+            await copywriter.stop()
+
+    return run
+
+
+async def _start_quietly(copywriter: Copywriter, warmup_file: Path | None) -> None:
+    # A failed start leaves the engine not-ready with the reason in /health.
+    try:
+        await copywriter.start()
+    except Exception:  # noqa: BLE001
+        return
+    if warmup_file is not None:
+        await _prefill(copywriter, warmup_file)
+
+
+async def _prefill(copywriter: Copywriter, path: Path) -> None:
+    """Generate the briefs of a warm-up file (JSON lines, /v1/copy bodies) into the cache.
+    Lines that are not valid briefs are skipped and counted, never shown."""
+    briefs, skipped = [], 0
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        log.warning("cache warm-up file unreadable: %s", type(exc).__name__)
+        return
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            request = CopyRequest.model_validate_json(line)
+        except ValidationError:
+            skipped += 1
+            continue
+        briefs.append(request.to_brief())
+    try:
+        new = await copywriter.prefill(briefs)
+    except CopygenError as exc:
+        log.warning("cache warm-up stopped: %s", exc.type)
+        return
+    log.info("cache warm-up: %d briefs, %d generated, %d lines skipped", len(briefs), new, skipped)

@@ -1,0 +1,152 @@
+"""Every error in one body shape, {"error": {"type", "message", "field"}}, never echoing input:
+the domain error → status map, the exception handlers, and the error answers each route
+documents in OpenAPI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from copygen.api.schemas import ErrorBody
+from copygen.errors import (
+    CircuitOpen,
+    CopygenError,
+    DeadlineExceeded,
+    Draining,
+    GenerationFailed,
+    InvalidRequest,
+    MemoryPressure,
+    ModelNotFound,
+    ModelUnavailable,
+    NotReady,
+    QueueFull,
+)
+
+log = logging.getLogger("copygen.api")
+
+#: Answers any route may give (from the middleware: auth, limits, body cap, draining, faults),
+#: documented so clients and schema-driven tools know them.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "malformed JSON"),
+        (401, "missing or invalid API key"),
+        (403, "the route needs an admin key"),
+        (413, "request body over COPYGEN_MAX_BODY_BYTES"),
+        (422, "validation error"),
+        (429, "queue full or rate limit exceeded (Retry-After)"),
+        (431, "Authorization header too large"),
+        (503, "not ready, draining, breaker open, memory pressure or generation failed"),
+        (504, "deadline exceeded"),
+    )
+}
+#: What the generating routes answer besides 200.
+GENERATION_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 422, 503, 504)
+}
+#: Streaming routes also answer 200 as text/event-stream.
+STREAM_OK: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
+
+#: Domain error → (HTTP status, Retry-After seconds or None).
+STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
+    NotReady: (503, 5),
+    ModelUnavailable: (503, 30),
+    GenerationFailed: (503, 5),
+    DeadlineExceeded: (504, None),
+    QueueFull: (429, 1),
+    ModelNotFound: (404, None),
+    InvalidRequest: (422, None),
+    CircuitOpen: (503, 5),
+    MemoryPressure: (503, 5),
+    Draining: (503, 5),
+}
+
+HTTP_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status: int,
+    type_: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"type": type_, "message": message, "field": field}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _status_for(exc: CopygenError) -> tuple[int, int | None]:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500, None
+
+
+async def _copygen_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CopygenError)
+    status, retry_after = _status_for(exc)
+    if exc.retry_after_s is not None:
+        retry_after = exc.retry_after_s
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.rejected(exc.type)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return error_response(status, exc.type, exc.message, exc.field, headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def validation_detail(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """(message, field) for a list of pydantic errors, without any of the input."""
+    first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
+    # Only pydantic's message and the location: never "input" or "ctx", which hold user data.
+    message = str(first.get("msg", "invalid value"))
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error(s))"
+    return message, _field(tuple(first.get("loc", ())))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
+    message, field = validation_detail(errors)
+    return error_response(422, "validation_error", message, field)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    type_ = HTTP_TYPES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else type_.replace("_", " ")
+    return error_response(exc.status_code, type_, message, headers=exc.headers)
+
+
+async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CopygenError, _copygen_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,79 @@
+"""Cached values: CopyResult ⇄ bytes. JSON with a schema version, zlib-compressed above a size
+threshold and optionally sealed with AES-GCM (the cache key is the associated data, so a value
+copied under another key does not decrypt). Anything that does not decode is a miss and is
+overwritten later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zlib
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from copygen.cache.keys import CACHE_SCHEMA_VERSION
+from copygen.domain import CopyResult, Usage, Variant
+
+_PLAIN, _ZLIB, _SEALED = b"J", b"Z", b"E"
+_NONCE_BYTES = 12
+
+
+class Codec:
+    """CopyResult ⇄ bytes: ``J`` + JSON, ``Z`` + zlib(JSON), or ``E`` + nonce + AES-GCM(inner)."""
+
+    def __init__(self, *, compress_min_bytes: int = 1024, key: bytes | None = None) -> None:
+        self.compress_min_bytes = compress_min_bytes
+        self._aead = AESGCM(key) if key else None
+
+    def encode(self, cache_key: str, result: CopyResult) -> bytes:
+        stored = dataclasses.asdict(result)
+        del stored["jobs"]  # which runner jobs made it matters only to the request that ran them
+        envelope = {"v": CACHE_SCHEMA_VERSION, "result": stored}
+        raw = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(raw) >= self.compress_min_bytes:
+            inner = _ZLIB + zlib.compress(raw, 6)
+        else:
+            inner = _PLAIN + raw
+        if self._aead is None:
+            return inner
+        nonce = os.urandom(_NONCE_BYTES)
+        return _SEALED + nonce + self._aead.encrypt(nonce, inner, cache_key.encode())
+
+    def decode(self, cache_key: str, blob: bytes) -> CopyResult | None:
+        """The result, or None for anything corrupt, foreign, unsealed-when-sealing or old."""
+        try:
+            if self._aead is not None:
+                if blob[:1] != _SEALED:
+                    return None
+                nonce, sealed = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+                blob = self._aead.decrypt(nonce, sealed, cache_key.encode())
+            kind, body = blob[:1], blob[1:]
+            if kind == _ZLIB:
+                body = zlib.decompress(body)
+            elif kind != _PLAIN:
+                return None
+            envelope = json.loads(body)
+            if envelope.get("v") != CACHE_SCHEMA_VERSION:
+                return None
+            return _result_from_dict(envelope["result"])
+        except Exception:  # noqa: BLE001 - any undecodable value is a miss
+            return None
+
+
+def _result_from_dict(data: dict[str, Any]) -> CopyResult:
+    variants = [
+        Variant(**{**v, "keywords_missing": tuple(v["keywords_missing"])}) for v in data["variants"]
+    ]
+    return CopyResult(
+        id=str(data["id"]),
+        model=str(data["model"]),
+        channel=str(data["channel"]),
+        variants=variants,
+        requested=int(data["requested"]),
+        rounds=int(data["rounds"]),
+        usage=Usage(**data["usage"]),
+        timings_ms={str(k): float(v) for k, v in data["timings_ms"].items()},
+    )

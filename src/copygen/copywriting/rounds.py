@@ -1,0 +1,108 @@
+"""One brief's candidates across generation rounds: what to ask the model for next (only the
+slots still missing a variant that passes every rule), every checked candidate so far, and the
+ranked result. Pure: the copywriter (service/copywriter.py) runs the rounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from copygen.copywriting.channels import CHANNELS, Channel
+from copygen.copywriting.postprocess import Checked, check_completion, deduplicate, select
+from copygen.copywriting.prompts import render_prompt
+from copygen.domain import (
+    ChatMessage,
+    CopyBrief,
+    CopyResult,
+    Generation,
+    GenerationRequest,
+    SamplingParams,
+    Usage,
+    new_copy_id,
+)
+
+#: Rows sampled per brief and round: enough spares that a few failures still fill the slots.
+OVERSAMPLE = 2
+MAX_ROWS_PER_BRIEF = 20
+_SEED_STRIDE = 1_000_003
+
+
+@dataclass(slots=True)
+class BriefRounds:
+    """One brief's progress across rounds: every checked candidate so far."""
+
+    brief: CopyBrief
+    channel: Channel
+    banned: tuple[str, ...]
+    messages: tuple[ChatMessage, ...]
+    checked: list[Checked] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @classmethod
+    def new(cls, brief: CopyBrief, banned_always: tuple[str, ...]) -> BriefRounds:
+        return cls(
+            brief=brief,
+            channel=CHANNELS[brief.channel],
+            banned=(*brief.banned_words, *banned_always),
+            messages=render_prompt(brief),
+        )
+
+    def needed(self) -> int:
+        perfect = deduplicate(c.variant for c in self.checked if c.perfect)
+        return max(0, self.brief.variants - len(perfect))
+
+    def request(self, round_index: int) -> GenerationRequest:
+        """Round 1 samples freely. Later rounds prime the answer with a required keyword
+        (the model continues from it), since a missing keyword is the most common reason a
+        small model's variant fails."""
+        brief = self.brief
+        seed = None
+        if brief.seed is not None:
+            seed = (brief.seed + round_index * _SEED_STRIDE) % 2**63
+        prefix = ""
+        if round_index > 0 and brief.keywords:
+            keyword = brief.keywords[(round_index - 1) % len(brief.keywords)]
+            prefix = keyword[:1].upper() + keyword[1:] if keyword.islower() else keyword
+        return GenerationRequest(
+            messages=self.messages,
+            sampling=SamplingParams(
+                temperature=brief.temperature,
+                top_p=brief.top_p,
+                top_k=brief.top_k,
+                repetition_penalty=brief.repetition_penalty,
+                max_new_tokens=brief.max_new_tokens or self.channel.max_new_tokens,
+                seed=seed,
+            ),
+            n=min(MAX_ROWS_PER_BRIEF, OVERSAMPLE * self.needed()),
+            prefix=prefix,
+        )
+
+    def absorb(self, generation: Generation) -> None:
+        self.prompt_tokens += generation.prompt_tokens
+        for completion in generation.completions:
+            self.completion_tokens += completion.completion_tokens
+            checked = check_completion(
+                completion.text,
+                completion.finish_reason == "length",
+                self.channel,
+                self.brief.keywords,
+                self.brief.max_chars,
+                self.banned,
+            )
+            if checked is not None:
+                self.checked.append(checked)
+
+    def result(
+        self, model_id: str, rounds: int, timings: dict[str, float], jobs: tuple[int, ...]
+    ) -> CopyResult:
+        return CopyResult(
+            id=new_copy_id(),
+            model=model_id,
+            channel=self.channel.id,
+            variants=select(self.checked, self.brief.variants),
+            requested=self.brief.variants,
+            rounds=rounds,
+            usage=Usage(self.prompt_tokens, self.completion_tokens),
+            timings_ms=dict(timings),
+            jobs=jobs,
+        )

@@ -1,0 +1,1 @@
+"""The model: the only package that imports torch, transformers, gguf or safetensors."""

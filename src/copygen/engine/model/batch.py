@@ -1,0 +1,398 @@
+"""The decode batch: the rows being decoded, one left-padded KV cache that rows join and leave
+between steps, and one decoding step at a time.
+
+Every per-row structure speaks the same vocabulary: ``keep(order)`` (old row indices in their
+new order) and ``append(other)`` (rows after these), like TGI's ``filter(indices)``: the KV
+cache (kv.py), the sampler, and the batch's own per-row tensors (attention mask, positions,
+seen tokens, last logits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from copygen.engine.model.detokenize import Detokenizer
+from copygen.engine.model.drafter import NgramDrafter, RowGuesses, speculates
+from copygen.engine.model.kv import KVCache, pad_left
+from copygen.engine.model.loaded import LoadedModel
+from copygen.engine.model.prefix import PrefixStore, PromptKV
+from copygen.engine.model.sampler import RowSampler
+from copygen.engine.protocols import RowEvent, RowKey, RowSpec
+
+Finish = Literal["stop", "length"]
+
+
+@dataclass(slots=True)
+class LiveRow:
+    """One row being decoded: its output tokens (a final stop token included), its text so far
+    and how much of it was reported, and its speculation state (greedy rows only)."""
+
+    spec: RowSpec
+    prompt_tokens: int
+    text: Detokenizer
+    tokens: list[int] = field(default_factory=list)
+    emitted: int = 0
+    guesses: RowGuesses | None = None
+
+
+class DecodeBatch:
+    """The rows being decoded. Joining prefills only the distinct new prompts (reusing stored
+    prefixes) and fans their KV out to the rows; each ``advance`` takes every row's next
+    tokens, retires finished rows and runs the next forward pass."""
+
+    #: Masked-out KV columns tolerated beyond the longest row's live ones before squeezing.
+    SQUEEZE_SLACK = 64
+    #: Leading columns no row uses any more that are worth a copy to drop.
+    TRIM_COLUMNS = 16
+
+    def __init__(
+        self, model: LoadedModel, prefixes: PrefixStore, drafter: NgramDrafter | None
+    ) -> None:
+        self.model = model
+        self.prefixes = prefixes
+        self.drafter = drafter
+        #: Positions per row fed in the latest forward pass (1 + the most guesses).
+        self.fed_width = 1
+        self._reset()
+
+    def _reset(self) -> None:
+        device = self.model.device
+        self.rows: list[LiveRow] = []
+        self.kv = KVCache()
+        self.attention = torch.empty(0, 0, dtype=torch.long, device=device)
+        self.positions = torch.empty(0, 1, dtype=torch.long, device=device)
+        self.seen = torch.empty(0, 0, dtype=torch.bool, device=device)
+        self.logits = torch.empty(0, 0, device=device)
+        self.sampler = RowSampler([], 1, device)
+
+    # --- rows leave ---------------------------------------------------------------------
+
+    def remove(self, keys: Collection[RowKey]) -> None:
+        self.retain([i for i, row in enumerate(self.rows) if row.spec.key not in keys])
+
+    def retain(self, kept: list[int]) -> None:
+        """Keep rows ``kept``. Rows from the end fill the places of rows that left, so the KV
+        cache moves only them."""
+        if len(kept) == len(self.rows):
+            return
+        if not kept:
+            self._reset()
+            return
+        order = list(range(len(kept)))
+        staying = set(kept)
+        holes = [place for place in order if place not in staying]
+        for place, row in zip(holes, [row for row in kept if row >= len(kept)], strict=True):
+            order[place] = row
+        self._keep(order)
+        self._trim()
+
+    def _keep(self, order: list[int]) -> None:
+        index = torch.tensor(order, device=self.attention.device)
+        self.rows = [self.rows[i] for i in order]
+        self.kv.keep(order)
+        self.attention = self.attention[index]
+        self.positions = self.positions[index]
+        self.seen = self.seen[index]
+        self.logits = self.logits[index]
+        self.sampler.keep(order)
+
+    def _trim(self) -> None:
+        """Drop columns that only padded rows which have left (a copy: worth it when many)."""
+        used = self.attention.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else 0
+        if first >= self.TRIM_COLUMNS:
+            self.attention = self.attention[:, first:]
+            self.kv.drop_leading(first)
+
+    # --- rows join ----------------------------------------------------------------------
+
+    def join(self, specs: Sequence[RowSpec]) -> None:
+        """Prefill the joining rows (each distinct prompt once, reusing the KV of the longest
+        prefix it shares with a recent prompt) and append them to the running batch."""
+        joining = _Prefilled.of(self, specs)
+        if not self.rows:
+            self.rows, self.kv, self.sampler = joining.rows, joining.kv, joining.sampler
+            self.attention, self.seen = joining.attention, joining.seen
+            self.positions, self.logits = joining.positions, joining.logits
+            return
+        width = max(self.attention.shape[1], joining.attention.shape[1])
+        self.kv.append(joining.kv)
+        self.attention = torch.cat(
+            [pad_left(self.attention, width, 1), pad_left(joining.attention, width, 1)]
+        )
+        self.positions = torch.cat([self.positions, joining.positions])
+        self.seen = torch.cat([self.seen, joining.seen])
+        self.logits = torch.cat([self.logits, joining.logits])
+        self.sampler.append(joining.sampler)
+        self.rows += joining.rows
+
+    # --- one step -----------------------------------------------------------------------
+
+    def advance(self) -> list[RowEvent]:
+        """Take each row's next tokens (one sampled, or the guesses the model confirmed plus
+        one), report them, retire finished rows, run the next forward pass."""
+        if not self.rows:
+            return []
+        accepted = self._accept()
+        events: list[RowEvent] = []
+        kept: list[int] = []
+        fresh: dict[RowKey, list[int]] = {}
+        for index, (row, new) in enumerate(zip(self.rows, accepted, strict=True)):
+            event, fresh[row.spec.key] = self._take(row, new)
+            events.append(event)
+            if event.finish_reason is None:
+                kept.append(index)
+            elif row.guesses is not None and self.drafter is not None:
+                self.drafter.learn(row.guesses.context)
+        self.retain(kept)  # may reorder the rows
+        if self.rows:
+            self._mark_seen([fresh[row.spec.key] for row in self.rows])
+            self._feed()
+        return events
+
+    def _mark_seen(self, taken: list[list[int]]) -> None:
+        rows = [index for index, tokens in enumerate(taken) for _ in tokens]
+        tokens = [token for row_tokens in taken for token in row_tokens]
+        device = self.seen.device
+        self.seen[torch.tensor(rows, device=device), torch.tensor(tokens, device=device)] = True
+
+    def _accept(self) -> list[list[int]]:
+        """Each row's new tokens. A row that guessed keeps its guesses up to the first the
+        model disagrees with, plus the model's own token there; the rejected guesses' KV
+        columns are masked out and the row's position moves past the kept ones."""
+        chosen = self.sampler.sample(self.logits, self.seen).tolist()
+        width, fed = self.attention.shape[1], self.fed_width
+        result: list[list[int]] = []
+        moved: list[int] = []
+        for index, (row, token) in enumerate(zip(self.rows, chosen, strict=True)):
+            guesses = row.guesses
+            if guesses is None or not guesses.drafts or self.drafter is None:
+                result.append([token])
+                moved.append(0)
+                continue
+            guessed = len(guesses.drafts)
+            yielded, kept = self.drafter.settle(guesses)
+            result.append(yielded)
+            moved.append(kept)
+            if kept < guessed:
+                self.attention[index, width - fed + 1 + kept : width - fed + 1 + guessed] = 0
+        if any(moved):
+            self.positions += torch.tensor(moved, device=self.positions.device)[:, None]
+        return result
+
+    def _take(self, row: LiveRow, new: list[int]) -> tuple[RowEvent, list[int]]:
+        """Append the row's new tokens up to a stop token or its token limit; its event."""
+        request = row.spec.request
+        limit = request.sampling.max_new_tokens
+        stop_ids = self.model.stop_ids
+        finish: Finish | None = None
+        taken: list[int] = []
+        for token in new:
+            taken.append(token)
+            if token in stop_ids:
+                finish = "stop"
+                break
+            if len(row.tokens) + len(taken) >= limit:
+                break
+        row.tokens += taken
+        if row.guesses is not None:
+            row.guesses.extend(taken)
+        body = taken[:-1] if finish == "stop" else taken
+        new_chars = len(row.text.push(body))
+        if finish is None and len(row.tokens) >= limit:
+            finish = "length"
+        found = row.text.find_stops(request.stop, new_chars) if request.stop else []
+        if found or finish is not None:
+            new_chars += len(row.text.finish())
+            found = found or (row.text.find_stops(request.stop, new_chars) if request.stop else [])
+        text = row.text.text
+        for stop, cut in found:
+            # Several tokens may have come at once: count only those up to the stop.
+            while len(taken) > 1 and stop in self._whole_text(row, drop=1)[len(row.text.prefix) :]:
+                row.tokens.pop()
+                taken.pop()
+            finish, text = "stop", text[:cut]
+        delta = text[row.emitted :]
+        row.emitted = max(row.emitted, len(text))
+        event = RowEvent(
+            key=row.spec.key,
+            delta=delta,
+            finish_reason=finish,
+            text=text if finish else "",
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=len(row.tokens),
+        )
+        return event, taken
+
+    def _whole_text(self, row: LiveRow, drop: int = 0) -> str:
+        """The row's text decoded in one go (without a final stop token), less ``drop`` last
+        tokens: O(n), only for a step whose several new tokens completed a stop string."""
+        body = row.tokens[: len(row.tokens) - drop]
+        if body and body[-1] in self.model.stop_ids:
+            body = body[:-1]
+        return row.text.prefix + self.model.decode(body)
+
+    def _squeeze(self) -> None:
+        """Drop the masked-out KV columns once they dominate the cache. With speculation every
+        step adds 1 + the most guesses columns to every row, and each row keeps only what the
+        model confirmed; without this, long outputs would hold up to 5x the KV they need."""
+        live = self.attention.bool()
+        width = int(live.sum(dim=1).max())
+        if self.attention.shape[1] <= 2 * width + self.SQUEEZE_SLACK:
+            return
+        # Per row: its live columns in order, right-aligned in `width` slots (a row with fewer
+        # keeps some masked columns on the left, still masked).
+        index = torch.argsort(live.to(torch.int8), dim=1, stable=True)[:, -width:]
+        self.attention = torch.gather(self.attention, 1, index)
+        self.kv.gather_positions(index)
+
+    def _feed(self) -> None:
+        """The next forward pass: each row's last token, then its guesses (padded where a
+        row has fewer guesses than another; padded slots are masked out)."""
+        self._squeeze()
+        rows = self.rows
+        device = self.attention.device
+        drafts = [self._propose(row) for row in rows]
+        width = 1 + max(len(d) for d in drafts)
+        self.fed_width = width
+        pad = self.model.pad_id
+        inputs = [
+            [row.tokens[-1], *d] + [pad] * (width - 1 - len(d))
+            for row, d in zip(rows, drafts, strict=True)
+        ]
+        columns = self.attention.new_zeros(len(rows), width)
+        for index, d in enumerate(drafts):
+            columns[index, : 1 + len(d)] = 1
+        self.attention = torch.cat([self.attention, columns], dim=1)
+        self.positions = self.positions + 1
+        step = {
+            "input_ids": torch.tensor(inputs, device=device),
+            "attention_mask": self.attention,
+            "position_ids": self.positions + torch.arange(width, device=device)[None, :],
+        }
+        if width == 1:
+            self.logits = self.model.forward(self.kv, **step)
+            return
+        # Logits only where needed: each row's first position and the guessing rows' guesses.
+        firsts: list[int] = []
+        select: list[int] = []
+        for index, d in enumerate(drafts):
+            firsts.append(len(select))
+            select += range(index * width, index * width + 1 + len(d))
+        logits = self.model.forward(self.kv, select=torch.tensor(select, device=device), **step)
+        self.logits = logits[torch.tensor(firsts, device=device)].float()
+        targets = logits.max(dim=-1).indices.tolist()
+        for row, d, first in zip(rows, drafts, firsts, strict=True):
+            if row.guesses is not None and d:
+                row.guesses.drafts = d
+                row.guesses.targets = targets[first : first + 1 + len(d)]
+
+    def _propose(self, row: LiveRow) -> list[int]:
+        if self.drafter is None or row.guesses is None:
+            return []
+        left = row.spec.request.sampling.max_new_tokens - len(row.tokens) - 1
+        return self.drafter.propose(row.guesses, min(row.guesses.limit, left))
+
+
+@dataclass(slots=True)
+class _Prefilled:
+    """Joining rows after their prefill, in the batch's per-row layout."""
+
+    rows: list[LiveRow]
+    kv: KVCache
+    attention: torch.Tensor
+    positions: torch.Tensor
+    seen: torch.Tensor
+    logits: torch.Tensor
+    sampler: RowSampler
+
+    @classmethod
+    def of(cls, batch: DecodeBatch, specs: Sequence[RowSpec]) -> _Prefilled:
+        model, prefixes = batch.model, batch.prefixes
+        device = model.device
+        texts = [model.prompt_text(spec.request) for spec in specs]
+        unique = list(dict.fromkeys(texts))
+        slot = {text: i for i, text in enumerate(unique)}
+        token_lists = model.encode(unique)
+        reuse = [prefixes.lookup(tokens) for tokens in token_lists]
+        kv, attention, positions, input_ids = _prefill_inputs(model, token_lists, reuse)
+        logits = model.forward(
+            kv,
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            logits_to_keep=1,
+        )
+        if prefixes.budget_tokens:
+            _remember(prefixes, token_lists, reuse, kv, input_ids.shape[1])
+        fan_out = torch.tensor([slot[text] for text in texts], device=device)
+        kv.fan_out(fan_out)
+        seen = torch.zeros(len(unique), logits.shape[-1], dtype=torch.bool, device=device)
+        for row, tokens in enumerate(token_lists):
+            seen[row, torch.tensor(tokens, device=device)] = True
+        rows = []
+        for spec, text in zip(specs, texts, strict=True):
+            prompt = token_lists[slot[text]]
+            live = LiveRow(spec, len(prompt), Detokenizer(model.decode, spec.request.prefix))
+            if batch.drafter is not None and speculates(spec.request.sampling):
+                live.guesses = RowGuesses()
+                live.guesses.extend(prompt)
+            rows.append(live)
+        sampler = RowSampler(
+            [(spec.request.sampling, spec.seed) for spec in specs], model.vocab_size, device
+        )
+        return cls(
+            rows=rows,
+            kv=kv,
+            attention=attention[fan_out],
+            positions=positions[fan_out][:, -1:],
+            seen=seen[fan_out],
+            logits=logits[fan_out],
+            sampler=sampler,
+        )
+
+
+def _prefill_inputs(
+    model: LoadedModel, token_lists: list[list[int]], reuse: list[tuple[int, PromptKV | None]]
+) -> tuple[KVCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cache, mask, positions and input ids for a prefill that starts from reused prefixes.
+
+    Row layout: ``[pad][reused prefix][pad][new suffix]`` — reused prefixes are right-aligned
+    in the cache, suffixes right-aligned in the input; padding is masked out and positions
+    are explicit, so the holes change nothing.
+    """
+    device = model.device
+    prefix_width = max(length for length, _ in reuse)
+    suffixes = [tokens[length:] for tokens, (length, _) in zip(token_lists, reuse, strict=True)]
+    suffix_width = max(len(suffix) for suffix in suffixes)
+    input_ids = torch.full((len(suffixes), suffix_width), model.pad_id, dtype=torch.long)
+    attention = torch.zeros(len(suffixes), prefix_width + suffix_width, dtype=torch.long)
+    positions = torch.zeros(len(suffixes), suffix_width, dtype=torch.long)
+    for row, (suffix, (length, _)) in enumerate(zip(suffixes, reuse, strict=True)):
+        start = suffix_width - len(suffix)
+        input_ids[row, start:] = torch.tensor(suffix)
+        attention[row, prefix_width - length : prefix_width] = 1
+        attention[row, prefix_width + start :] = 1
+        positions[row, start:] = torch.arange(length, length + len(suffix))
+    kv = KVCache.from_prefixes(reuse, prefix_width)
+    return kv, attention.to(device), positions.to(device), input_ids.to(device)
+
+
+def _remember(
+    prefixes: PrefixStore,
+    token_lists: list[list[int]],
+    reuse: list[tuple[int, PromptKV | None]],
+    kv: KVCache,
+    suffix_width: int,
+) -> None:
+    """Store each new prompt's KV (prefix part and suffix part, without padding)."""
+    prefix_width = max(length for length, _ in reuse)
+    total = prefix_width + suffix_width
+    for row, (tokens, (length, _)) in enumerate(zip(token_lists, reuse, strict=True)):
+        suffix = len(tokens) - length
+        spans = [(prefix_width - length, prefix_width), (total - suffix, total)]
+        prefixes.add(tokens, kv.prompt_kv(row, spans))

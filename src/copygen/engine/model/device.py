@@ -1,0 +1,72 @@
+"""Where the model runs and in which precision: device and dtype resolution, the CPU's bf16
+support, and the accelerator's figures."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from copygen.errors import ModelUnavailable
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def cpu_supports_bf16() -> bool:
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("COPYGEN_DEVICE=cuda but no CUDA device is available")
+    return torch.device(requested)
+
+
+def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 on GPUs and CPUs that support it, fp16 on older GPUs, else fp32."""
+    if requested != "auto":
+        return DTYPES[requested]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+def packs_bf16(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether bf16 weights can be prepacked for oneDNN on this CPU (see llama.Linear)."""
+    ops = torch.ops.mkldnn
+    return (
+        dtype == torch.bfloat16
+        and device.type == "cpu"
+        and torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+        and cpu_supports_bf16()
+        and hasattr(ops, "_reorder_linear_weight")
+        and hasattr(ops, "_linear_pointwise")
+    )
+
+
+def device_stats(device: torch.device) -> dict[str, float]:
+    """Accelerator memory (and, with NVML, utilisation); empty on the CPU."""
+    if device.type != "cuda":
+        return {}
+    index = device.index or 0
+    stats = {
+        "cuda_memory_allocated_bytes": float(torch.cuda.memory_allocated(index)),
+        "cuda_memory_reserved_bytes": float(torch.cuda.memory_reserved(index)),
+        "cuda_memory_total_bytes": float(torch.cuda.get_device_properties(index).total_memory),
+    }
+    with contextlib.suppress(Exception):  # needs NVML (pynvml); absent on many images
+        stats["cuda_utilization_ratio"] = torch.cuda.utilization(index) / 100
+    return stats
+
+
+def release_memory(device: torch.device) -> None:
+    """Return cached accelerator memory to the device (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

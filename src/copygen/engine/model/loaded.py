@@ -1,0 +1,96 @@
+"""A loaded model, as the decode batch uses it: tokenize, run a forward pass, decode.
+
+The runner builds one per load (or CPU fallback) and hands it to the batch, so the batch never
+reaches into the runner.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from copygen.domain import ChatMessage, GenerationRequest
+from copygen.engine.model.kv import KVCache
+from copygen.engine.model.llama import FusedLlama
+
+
+class LoadedModel:
+    """A transformers model and tokenizer on one device, with copygen's fused forward when it
+    can run the model. ``forward_passes_total`` counts every forward call."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, device: torch.device, fused: FusedLlama | None
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.fused = fused
+        # transformers 5 renames ``past_key_values`` to ``cache``; older model classes keep it.
+        parameters = inspect.signature(model.forward).parameters
+        self.cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
+        self.vocab_size: int = model.config.vocab_size
+        self.pad_id: int = tokenizer.pad_token_id or 0
+        self.stop_ids = self._stop_ids()
+        self.forward_passes_total = 0
+
+    @property
+    def forward_name(self) -> str:
+        """Which forward pass runs the model: "transformers", "fused" or "fused+onednn"."""
+        if self.fused is None:
+            return "transformers"
+        return "fused+onednn" if self.fused.packed else "fused"
+
+    @property
+    def chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, messages: Sequence[ChatMessage]) -> str:
+        """The chat template when the tokenizer has one, else a plain completion prompt."""
+        if self.chat_template:
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in messages],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            return str(rendered)
+        return "\n\n".join(m.content for m in messages) + "\n\n"
+
+    def prompt_text(self, request: GenerationRequest) -> str:
+        text = request.prompt if request.prompt is not None else self.render(request.messages)
+        return text + request.prefix
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        ids: list[list[int]] = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return ids
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(tokens), skip_special_tokens=True))
+
+    def forward(
+        self, kv: KVCache, *, select: torch.Tensor | None = None, **inputs: Any
+    ) -> torch.Tensor:
+        """Float logits of each row's last position; with ``select`` (fused forward only),
+        logits in the model's dtype of those positions of the flattened [rows * new] input."""
+        self.forward_passes_total += 1
+        if self.fused is not None:
+            fused = self.fused(
+                kv,
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                position_ids=inputs["position_ids"],
+                select=select,
+            )
+            return fused if select is not None else fused.float()
+        output = self.model(**inputs, **{self.cache_kwarg: kv.cache}, use_cache=True)
+        logits: torch.Tensor = output.logits[:, -1, :].float()
+        return logits
+
+    def _stop_ids(self) -> frozenset[int]:
+        ids = self.model.generation_config.eos_token_id
+        stop = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            stop.add(self.tokenizer.eos_token_id)
+        return frozenset(stop)

@@ -1,0 +1,71 @@
+"""Per-row logits processing and sampling, vectorised over the batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from copygen.domain import SamplingParams
+
+
+class RowSampler:
+    """Per-row logits processing and sampling, vectorised over the batch.
+
+    Same order as transformers' processors: repetition penalty, temperature, top-k, top-p.
+    Each row has its own ``torch.Generator``, so a seeded row draws the same tokens whatever
+    else shares its batch.
+    """
+
+    def __init__(
+        self, rows: Sequence[tuple[SamplingParams, int]], vocab_size: int, device: torch.device
+    ) -> None:
+        self.temperature = torch.tensor([p.temperature for p, _ in rows], device=device)
+        self.top_p = torch.tensor([p.top_p for p, _ in rows], device=device)
+        self.top_k = torch.tensor([p.top_k or vocab_size for p, _ in rows], device=device)
+        self.penalty = torch.tensor([p.repetition_penalty for p, _ in rows], device=device)
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for _, seed in rows]
+        self.vocab_size = vocab_size
+
+    def keep(self, order: list[int]) -> None:
+        """Keep rows ``order`` (old indices, in their new order)."""
+        index = torch.tensor(order, device=self.temperature.device, dtype=torch.long)
+        self.temperature = self.temperature[index]
+        self.top_p = self.top_p[index]
+        self.top_k = self.top_k[index]
+        self.penalty = self.penalty[index]
+        self.generators = [self.generators[i] for i in order]
+
+    def append(self, other: RowSampler) -> None:
+        """Add ``other``'s rows after these."""
+        self.temperature = torch.cat([self.temperature, other.temperature])
+        self.top_p = torch.cat([self.top_p, other.top_p])
+        self.top_k = torch.cat([self.top_k, other.top_k])
+        self.penalty = torch.cat([self.penalty, other.penalty])
+        self.generators += other.generators
+
+    def sample(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """The next token of each row. Changes ``logits`` in place (the repetition penalty)."""
+        if bool((self.penalty != 1.0).any()):
+            # Only the seen tokens change: a few hundred per row, not the whole vocabulary
+            # (full-width passes over [rows, vocab] were 6 ms of a 50 ms step at 32 rows).
+            rows, tokens = seen.nonzero(as_tuple=True)
+            values = logits[rows, tokens]
+            penalty = self.penalty[rows]
+            logits[rows, tokens] = torch.where(values > 0, values / penalty, values * penalty)
+        chosen = logits.max(dim=-1).indices  # max() is ~2.5x faster than argmax() on the CPU
+        sampled = (self.temperature > 0).nonzero().flatten().tolist()
+        if not sampled:
+            return chosen
+        scaled = logits / self.temperature.clamp(min=1e-5)[:, None]
+        k_max = min(int(self.top_k.max()), self.vocab_size)
+        values, indices = scaled.topk(k_max, dim=-1)
+        ranks = torch.arange(k_max, device=logits.device)[None, :]
+        values = values.masked_fill(ranks >= self.top_k[:, None], float("-inf"))
+        probs = values.softmax(dim=-1)
+        # top-p: drop a token once the tokens ranked above it already reach top_p.
+        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > self.top_p[:, None], 0.0)
+        for row in sampled:
+            pick = torch.multinomial(probs[row], 1, generator=self.generators[row])
+            chosen[row] = indices[row, pick[0]]
+        return chosen

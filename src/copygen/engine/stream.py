@@ -1,0 +1,91 @@
+"""A submitted job as its caller sees it: its whole result, or its token deltas as they are
+decoded, both bounded by the request deadline. Leaving early (a client that went away, a
+cancelled task) drops the job: queued rows never start, running rows leave the batch at the
+next step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+from copygen.domain import Generation
+from copygen.engine.protocols import RowEvent
+from copygen.engine.scheduler import Job, Scheduler
+from copygen.errors import DeadlineExceeded
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedJob:
+    """What one finished job made, with its queue/generation/first-token times in ms."""
+
+    job_id: int
+    generations: list[Generation]
+    timings_ms: dict[str, float]
+
+
+class TokenStream:
+    """One submitted job. Use ``result()`` (the job was submitted without events) or
+    ``events()`` (with events), once."""
+
+    def __init__(self, scheduler: Scheduler, job: Job, timeout_s: float) -> None:
+        self._scheduler = scheduler
+        self.job = job
+        self._timeout_s = timeout_s
+        self._deadline = asyncio.get_running_loop().time() + timeout_s
+
+    async def result(self) -> list[Generation]:
+        """Every row's completion, once the last row finished."""
+        try:
+            async with self._bounded():
+                return await asyncio.shield(self.job.future)
+        finally:
+            if not self.job.done:
+                self._scheduler.cancel(self.job)
+
+    async def events(self) -> AsyncGenerator[RowEvent, None]:
+        """Every row's events in decoding order; the job's error if it fails."""
+        job = self.job
+        assert job.events is not None, "submitted without events"
+        rows_left = job.rows
+        try:
+            while rows_left:
+                async with self._bounded():
+                    event = await job.events.get()
+                if event.finish_reason == "cancelled":
+                    job.future.result()  # raises the job's error
+                    return
+                if event.finish_reason is not None:
+                    rows_left -= 1
+                yield event
+        finally:
+            if not job.done:
+                self._scheduler.cancel(job)
+
+    def finished(self) -> FinishedJob:
+        return FinishedJob(self.job.id, self.job.generations(), job_timings(self.job))
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """The one place a request deadline becomes DeadlineExceeded (and drops the job)."""
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                yield
+        except TimeoutError as exc:
+            self._scheduler.cancel(self.job, DeadlineExceeded("deadline"))
+            raise DeadlineExceeded(
+                f"generation did not finish within {self._timeout_s:g} s"
+            ) from exc
+
+
+def job_timings(job: Job) -> dict[str, float]:
+    admitted = job.admitted_at or job.submitted_at
+    finished = job.finished_at or admitted
+    timings = {
+        "queue": (admitted - job.submitted_at) * 1000,
+        "generation": (finished - admitted) * 1000,
+    }
+    if job.first_token_at is not None:
+        timings["first_token"] = (job.first_token_at - job.submitted_at) * 1000
+    return timings

@@ -1,0 +1,1 @@
+"""Staying up when a dependency is down: circuit breakers, guarded calls, the memory guard."""

@@ -1,0 +1,1 @@
+"""The copy workflow: cache → single-flight → generation rounds → CopyResult."""

@@ -1,0 +1,258 @@
+"""The copywriter: one brief (or many) in, checked and ranked copy out.
+
+It looks in the result cache (L1, then Redis), shares identical generations (single-flight in
+this process, a short Redis lock across replicas), runs the generation rounds on the engine
+(each round regenerates only the slots still failing the brief's rules, within the request
+deadline) and caches what it wrote. Routes, the CLI and the cache warm-up use only this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from copygen.auth import ANONYMOUS
+from copygen.cache.keys import KeyContext, copy_cache_key
+from copygen.cache.singleflight import LeaderGone
+from copygen.cache.tiered import Tier, TieredCache, build_cache
+from copygen.config import Settings
+from copygen.copywriting.rounds import BriefRounds
+from copygen.copywriting.safety import brand_safety_words
+from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, new_copy_id
+from copygen.engine.engine import Engine
+from copygen.engine.protocols import RowEvent
+from copygen.errors import DeadlineExceeded
+from copygen.resilience.breaker import CircuitBreaker
+
+log = logging.getLogger("copygen.copywriter")
+
+#: ``on_event(round, event)``: a draft token of some row in some round.
+DraftHook = Callable[[int, RowEvent], None]
+
+
+class Copywriter:
+    """Owns the result cache and writes copy with the engine."""
+
+    def __init__(self, settings: Settings, engine: Engine, cache: TieredCache) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.cache = cache
+        self._banned_always = brand_safety_words(settings.brand_safety_words)
+        self._policy = (
+            f"rounds={settings.max_rounds};banned={','.join(sorted(self._banned_always))}"
+        )
+        cache.l2_breaker_hook(engine.breaker_changed)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine | None = None) -> Copywriter:
+        """The copywriter the settings describe (the production engine unless one is given)."""
+        return cls(settings, engine or Engine.from_settings(settings), build_cache(settings))
+
+    async def start(self) -> None:
+        """Warm L1 from the shared cache, then start the engine. Cache hits are served while
+        the model loads."""
+        warmed = await self.cache.start(self.settings.cache_warm_entries)
+        if warmed:
+            log.info("cache warmed with %d entries from redis", warmed)
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        await self.cache.stop()
+
+    def breakers(self) -> list[CircuitBreaker]:
+        l2 = self.cache.l2
+        model = self.engine.breaker
+        return [model, l2.breaker] if l2 is not None else [model]
+
+    async def prefill(self, briefs: Sequence[CopyBrief], chunk: int = 8) -> int:
+        """Generate briefs into the cache (those already cached are hits); how many were new."""
+        new = 0
+        for start in range(0, len(briefs), chunk):
+            results = await self.generate_many(briefs[start : start + chunk])
+            new += sum(1 for result in results if not result.cached)
+        return new
+
+    async def generate(
+        self,
+        brief: CopyBrief,
+        on_event: DraftHook | None = None,
+        *,
+        tenant: str = ANONYMOUS,
+    ) -> CopyResult:
+        """Write ``brief.variants`` variants, each checked against the brief's channel.
+        ``on_event(round, event)`` sees every draft token as it is decoded."""
+        [result] = await self.generate_many([brief], on_event, tenant=tenant)
+        return result
+
+    def from_l1(self, brief: CopyBrief, tenant: str) -> CopyResult | None:
+        """This brief's copy when L1 holds it, without waiting on anything (the fast path)."""
+        started = time.perf_counter()
+        result = self.cache.peek_l1(copy_cache_key(brief, self.key_context(tenant)))
+        return None if result is None else _served(result, started, cached=True, tier="l1")
+
+    def key_context(self, tenant: str) -> KeyContext:
+        return KeyContext(tenant, self.engine.model_id, self.engine.revision, self._policy)
+
+    async def generate_many(
+        self,
+        briefs: Sequence[CopyBrief],
+        on_event: DraftHook | None = None,
+        *,
+        tenant: str = ANONYMOUS,
+    ) -> list[CopyResult]:
+        """Copy for several briefs: cache hits first, then one shared generation for the rest.
+
+        Each brief's ``cache`` policy applies: ``use`` reads and writes the cache and shares a
+        generation with identical briefs already in flight (here, or on another replica through
+        a Redis lock); ``refresh`` skips the read; ``bypass`` neither reads nor writes.
+        Streaming callers (``on_event``) never join another request's generation.
+        """
+        started = time.perf_counter()
+        context = self.key_context(tenant)
+        keys = [copy_cache_key(brief, context) for brief in briefs]
+        results: list[CopyResult | None] = [None] * len(briefs)
+        for i, (brief, key) in enumerate(zip(briefs, keys, strict=True)):
+            if brief.cache is CachePolicy.USE and (hit := await self.cache.get(key)) is not None:
+                results[i] = _served(hit[0], started, cached=True, tier=hit[1])
+
+        flights = self.cache.flights
+        following: dict[int, asyncio.Future[CopyResult]] = {}
+        writing: list[int] = []
+        leading: set[int] = set()
+        for i, brief in enumerate(briefs):
+            if results[i] is not None:
+                continue
+            if brief.cache is CachePolicy.USE and on_event is None:
+                if (future := flights.follow(keys[i])) is not None:
+                    following[i] = future
+                    continue
+                flights.lead(keys[i])
+                leading.add(i)
+            writing.append(i)
+
+        locks: dict[int, str] = {}
+        try:
+            if leading and self.cache.l2 is not None:
+                writing = await self._claim_across_replicas(writing, leading, keys, results, locks)
+            if writing:
+                written = await self._write_copy([briefs[i] for i in writing], on_event, started)
+                for i, result in zip(writing, written, strict=True):
+                    results[i] = result
+                    if briefs[i].cache is not CachePolicy.BYPASS:
+                        await self.cache.set(keys[i], result)
+                    if i in leading:
+                        flights.finish(keys[i], result, None)
+        except BaseException as exc:
+            for i in leading:
+                flights.finish(keys[i], None, exc)
+            raise
+        finally:
+            for i, token in locks.items():
+                await self.cache.unlock(keys[i], token)
+
+        for i, future in following.items():
+            try:
+                results[i] = _served(await asyncio.shield(future), started, cached=False)
+            except LeaderGone:
+                [results[i]] = await self.generate_many([briefs[i]], tenant=tenant)
+        return [result for result in results if result is not None]
+
+    async def _claim_across_replicas(
+        self,
+        writing: list[int],
+        leading: set[int],
+        keys: Sequence[str],
+        results: list[CopyResult | None],
+        locks: dict[int, str],
+    ) -> list[int]:
+        """Take the Redis generation lock for each leading key. Keys another replica is already
+        generating are awaited in L2 instead; the indices still to write are returned."""
+        claims = await asyncio.gather(*(self.cache.lock(keys[i]) for i in leading))
+        busy = []
+        for i, claim in zip(leading, claims, strict=True):
+            if isinstance(claim, str):
+                locks[i] = claim
+            elif claim is None:
+                busy.append(i)
+        budget_s = self.settings.request_timeout_s
+        peers = await asyncio.gather(*(self.cache.wait_for_peer(keys[i], budget_s) for i in busy))
+        for i, result in zip(busy, peers, strict=True):
+            if result is not None:
+                results[i] = _served(result, time.perf_counter(), cached=True, tier="l2")
+                self.cache.flights.finish(keys[i], result, None)
+        return [i for i in writing if results[i] is None]
+
+    async def _write_copy(
+        self,
+        briefs: Sequence[CopyBrief],
+        on_event: DraftHook | None,
+        started: float,
+    ) -> list[CopyResult]:
+        """Generate, in rounds that share runner calls across the briefs.
+
+        Round 1 samples about twice as many rows as variants wanted. Later rounds regenerate
+        only the slots still missing a variant that passes every rule, while the request
+        deadline leaves time for another round (judged by the last round's duration).
+        """
+        budget_s = self.settings.request_timeout_s
+        works = [BriefRounds.new(brief, self._banned_always) for brief in briefs]
+        timings = {"queue": 0.0, "generation": 0.0}
+        rounds = 0
+        last_round_s = 0.0
+        jobs: list[int] = []
+        while rounds < self.settings.max_rounds:
+            pending = [w for w in works if w.needed() > 0]
+            elapsed = time.perf_counter() - started
+            if not pending or (rounds and elapsed + last_round_s > budget_s):
+                break
+            round_started = time.perf_counter()
+            requests = [w.request(rounds) for w in pending]
+            try:
+                forward = None if on_event is None else functools.partial(on_event, rounds)
+                finished = await self.engine.run(requests, budget_s - elapsed, forward)
+                jobs.append(finished.job_id)
+            except DeadlineExceeded:
+                if rounds == 0:
+                    raise
+                break
+            for work, generation in zip(pending, finished.generations, strict=True):
+                work.absorb(generation)
+            round_timings = finished.timings_ms
+            timings["queue"] += round_timings["queue"]
+            timings["generation"] += round_timings["generation"]
+            if "first_token" in round_timings:  # measured from the request's start
+                offset = (round_started - started) * 1000
+                timings.setdefault("first_token", offset + round_timings["first_token"])
+            rounds += 1
+            last_round_s = time.perf_counter() - round_started
+        timings["total"] = (time.perf_counter() - started) * 1000
+        timings = {key: round(value, 2) for key, value in timings.items()}
+        model_id = self.engine.model_id
+        return [work.result(model_id, rounds, timings, tuple(jobs)) for work in works]
+
+
+def _served(
+    result: CopyResult, started: float, *, cached: bool, tier: Tier | None = None
+) -> CopyResult:
+    """A stored or shared result as this request's answer: its own id and timings; usage is
+    zero because this request computed no tokens."""
+    total_ms = round((time.perf_counter() - started) * 1000, 3)
+    return CopyResult(
+        id=new_copy_id(),
+        model=result.model,
+        channel=result.channel,
+        variants=result.variants,
+        requested=result.requested,
+        rounds=result.rounds,
+        cached=cached,
+        cache_tier=tier,
+        usage=_NO_USAGE if cached else result.usage,
+        timings_ms={"cache": total_ms, "total": total_ms} if cached else {"total": total_ms},
+    )
+
+
+_NO_USAGE = Usage()

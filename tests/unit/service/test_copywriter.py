@@ -1,0 +1,102 @@
+"""The copywriter without HTTP, on a fake runner."""
+
+from __future__ import annotations
+
+import pytest
+
+from copygen.config import Settings
+from copygen.domain import CopyBrief, GenerationRequest
+from copygen.errors import NotReady
+from tests.builders import copywriter, started_copywriter
+from tests.fakes import FakeRunner
+
+
+async def test_first_round_oversamples_with_the_channel_budget() -> None:
+    runner = FakeRunner(lambda request, row: f"Solar deal number {row}")
+    writer = await started_copywriter(runner)
+    result = await writer.generate(
+        CopyBrief(product="charger", channel="sms", variants=3, seed=5, keywords=("solar",))
+    )
+    [[request]] = runner.calls
+    assert request.n == 6
+    assert request.sampling.seed == 5
+    assert request.sampling.max_new_tokens == 56  # the sms channel's budget
+    assert request.prefix == ""
+    assert len(result.variants) == 3
+    assert result.rounds == 1
+
+
+async def test_only_failing_slots_are_regenerated_with_keyword_priming() -> None:
+    def reply(request: GenerationRequest, row: int) -> str:
+        if request.prefix:
+            return f" powers hike {row}"  # the runner puts the prefix in front
+        return ["Go solar today", "Charge outdoors now", "Power every single trail"][row % 3]
+
+    runner = FakeRunner(reply)
+    writer = await started_copywriter(runner)
+    result = await writer.generate(CopyBrief(product="x", variants=3, keywords=("solar",), seed=9))
+    first, second = runner.calls
+    assert first[0].n == 6
+    assert second[0].n == 4  # two slots still missing a passing variant, oversampled
+    assert second[0].prefix == "Solar"
+    assert second[0].sampling.seed != first[0].sampling.seed
+    assert result.rounds == 2
+    assert all(not v.keywords_missing for v in result.variants)
+    assert len(result.variants) == 3
+
+
+async def test_hard_failures_are_never_returned_and_shortfall_is_explicit() -> None:
+    runner = FakeRunner(lambda request, row: "An extremely long headline that never fits at all")
+    writer = await started_copywriter(runner, max_rounds=2)
+    result = await writer.generate(CopyBrief(product="x", variants=2))
+    assert result.variants == []
+    assert result.requested == 2
+    assert result.rounds == 2
+
+
+async def test_banned_and_brand_safety_words_are_filtered() -> None:
+    texts = ["Cheap solar power", "Damn fine charger", "Solar for hikers"]
+    runner = FakeRunner(lambda request, row: texts[row % 3])
+    writer = await started_copywriter(runner, max_rounds=1)
+    result = await writer.generate(CopyBrief(product="x", variants=3, banned_words=("cheap",)))
+    assert [v.text for v in result.variants] == ["Solar for hikers"]
+
+
+async def test_brand_safety_list_is_configurable() -> None:
+    runner = FakeRunner(lambda request, row: ["Damn fine charger", "Zap charger"][row % 2])
+    writer = await started_copywriter(runner, max_rounds=1, brand_safety_words="zap")
+    result = await writer.generate(CopyBrief(product="x", variants=2))
+    assert [v.text for v in result.variants] == ["Damn fine charger"]
+
+
+async def test_many_briefs_share_one_runner_call_per_round() -> None:
+    runner = FakeRunner(
+        lambda request, row: f"Idea {'abcdefgh'[row]} for brief {request.sampling.seed}"
+    )
+    writer = await started_copywriter(runner)
+    briefs = [CopyBrief(product=f"p{i}", variants=2, seed=i) for i in range(5)]
+    results = await writer.generate_many(briefs)
+    assert len(runner.calls) == 1
+    assert len(runner.calls[0]) == 5
+    assert [len(r.variants) for r in results] == [2] * 5
+
+
+async def test_max_new_tokens_from_the_brief_wins() -> None:
+    runner = FakeRunner()
+    writer = await started_copywriter(runner)
+    await writer.generate(CopyBrief(product="x", max_new_tokens=7))
+    assert runner.calls[0][0].sampling.max_new_tokens == 7
+
+
+async def test_not_ready_engine_refuses_work() -> None:
+    writer = copywriter(FakeRunner(), Settings(warmup=False))
+    with pytest.raises(NotReady):
+        await writer.generate(CopyBrief(product="x"))
+
+
+async def test_first_token_time_is_within_the_total() -> None:
+    writer = await started_copywriter(FakeRunner(whole=False))
+    result = await writer.generate(CopyBrief(product="x", variants=2))
+    timings = result.timings_ms
+    assert 0 <= timings["first_token"] <= timings["total"]
+    assert timings["queue"] + timings["generation"] <= timings["total"] + 1
