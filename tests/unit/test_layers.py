@@ -1,4 +1,4 @@
-"""The architecture's import rules (docs/architecture.md, "Layers"), checked by walking every
+"""The architecture's import rules (docs/architecture.md, "Rules"), checked by walking every
 module's imports with ``ast``. A failure names the module, the line and the rule."""
 
 from __future__ import annotations
