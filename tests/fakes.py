@@ -10,6 +10,14 @@ from dataclasses import dataclass, field
 from copygen.domain import GenerationRequest
 from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo, RunnerOutOfMemory
 
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def spelled(number: int) -> str:
+    """``number`` digit by digit in words (12 → "one two"): distinct replies without figures,
+    which the grounding checks would reject as unsupported numbers."""
+    return " ".join(DIGIT_WORDS[int(digit)] for digit in str(number))
+
 
 @dataclass
 class _FakeRow:
@@ -44,7 +52,7 @@ class FakeRunner:
         """``oom_above``: a step with more rows raises RunnerOutOfMemory (like CUDA would);
         ``fail_when()``: True makes a step raise RuntimeError. ``record=False`` keeps no
         history of joins, batch sizes and drops (a soak test would see it as a leak)."""
-        self.reply = reply or (lambda request, row: f"Fresh copy number {row + 1}")
+        self.reply = reply or (lambda request, row: f"Fresh copy take {spelled(row + 1)}")
         self.gate = gate
         self.hang = hang
         self.whole = whole

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         None, description="comma list replacing the default brand-safety list; empty: none"
     )
     max_rounds: int = Field(3, ge=1, le=10, description="generation rounds per brief")
+    grounding: Literal["strict", "flag", "off"] = Field(
+        "strict",
+        description="unsupported brands, numbers and claims: never returned (strict), "
+        "returned with flags (flag), not checked (off); a brief may choose its own",
+    )
 
     breaker_failures: int = Field(5, ge=1, le=1000, description="consecutive model failures")
     breaker_reset_s: float = Field(10.0, gt=0, le=3600, description="open time before a probe")

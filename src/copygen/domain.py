@@ -8,6 +8,9 @@ from enum import StrEnum
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
+#: What happens to a candidate that states a brand, number or claim the brief does not support:
+#: ``strict`` never returns it, ``flag`` returns it with flags, ``off`` does not look.
+Grounding = Literal["strict", "flag", "off"]
 
 
 class CachePolicy(StrEnum):
@@ -56,6 +59,10 @@ class CopyBrief:
     max_new_tokens: int | None = None
     seed: int | None = None
     cache: CachePolicy = CachePolicy.USE
+    #: Statements the copy may use (and the only claims it may make).
+    facts: tuple[str, ...] = ()
+    #: None: the server's default (COPYGEN_GROUNDING).
+    grounding: Grounding | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,24 @@ class Generation:
 
 
 @dataclass(frozen=True, slots=True)
+class Flag:
+    """Something a variant says that the brief does not support, let through by the policy:
+    ``type`` is unsupported_entity, unsupported_number or risky_claim; ``text`` the words."""
+
+    type: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Readability:
+    """Reading ease (Flesch or the language's adaptation: higher is easier) and, where the
+    language has a formula for it, a school grade."""
+
+    ease: float
+    grade: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Variant:
     text: str
     chars: int
@@ -98,6 +123,10 @@ class Variant:
     fits: bool
     keywords_missing: tuple[str, ...]
     score: float
+    flags: tuple[Flag, ...] = ()
+    readability: Readability | None = None
+    #: Whether a call to action is present (None: the channel does not ask for one).
+    cta: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.frameworks import FRAMEWORKS, TONES
-from copygen.domain import CachePolicy, CopyBrief, CopyResult
+from copygen.copywriting.prompts import FIELD_CAPS, as_data
+from copygen.domain import CachePolicy, CopyBrief, CopyResult, Grounding, Variant
 
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Fact = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+MAX_FACTS = 20
 
 
 class CopyRequest(BaseModel):
@@ -25,7 +28,12 @@ class CopyRequest(BaseModel):
     product: str = Field(min_length=1, max_length=200, description="What is being sold.")
     description: str = Field("", max_length=1000)
     audience: str = Field("", max_length=200)
-    tone: str = Field("friendly", description="One of GET /v1/tones.")
+    tone: str = Field(
+        "friendly",
+        min_length=1,
+        max_length=FIELD_CAPS["tone"],
+        description='A preset of GET /v1/tones, or your own words ("quirky but professional").',
+    )
     channel: str = Field("google_ads_headline", description="One of GET /v1/channels.")
     framework: str | None = Field(None, description="One of GET /v1/frameworks.")
     keywords: list[Keyword] = Field(default_factory=list, max_length=10)
@@ -41,11 +49,27 @@ class CopyRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     cache: CachePolicy = CachePolicy.USE
     stream: bool = False
+    facts: list[Fact] = Field(
+        default_factory=list,
+        max_length=MAX_FACTS,
+        description="Statements the copy may use; the only claims it may make.",
+    )
+    grounding: Grounding | None = Field(
+        None,
+        description="Unsupported brands, numbers and claims: strict (never returned), flag "
+        "(returned with flags) or off; default: the server's COPYGEN_GROUNDING.",
+    )
 
     @field_validator("tone")
     @classmethod
-    def _known_tone(cls, value: str) -> str:
-        return _known(value, TONES, "tone", "/v1/tones")
+    def _tone(cls, value: str) -> str:
+        """A preset id (any case) or free text, made safe to embed."""
+        if value.lower() in TONES:
+            return value.lower()
+        cleaned = as_data(value, FIELD_CAPS["tone"])
+        if not cleaned:
+            raise ValueError("tone has no printable text")
+        return cleaned
 
     @field_validator("channel")
     @classmethod
@@ -60,13 +84,14 @@ class CopyRequest(BaseModel):
     def to_brief(self) -> CopyBrief:
         """The domain brief, with text in Unicode NFC so that equivalent spellings of the same
         text make the same prompt (and share a cache entry)."""
-        data = self.model_dump(exclude={"stream", "keywords", "banned_words"})
-        for name in ("product", "description", "audience"):
+        data = self.model_dump(exclude={"stream", "keywords", "banned_words", "facts"})
+        for name in ("product", "description", "audience", "tone"):
             data[name] = unicodedata.normalize("NFC", data[name])
         return CopyBrief(
             **data,
             keywords=tuple(unicodedata.normalize("NFC", k) for k in self.keywords),
             banned_words=tuple(unicodedata.normalize("NFC", w) for w in self.banned_words),
+            facts=tuple(unicodedata.normalize("NFC", f) for f in self.facts),
         )
 
 
@@ -77,6 +102,29 @@ def _known(value: str, table: Mapping[str, object], what: str, route: str) -> st
     return key
 
 
+class FlagOut(BaseModel):
+    type: Literal["unsupported_entity", "unsupported_number", "risky_claim"]
+    text: str = Field(description="The words of the variant that the brief does not support.")
+
+
+class ReadabilityOut(BaseModel):
+    ease: float = Field(description="Flesch reading ease or the language's adaptation.")
+    grade: float | None = Field(description="Flesch-Kincaid grade (English only).")
+
+
+class ChecksOut(BaseModel):
+    """Why a variant scored what it did (docs/quality.md, "Score")."""
+
+    fits: bool
+    chars: int
+    limit: int | None
+    keywords_missing: list[str]
+    flags: list[FlagOut] = Field(description="What the grounding policy let through.")
+    readability: ReadabilityOut | None
+    cta: bool | None = Field(description="A call to action is present (null: not asked for).")
+    relevance: float | None = Field(description="Not computed yet: always null.")
+
+
 class VariantOut(BaseModel):
     text: str
     chars: int = Field(description="Length under the channel's counting rule.")
@@ -84,6 +132,7 @@ class VariantOut(BaseModel):
     fits: bool
     keywords_missing: list[str]
     score: float
+    checks: ChecksOut
 
 
 class UsageOut(BaseModel):
@@ -126,6 +175,7 @@ def copy_document(result: CopyResult) -> dict[str, Any]:
                 "fits": v.fits,
                 "keywords_missing": list(v.keywords_missing),
                 "score": v.score,
+                "checks": _checks(v),
             }
             for v in variants
         ],
@@ -140,6 +190,20 @@ def copy_document(result: CopyResult) -> dict[str, Any]:
             "completion_tokens": result.usage.completion_tokens,
         },
         "timings_ms": result.timings_ms,
+    }
+
+
+def _checks(v: Variant) -> dict[str, Any]:
+    ease = v.readability
+    return {
+        "fits": v.fits,
+        "chars": v.chars,
+        "limit": v.limit,
+        "keywords_missing": list(v.keywords_missing),
+        "flags": [{"type": flag.type, "text": flag.text} for flag in v.flags],
+        "readability": None if ease is None else {"ease": ease.ease, "grade": ease.grade},
+        "cta": v.cta,
+        "relevance": None,
     }
 
 
@@ -186,6 +250,12 @@ class ChannelOut(BaseModel):
 class ToneOut(BaseModel):
     id: str
     description: str
+
+
+class TonesOut(BaseModel):
+    tones: list[ToneOut] = Field(description="Presets, each with a tuned prompt description.")
+    free_text: bool = Field(description="Any other text is accepted as a tone too.")
+    max_length: int = Field(description="The longest free-text tone, in characters.")
 
 
 class FrameworkOut(BaseModel):

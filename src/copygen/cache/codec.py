@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from copygen.cache.keys import CACHE_SCHEMA_VERSION
-from copygen.domain import CopyResult, Usage, Variant
+from copygen.domain import CopyResult, Flag, Readability, Usage, Variant
 
 _PLAIN, _ZLIB, _SEALED = b"J", b"Z", b"E"
 _NONCE_BYTES = 12
@@ -64,9 +64,7 @@ class Codec:
 
 
 def _result_from_dict(data: dict[str, Any]) -> CopyResult:
-    variants = [
-        Variant(**{**v, "keywords_missing": tuple(v["keywords_missing"])}) for v in data["variants"]
-    ]
+    variants = [_variant_from_dict(v) for v in data["variants"]]
     return CopyResult(
         id=str(data["id"]),
         model=str(data["model"]),
@@ -76,4 +74,16 @@ def _result_from_dict(data: dict[str, Any]) -> CopyResult:
         rounds=int(data["rounds"]),
         usage=Usage(**data["usage"]),
         timings_ms={str(k): float(v) for k, v in data["timings_ms"].items()},
+    )
+
+
+def _variant_from_dict(data: dict[str, Any]) -> Variant:
+    ease = data.get("readability")
+    return Variant(
+        **{
+            **data,
+            "keywords_missing": tuple(data["keywords_missing"]),
+            "flags": tuple(Flag(**flag) for flag in data.get("flags", ())),
+            "readability": None if ease is None else Readability(**ease),
+        }
     )

@@ -21,7 +21,7 @@ from copygen.copywriting.prompts import TEMPLATE_VERSION
 from copygen.domain import CopyBrief
 
 #: Bump when the cached value's shape or the key's canonical form changes.
-CACHE_SCHEMA_VERSION = 1
+CACHE_SCHEMA_VERSION = 2
 KEY_PREFIX = "copygen:copy"
 
 
@@ -57,7 +57,7 @@ def canonical_brief(brief: CopyBrief) -> dict[str, object]:
         "product": _nfc(brief.product),
         "description": _nfc(brief.description),
         "audience": _nfc(brief.audience),
-        "tone": brief.tone.lower(),
+        "tone": _nfc(brief.tone).casefold(),
         "channel": channel.id,
         "framework": brief.framework.lower() if brief.framework else None,
         "keywords": sorted({_nfc(k) for k in brief.keywords}),
@@ -71,6 +71,8 @@ def canonical_brief(brief: CopyBrief) -> dict[str, object]:
         "repetition_penalty": _number(brief.repetition_penalty),
         "max_new_tokens": brief.max_new_tokens or channel.max_new_tokens,
         "seed": brief.seed,
+        "facts": [_nfc(fact) for fact in brief.facts],  # in order, as the prompt lists them
+        "grounding": brief.grounding,
     }
 
 

@@ -149,6 +149,8 @@ class Channel:
     recommended: int | None = None
     forbidden_chars: str = ""
     note: str = ""
+    #: Whether copy for this surface should ask the reader to act (it counts in the score).
+    wants_cta: bool = False
 
     def measure(self, text: str, max_chars: int | None = None) -> Measure:
         """Count ``text`` by this channel's rule; ``max_chars`` from a brief tightens the limit."""
@@ -198,13 +200,13 @@ CHANNELS: dict[str, Channel] = {
         Channel("google_ads_headline", "Google Ads headline", 30, "hard", "google_ads",
                 "one Google Ads headline of at most 30 characters", 16),
         Channel("google_ads_description", "Google Ads description", 90, "hard", "google_ads",
-                "one Google Ads description of at most 90 characters", 40),
+                "one Google Ads description of at most 90 characters", 40, wants_cta=True),
         Channel("google_ads_path", "Google Ads display path", 15, "hard", "google_ads",
                 "one Google Ads display path segment of at most 15 characters, no slashes", 8,
                 forbidden_chars="/\n"),
         Channel("meta_primary_text", "Meta ad primary text", 125, "soft", "chars",
                 "the primary text of a Facebook/Instagram ad, at most 125 characters", 56,
-                note="125 characters are shown before the text is cut"),
+                note="125 characters are shown before the text is cut", wants_cta=True),
         Channel("meta_headline", "Meta ad headline", 40, "soft", "chars",
                 "one Facebook/Instagram ad headline of at most 40 characters", 20),
         Channel("x_post", "X post", 280, "hard", "x_weighted",
@@ -221,13 +223,14 @@ CHANNELS: dict[str, Channel] = {
                 note="40-60 recommended; about 41 are visible on a phone"),
         Channel("sms", "SMS", 160, "hard", "sms",
                 "one SMS marketing message of at most 160 characters", 56,
-                note="160 GSM-7 characters per segment (153 when split); 70/67 in UCS-2"),
+                note="160 GSM-7 characters per segment (153 when split); 70/67 in UCS-2",
+                wants_cta=True),
         Channel("seo_title", "SEO title", 60, "soft", "chars",
                 "one SEO page title of at most 60 characters", 20,
                 note="search engines cut titles by pixel width, about 60 characters"),
         Channel("meta_description", "Meta description", 160, "soft", "chars",
                 "one meta description for a web page, at most 155 characters", 56,
-                recommended=155),
+                recommended=155, wants_cta=True),
         Channel("app_store_subtitle", "App Store subtitle", 30, "hard", "chars",
                 "one App Store subtitle of at most 30 characters", 16),
         Channel("play_short_description", "Google Play short description", 80, "hard", "chars",

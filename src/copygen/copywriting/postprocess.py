@@ -11,7 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from copygen.copywriting.channels import Channel
-from copygen.domain import Variant
+from copygen.copywriting.grounding import Evidence, check_grounding
+from copygen.copywriting.readability import has_call_to_action, readability
+from copygen.domain import Flag, Grounding, Readability, Variant
 
 _CHAT_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>|</?s>")
 _NUMBERING = re.compile(r"^\s*(?:\d{1,2}\s*[.):-]|[-*•#>]+)\s+")
@@ -165,8 +167,9 @@ class Checked:
     """A cleaned variant and the rules it breaks.
 
     ``hard_failures`` can never be returned (over a hard limit, banned word, forbidden
-    character, template placeholder); ``soft_failures`` may be returned when nothing better
-    is left (over a soft limit, keywords missing).
+    character, template placeholder, and under the strict grounding policy an unsupported
+    entity, number or claim); ``soft_failures`` may be returned when nothing better is left
+    (over a soft limit, keywords missing, grounding flags under the flag policy).
     """
 
     variant: Variant
@@ -182,10 +185,32 @@ class Checked:
         return not self.hard_failures and not self.soft_failures
 
 
+#: How the score combines the checks (weights sum to 1; each flag let through costs FLAG_COST).
+SCORE_WEIGHTS = {"fit": 0.45, "keywords": 0.30, "readability": 0.10, "cta": 0.15}
+FLAG_COST = 0.1
+
+
 def score_variant(
-    text: str, units: int, limit: int | None, fits: bool, missing: int, keywords: int
+    text: str,
+    units: int,
+    limit: int | None,
+    fits: bool,
+    missing: int,
+    keywords: int,
+    *,
+    ease: Readability | None = None,
+    cta: bool | None = None,
+    flags: int = 0,
 ) -> float:
-    """0..1: length fit weighs most, then keyword coverage, then readability."""
+    """0..1, a documented combination of the checks (docs/quality.md, "Score"):
+
+    * fit: 1 within the limit (0.5-1 when shorter than 30% of it), falling linearly over it;
+    * keywords: the share of required keywords present;
+    * readability: reading ease / 100 clipped to 0..1 where the language has a formula, else
+      1 for a mean word length of 3-7 letters and 0.6 otherwise;
+    * cta: 1 when a call to action is present or the channel asks for none, else 0;
+    minus FLAG_COST for each grounding flag the policy let through.
+    """
     if limit is None:
         fit = 1.0
     elif fits:
@@ -193,10 +218,15 @@ def score_variant(
     else:
         fit = max(0.0, 1.0 - (units - limit) / limit)
     coverage = 1.0 if keywords == 0 else (keywords - missing) / keywords
-    words = _words(text)
-    mean_len = sum(map(len, words)) / len(words) if words else 0.0
-    readability = 1.0 if 3.0 <= mean_len <= 7.0 else 0.6
-    return round(0.5 * fit + 0.35 * coverage + 0.15 * readability, 4)
+    if ease is not None:
+        reads = min(1.0, max(0.0, ease.ease / 100))
+    else:
+        words = _words(text)
+        mean_len = sum(map(len, words)) / len(words) if words else 0.0
+        reads = 1.0 if 3.0 <= mean_len <= 7.0 else 0.6
+    parts = {"fit": fit, "keywords": coverage, "readability": reads, "cta": cta is not False}
+    score = sum(SCORE_WEIGHTS[name] * float(value) for name, value in parts.items())
+    return round(max(0.0, score - FLAG_COST * flags), 4)
 
 
 def check_variant(
@@ -205,7 +235,14 @@ def check_variant(
     keywords: Sequence[str],
     max_chars: int | None,
     banned: Sequence[str] = (),
+    *,
+    evidence: Evidence | None = None,
+    grounding: Grounding = "off",
+    language: str = "en",
 ) -> Checked:
+    """Measure and check one cleaned text against the brief's rules. With ``evidence`` and a
+    grounding policy other than ``off``, unsupported entities, numbers and claims are hard
+    failures (``strict``) or soft ones that the variant carries as flags (``flag``)."""
     measure = channel.measure(text, max_chars)
     limit = measure.limit
     over = limit is not None and measure.units > limit
@@ -222,11 +259,22 @@ def check_variant(
     missing = keywords_missing(text, keywords)
     if missing:
         soft.append("keywords")
-    score = score_variant(text, measure.units, limit, not over, len(missing), len(keywords))
+    flags: tuple[Flag, ...] = ()
+    if evidence is not None and grounding != "off":
+        flags = check_grounding(text, evidence)
+        if flags:
+            (hard if grounding == "strict" else soft).append("grounding")
+    ease = readability(text, language)
+    cta = has_call_to_action(text, language) if channel.wants_cta else None
+    shown = flags if grounding == "flag" else ()
+    score = score_variant(
+        text, measure.units, limit, not over, len(missing), len(keywords),
+        ease=ease, cta=cta, flags=len(shown),
+    )  # fmt: skip
     fits = not over and "forbidden_character" not in hard
     variant = Variant(
         text=text, chars=measure.units, limit=limit, fits=fits, keywords_missing=missing,
-        score=score,
+        score=score, flags=shown, readability=ease, cta=cta,
     )  # fmt: skip
     return Checked(variant, tuple(hard), tuple(soft))
 
@@ -283,6 +331,10 @@ def check_completion(
     keywords: Sequence[str],
     max_chars: int | None,
     banned: Sequence[str] = (),
+    *,
+    evidence: Evidence | None = None,
+    grounding: Grounding = "off",
+    language: str = "en",
 ) -> Checked | None:
     """Clean one raw completion, shorten it to fit when a clause boundary allows, check it.
     None when nothing is left after cleaning."""
@@ -290,7 +342,10 @@ def check_completion(
     if not text:
         return None
     limit = channel.measure(text, max_chars).limit
-    return check_variant(shorten_to_fit(text, channel, limit), channel, keywords, max_chars, banned)
+    return check_variant(
+        shorten_to_fit(text, channel, limit), channel, keywords, max_chars, banned,
+        evidence=evidence, grounding=grounding, language=language,
+    )  # fmt: skip
 
 
 def select(checked: Iterable[Checked], wanted: int) -> list[Variant]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from copygen.copywriting.channels import CHANNELS, Channel
+from copygen.copywriting.grounding import Evidence
 from copygen.copywriting.postprocess import Checked, check_completion, deduplicate, select
 from copygen.copywriting.prompts import render_prompt
 from copygen.domain import (
@@ -15,6 +16,7 @@ from copygen.domain import (
     CopyResult,
     Generation,
     GenerationRequest,
+    Grounding,
     SamplingParams,
     Usage,
     new_copy_id,
@@ -34,17 +36,24 @@ class BriefRounds:
     channel: Channel
     banned: tuple[str, ...]
     messages: tuple[ChatMessage, ...]
+    evidence: Evidence
+    grounding: Grounding
     checked: list[Checked] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
     @classmethod
-    def new(cls, brief: CopyBrief, banned_always: tuple[str, ...]) -> BriefRounds:
+    def new(
+        cls, brief: CopyBrief, banned_always: tuple[str, ...], grounding: Grounding = "strict"
+    ) -> BriefRounds:
+        """``grounding`` is the server's policy, for briefs that do not name one."""
         return cls(
             brief=brief,
             channel=CHANNELS[brief.channel],
             banned=(*brief.banned_words, *banned_always),
             messages=render_prompt(brief),
+            evidence=Evidence.of(brief),
+            grounding=brief.grounding or grounding,
         )
 
     def needed(self) -> int:
@@ -88,6 +97,9 @@ class BriefRounds:
                 self.brief.keywords,
                 self.brief.max_chars,
                 self.banned,
+                evidence=self.evidence,
+                grounding=self.grounding,
+                language=self.brief.language,
             )
             if checked is not None:
                 self.checked.append(checked)

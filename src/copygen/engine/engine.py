@@ -229,12 +229,18 @@ class Engine:
         }
 
     def _submit(
-        self, requests: Sequence[GenerationRequest], timeout_s: float, *, stream: bool = False
+        self,
+        requests: Sequence[GenerationRequest],
+        timeout_s: float,
+        *,
+        stream: bool = False,
+        follow_up: bool = False,
     ) -> TokenStream:
-        """Refuse cheaply first (cold, draining, breaker open, memory high), then queue."""
+        """Refuse cheaply first (cold, draining, breaker open, memory high), then queue. A
+        ``follow_up`` job belongs to a request already in flight, which draining lets finish."""
         if not self.ready or self._scheduler is None:
             raise NotReady("the model is still loading; retry shortly")
-        if self.draining:
+        if self.draining and not follow_up:
             raise Draining("the service is shutting down; retry on another replica")
         if self.memory.shedding:
             raise MemoryPressure("memory is high; retry shortly")
@@ -255,15 +261,19 @@ class Engine:
         requests: Sequence[GenerationRequest],
         timeout_s: float | None = None,
         on_event: Callable[[RowEvent], None] | None = None,
+        *,
+        follow_up: bool = False,
     ) -> FinishedJob:
         """Generate ``requests`` as one job within ``timeout_s`` (default: the request
-        timeout); ``on_event`` sees every row's token deltas as they are decoded."""
+        timeout); ``on_event`` sees every row's token deltas as they are decoded. A
+        ``follow_up`` job (a later round of a request in flight) is not refused while
+        draining."""
         timeout_s = timeout_s or self.settings.request_timeout_s
         if on_event is None:
-            stream = self._submit(requests, timeout_s)
+            stream = self._submit(requests, timeout_s, follow_up=follow_up)
             await stream.result()
             return stream.finished()
-        stream = self._submit(requests, timeout_s, stream=True)
+        stream = self._submit(requests, timeout_s, stream=True, follow_up=follow_up)
         async with contextlib.aclosing(stream.events()) as events:
             async for event in events:
                 on_event(event)

@@ -43,6 +43,7 @@ class Copywriter:
         self._banned_always = brand_safety_words(settings.brand_safety_words)
         self._policy = (
             f"rounds={settings.max_rounds};banned={','.join(sorted(self._banned_always))}"
+            f";grounding={settings.grounding}"
         )
         cache.l2_breaker_hook(engine.breaker_changed)
 
@@ -199,7 +200,9 @@ class Copywriter:
         deadline leaves time for another round (judged by the last round's duration).
         """
         budget_s = self.settings.request_timeout_s
-        works = [BriefRounds.new(brief, self._banned_always) for brief in briefs]
+        works = [
+            BriefRounds.new(brief, self._banned_always, self.settings.grounding) for brief in briefs
+        ]
         timings = {"queue": 0.0, "generation": 0.0}
         rounds = 0
         last_round_s = 0.0
@@ -213,7 +216,9 @@ class Copywriter:
             requests = [w.request(rounds) for w in pending]
             try:
                 forward = None if on_event is None else functools.partial(on_event, rounds)
-                finished = await self.engine.run(requests, budget_s - elapsed, forward)
+                finished = await self.engine.run(
+                    requests, budget_s - elapsed, forward, follow_up=rounds > 0
+                )
                 jobs.append(finished.job_id)
             except DeadlineExceeded:
                 if rounds == 0:

@@ -15,7 +15,7 @@ from copygen.api.app import create_app
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 from tests.client import parse_sse, wait_ready
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, spelled
 
 CANARY = "CANARY-7f3a9b"
 
@@ -27,7 +27,7 @@ def _app(runner: FakeRunner, **settings: object) -> FastAPI:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = _app(FakeRunner(lambda request, row: f'"Charge with the sun {row}"'))
+    app = _app(FakeRunner(lambda request, row: f'"Charge with the sun {spelled(row)}"'))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
@@ -50,7 +50,13 @@ async def test_copy_returns_the_contract_shape(client: httpx.AsyncClient) -> Non
     assert body["usage"]["completion_tokens"] == 24
     assert len(body["variants"]) == 2  # distinct after cleaning ("...sun 0" / "...sun 1")
     for variant in body["variants"]:
-        assert set(variant) == {"text", "chars", "limit", "fits", "keywords_missing", "score"}
+        assert set(variant) == {
+            "text", "chars", "limit", "fits", "keywords_missing", "score", "checks",
+        }  # fmt: skip
+        checks = variant["checks"]
+        assert (checks["fits"], checks["chars"], checks["flags"]) == (True, variant["chars"], [])
+        assert set(checks["readability"]) == {"ease", "grade"}
+        assert checks["relevance"] is None
         assert variant["limit"] == 30
         assert not variant["text"].startswith('"')
     assert response.headers["x-request-id"]
@@ -70,7 +76,7 @@ async def test_request_id_is_returned(client: httpx.AsyncClient) -> None:
         ({"product": "x", "variants": 11}, "variants"),
         ({"product": "x", "temperature": 3}, "temperature"),
         ({"product": "x", "channel": CANARY}, "channel"),
-        ({"product": "x", "tone": CANARY}, "tone"),
+        ({"product": "x", "tone": CANARY * 10}, "tone"),  # free text, but over 60 characters
         ({"product": "x", "framework": CANARY}, "framework"),
         ({"product": "x", "cache": CANARY}, "cache"),
         ({"product": "x", CANARY: 1}, CANARY),
@@ -78,6 +84,11 @@ async def test_request_id_is_returned(client: httpx.AsyncClient) -> None:
         ({"product": "x", "keywords": [CANARY * 10]}, "keywords.0"),
         ({"product": "x", "language": CANARY}, "language"),
         ({"product": ["x"]}, "product"),
+        ({"product": "x", "tone": "\u0000\u200b "}, "tone"),  # nothing printable
+        ({"product": "x", "facts": ["f"] * 21}, "facts"),
+        ({"product": "x", "facts": [CANARY * 30]}, "facts.0"),
+        ({"product": "x", "facts": [""]}, "facts.0"),
+        ({"product": "x", "grounding": CANARY}, "grounding"),
     ],
 )
 async def test_bad_input_gets_422_with_the_error_shape(
@@ -144,8 +155,9 @@ async def test_discovery_routes_read_the_tables(client: httpx.AsyncClient) -> No
     by_id = {c["id"]: c for c in channels}
     assert by_id["google_ads_headline"]["limit"] == 30
     assert by_id["sms"]["counting"] == "sms"
-    tones = (await client.get("/v1/tones")).json()["tones"]
-    assert {"friendly", "professional"} <= {t["id"] for t in tones}
+    tones = (await client.get("/v1/tones")).json()
+    assert {"friendly", "professional"} <= {t["id"] for t in tones["tones"]}
+    assert (tones["free_text"], tones["max_length"]) == (True, 60)
     frameworks = (await client.get("/v1/frameworks")).json()["frameworks"]
     assert {f["id"] for f in frameworks} == {"aida", "pas", "bab", "fab", "4u"}
 
@@ -224,7 +236,9 @@ async def test_batch_request_level_errors(client: httpx.AsyncClient, payload: ob
 
 
 async def test_batch_items_share_one_runner_call() -> None:
-    runner = FakeRunner(lambda request, row: f"Idea {'abcdefgh'[row]} {request.sampling.seed}")
+    runner = FakeRunner(
+        lambda request, row: f"Idea {'abcdefgh'[row]} {spelled(request.sampling.seed or 0)}"
+    )
     app = _app(runner, max_batch_size=64)
     async with (
         app.router.lifespan_context(app),
@@ -261,3 +275,46 @@ async def test_a_full_queue_answers_429_with_retry_after_before_any_model_work()
         assert (await running).status_code == 200
         assert (await queued).status_code == 200
     assert len(runner.joins) == 2  # the rejected request never reached the runner
+
+
+async def test_a_free_text_tone_and_facts_reach_the_prompt() -> None:
+    runner = FakeRunner()
+    app = _app(runner)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await wait_ready(c)
+        response = await c.post(
+            "/v1/copy",
+            json={
+                "product": "x",
+                "tone": "Quirky but professional",
+                "facts": ["ships free over $50"],
+                "variants": 1,
+            },
+        )
+    assert response.status_code == 200
+    [[request]] = runner.calls
+    prompt = request.messages[-1].content
+    assert "Tone: <tone>Quirky but professional</tone>." in prompt
+    assert "- ships free over $50" in prompt
+
+
+async def test_grounding_flags_what_the_flag_policy_lets_through() -> None:
+    runner = FakeRunner(lambda request, row: ["Tesla power for you", "Sun power for you"][row % 2])
+    app = _app(runner, max_rounds=1)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await wait_ready(c)
+        brief = {"product": "charger", "variants": 2, "cache": "bypass"}
+        strict = (await c.post("/v1/copy", json=brief)).json()
+        flagged = (await c.post("/v1/copy", json={**brief, "grounding": "flag"})).json()
+    assert [v["text"] for v in strict["variants"]] == ["Sun power for you"]
+    assert strict["complete"] is False
+    assert [v["checks"]["flags"] for v in flagged["variants"]] == [
+        [],
+        [{"type": "unsupported_entity", "text": "Tesla"}],
+    ]

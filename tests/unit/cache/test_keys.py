@@ -103,6 +103,9 @@ MEANINGFUL = [
     ("repetition_penalty", 1.2),
     ("max_new_tokens", 9),
     ("seed", 1),
+    ("facts", ["holds a charge for 24 hours"]),
+    ("grounding", "flag"),
+    ("tone", "quirky but professional"),
 ]
 
 
@@ -136,3 +139,9 @@ def test_keys_hold_no_brief_text_and_match_their_invalidation_patterns() -> None
     assert not fnmatchcase(key, key_pattern(channel="email_subject"))
     assert not fnmatchcase(key, key_pattern(model="other"))
     json.dumps(key)  # plain ASCII text
+
+
+def test_facts_in_another_order_make_another_prompt_and_key() -> None:
+    one = key_of({"product": "x", "facts": ["a fact", "another fact"]})
+    assert one != key_of({"product": "x", "facts": ["another fact", "a fact"]})
+    assert one == key_of({"product": "x", "facts": ["a fact", "another fact"]})

@@ -6,13 +6,13 @@ import pytest
 
 from copygen.config import Settings
 from copygen.domain import CopyBrief, GenerationRequest
-from copygen.errors import NotReady
+from copygen.errors import Draining, NotReady
 from tests.builders import copywriter, started_copywriter
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, spelled
 
 
 async def test_first_round_oversamples_with_the_channel_budget() -> None:
-    runner = FakeRunner(lambda request, row: f"Solar deal number {row}")
+    runner = FakeRunner(lambda request, row: f"Solar deal take {spelled(row)}")
     writer = await started_copywriter(runner)
     result = await writer.generate(
         CopyBrief(product="charger", channel="sms", variants=3, seed=5, keywords=("solar",))
@@ -29,7 +29,7 @@ async def test_first_round_oversamples_with_the_channel_budget() -> None:
 async def test_only_failing_slots_are_regenerated_with_keyword_priming() -> None:
     def reply(request: GenerationRequest, row: int) -> str:
         if request.prefix:
-            return f" powers hike {row}"  # the runner puts the prefix in front
+            return f" powers hike {spelled(row)}"  # the runner puts the prefix in front
         return ["Go solar today", "Charge outdoors now", "Power every single trail"][row % 3]
 
     runner = FakeRunner(reply)
@@ -71,7 +71,9 @@ async def test_brand_safety_list_is_configurable() -> None:
 
 async def test_many_briefs_share_one_runner_call_per_round() -> None:
     runner = FakeRunner(
-        lambda request, row: f"Idea {'abcdefgh'[row]} for brief {request.sampling.seed}"
+        lambda request, row: (
+            f"Idea {'abcdefgh'[row]} for brief {spelled(request.sampling.seed or 0)}"
+        )
     )
     writer = await started_copywriter(runner)
     briefs = [CopyBrief(product=f"p{i}", variants=2, seed=i) for i in range(5)]
@@ -100,3 +102,17 @@ async def test_first_token_time_is_within_the_total() -> None:
     timings = result.timings_ms
     assert 0 <= timings["first_token"] <= timings["total"]
     assert timings["queue"] + timings["generation"] <= timings["total"] + 1
+
+
+async def test_a_request_in_flight_when_draining_starts_still_runs_its_later_rounds() -> None:
+    def reply(request: GenerationRequest, row: int) -> str:
+        writer.engine.draining = True  # SIGTERM arrives while round one decodes
+        return " powers every hike" if request.prefix else "Power every hike"
+
+    runner = FakeRunner(reply)
+    writer = await started_copywriter(runner)
+    result = await writer.generate(CopyBrief(product="x", variants=1, keywords=("solar",)))
+    assert len(runner.calls) == 2  # round two (keyword priming) was not refused
+    assert [v.text for v in result.variants] == ["Solar powers every hike"]
+    with pytest.raises(Draining):  # a new request is
+        await writer.generate(CopyBrief(product="y", variants=1))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from copygen.api.schemas import ChannelOut, FrameworkOut, ToneOut
+from copygen.api.schemas import ChannelOut, FrameworkOut, ToneOut, TonesOut
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.frameworks import FRAMEWORKS, TONES
+from copygen.copywriting.prompts import FIELD_CAPS
 
 router = APIRouter(tags=["discovery"])
 
@@ -30,8 +31,14 @@ async def list_channels() -> dict[str, list[ChannelOut]]:
 
 
 @router.get("/v1/tones")
-async def list_tones() -> dict[str, list[ToneOut]]:
-    return {"tones": [ToneOut(id=t.id, description=t.description) for t in TONES.values()]}
+async def list_tones() -> TonesOut:
+    """The presets; any other text up to ``max_length`` characters works as a tone too
+    ("quirky but professional"), passed to the model as delimited data."""
+    return TonesOut(
+        tones=[ToneOut(id=t.id, description=t.description) for t in TONES.values()],
+        free_text=True,
+        max_length=FIELD_CAPS["tone"],
+    )
 
 
 @router.get("/v1/frameworks")

@@ -224,7 +224,9 @@ async def test_the_canary_key_and_prompt_never_reach_logs_errors_or_metrics() ->
                 headers=_bearer(PLAIN),
             )
             bad = await c.post(
-                "/v1/copy", json={"product": CANARY_PROMPT, "tone": "x"}, headers=_bearer(PLAIN)
+                "/v1/copy",
+                json={"product": CANARY_PROMPT, "tone": "x" * 61},
+                headers=_bearer(PLAIN),
             )
             metrics = (await c.get("/metrics")).text
     assert ok.status_code == 200
