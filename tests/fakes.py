@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from copygen.domain import GenerationRequest
+from copygen.domain import GenerationRequest, ScoreRequest
 from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo, RunnerOutOfMemory
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -67,6 +67,7 @@ class FakeRunner:
         self.joins: list[list[RowSpec]] = []
         self.batch_sizes: list[int] = []
         self.dropped: list[RowKey] = []
+        self.scored: list[list[ScoreRequest]] = []
         self.forward_passes_total = 0
         self.drafted_tokens_total = 0
         self.accepted_tokens_total = 0
@@ -105,6 +106,16 @@ class FakeRunner:
 
     def reset(self) -> None:
         self.rows.clear()
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """A stand-in likelihood: the share of the text's words that the messages contain."""
+        self.scored.append(list(requests))
+        result = []
+        for request in requests:
+            context = " ".join(m.content for m in request.messages).lower().split()
+            words = request.text.lower().split()
+            result.append(sum(word in context for word in words) / len(words) if words else 0.0)
+        return result
 
     def step(self, join: Sequence[RowSpec], drop: Collection[RowKey]) -> list[RowEvent]:
         if join and self.record:

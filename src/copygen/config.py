@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         None, description="comma list replacing the default brand-safety list; empty: none"
     )
     max_rounds: int = Field(3, ge=1, le=10, description="generation rounds per brief")
+    ui: bool = Field(True, description="serve the playground page at /")
+    relevance: bool = Field(
+        False,
+        description="rank candidates also by how much the brief raises their likelihood "
+        "(one extra batched forward pass per generation; docs/quality.md measures it)",
+    )
     grounding: Literal["strict", "flag", "off"] = Field(
         "strict",
         description="unsupported brands, numbers and claims: never returned (strict), "

@@ -83,6 +83,14 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """How likely the model finds ``text`` as the answer to ``messages`` (chat-templated)."""
+
+    messages: tuple[ChatMessage, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     completion_tokens: int
@@ -127,6 +135,8 @@ class Variant:
     readability: Readability | None = None
     #: Whether a call to action is present (None: the channel does not ask for one).
     cta: bool | None = None
+    #: How much the brief raises the model's likelihood of the text (None: not measured).
+    relevance: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -365,3 +365,33 @@ def test_sampled_rows_do_not_guess(runner: TransformersRunner) -> None:
     run(runner, [_request(GREEDY_PROMPTS[0], temperature=0.8, seed=3, max_new_tokens=16)])
     run(runner, [_greedy(GREEDY_PROMPTS[0], repetition_penalty=1.2)])
     assert runner.drafted_tokens_total == drafted
+
+
+def _manual_mean_logprob(runner: TransformersRunner, prompt: str, text: str) -> float:
+    assert runner.loaded is not None
+    model, loaded = runner.loaded.model, runner.loaded
+    p = loaded.encode([loaded.render([ChatMessage("user", prompt)])])[0]
+    t = loaded.encode([text])[0]
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([p + t])).logits[0].float().log_softmax(-1)
+    return sum(float(logits[len(p) - 1 + i, token]) for i, token in enumerate(t)) / len(t)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_score_is_the_mean_token_logprob_whatever_shares_the_batch(
+    tmp_path: Path, fused: bool
+) -> None:
+    from copygen.domain import ScoreRequest
+
+    directory = build_tiny_model(tmp_path, chat=False)
+    runner = TransformersRunner(
+        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", fused_forward=fused
+    )
+    runner.load()
+    pairs = [("sun power", "go now fast"), ("the solar phone charge trail", "hike"), ("a", "day")]
+    requests = [ScoreRequest((ChatMessage("user", p),), t) for p, t in pairs]
+    scores = runner.score(requests)
+    for (prompt, text), got in zip(pairs, scores, strict=True):
+        assert got == pytest.approx(_manual_mean_logprob(runner, prompt, text), abs=1e-4)
+    assert runner.score(requests[1:2]) == pytest.approx(scores[1:2], abs=1e-4)
+    assert runner.score([ScoreRequest((ChatMessage("user", "sun"),), "")]) == [0.0]

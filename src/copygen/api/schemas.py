@@ -122,7 +122,10 @@ class ChecksOut(BaseModel):
     flags: list[FlagOut] = Field(description="What the grounding policy let through.")
     readability: ReadabilityOut | None
     cta: bool | None = Field(description="A call to action is present (null: not asked for).")
-    relevance: float | None = Field(description="Not computed yet: always null.")
+    relevance: float | None = Field(
+        description="How much the brief raises the model's likelihood of the text, in nats "
+        "per token (null unless COPYGEN_RELEVANCE is on)."
+    )
 
 
 class VariantOut(BaseModel):
@@ -203,7 +206,7 @@ def _checks(v: Variant) -> dict[str, Any]:
         "flags": [{"type": flag.type, "text": flag.text} for flag in v.flags],
         "readability": None if ease is None else {"ease": ease.ease, "grade": ease.grade},
         "cta": v.cta,
-        "relevance": None,
+        "relevance": v.relevance,
     }
 
 

@@ -65,6 +65,19 @@ def render_prompt(brief: CopyBrief) -> tuple[ChatMessage, ...]:
     )
 
 
+def relevance_prompts(
+    brief: CopyBrief,
+) -> tuple[tuple[ChatMessage, ...], tuple[ChatMessage, ...]]:
+    """Two prompts to score a candidate under: the brief, and the brief's channel alone. How
+    much more likely the first makes a text says how much it is about this brief."""
+    channel = CHANNELS[brief.channel]
+    system = ChatMessage("system", SYSTEM_PROMPT)
+    return (
+        (system, ChatMessage("user", _brief_message(brief))),
+        (system, ChatMessage("user", f"Write {channel.guidance}.")),
+    )
+
+
 def _brief_message(brief: CopyBrief) -> str:
     channel = CHANNELS[brief.channel]
     lines = [f"Write {channel.guidance}.", f"Tone: {_tone(brief.tone)}."]

@@ -4,12 +4,13 @@ ranked result. Pure: the copywriter (service/copywriter.py) runs the rounds."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from copygen.copywriting.channels import CHANNELS, Channel
 from copygen.copywriting.grounding import Evidence
 from copygen.copywriting.postprocess import Checked, check_completion, deduplicate, select
-from copygen.copywriting.prompts import render_prompt
+from copygen.copywriting.prompts import relevance_prompts, render_prompt
 from copygen.domain import (
     ChatMessage,
     CopyBrief,
@@ -18,6 +19,7 @@ from copygen.domain import (
     GenerationRequest,
     Grounding,
     SamplingParams,
+    ScoreRequest,
     Usage,
     new_copy_id,
 )
@@ -25,6 +27,8 @@ from copygen.domain import (
 #: Rows sampled per brief and round: enough spares that a few failures still fill the slots.
 OVERSAMPLE = 2
 MAX_ROWS_PER_BRIEF = 20
+#: Candidates per wanted variant that get a relevance score.
+RELEVANCE_SHORTLIST = 2
 _SEED_STRIDE = 1_000_003
 
 
@@ -104,14 +108,36 @@ class BriefRounds:
             if checked is not None:
                 self.checked.append(checked)
 
+    def shortlist(self) -> list[str]:
+        """The distinct returnable texts worth a relevance score: twice as many as wanted,
+        best score first."""
+        pool = deduplicate(c.variant for c in self.checked if c.acceptable)
+        return [v.text for v in pool[: RELEVANCE_SHORTLIST * self.brief.variants]]
+
+    def scoring(self, texts: Sequence[str]) -> list[ScoreRequest]:
+        """For each text: its likelihood given the brief, then given the brief's channel
+        alone (relevance is the difference)."""
+        with_brief, neutral = relevance_prompts(self.brief)
+        return [ScoreRequest(m, text) for text in texts for m in (with_brief, neutral)]
+
     def result(
-        self, model_id: str, rounds: int, timings: dict[str, float], jobs: tuple[int, ...]
+        self,
+        model_id: str,
+        rounds: int,
+        timings: dict[str, float],
+        jobs: tuple[int, ...],
+        relevance: Mapping[str, float] | None = None,
     ) -> CopyResult:
+        """The ranked result; ``relevance`` (text → how much the brief raises its likelihood,
+        in nats per token) joins the ranking where given."""
+        checked = self.checked
+        if relevance:
+            checked = [c.with_relevance(relevance.get(c.variant.text)) for c in checked]
         return CopyResult(
             id=new_copy_id(),
             model=model_id,
             channel=self.channel.id,
-            variants=select(self.checked, self.brief.variants),
+            variants=select(checked, self.brief.variants),
             requested=self.brief.variants,
             rounds=rounds,
             usage=Usage(self.prompt_tokens, self.completion_tokens),

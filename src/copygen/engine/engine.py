@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from copygen.config import Settings
-from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams
+from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams, ScoreRequest
 from copygen.engine.batch_policy import BatchPolicy
 from copygen.engine.protocols import MetricsSink, NullMetrics, RowEvent, Runner, RunnerInfo
 from copygen.engine.scheduler import Job, Scheduler
@@ -278,6 +278,14 @@ class Engine:
             async for event in events:
                 on_event(event)
         return stream.finished()
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """Mean log-probability per token of each text after its messages, on the model
+        thread between decoding steps."""
+        if not self.ready:
+            raise NotReady("the model is still loading; retry shortly")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._runner.score, requests)
 
     def open_stream(
         self, requests: Sequence[GenerationRequest], timeout_s: float | None = None

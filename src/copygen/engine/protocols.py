@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from copygen.domain import GenerationRequest
+from copygen.domain import GenerationRequest, ScoreRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,11 @@ class Runner(Protocol):
 
     def fallback_to_cpu(self) -> RunnerInfo:
         """Move the model to the CPU after repeated device failures (graceful degradation)."""
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """Mean log-probability per token of each request's text after its messages, in one
+        batched forward pass. Called between steps, on the model thread; the running batch
+        is untouched."""
 
 
 class Clock(Protocol):

@@ -24,7 +24,7 @@ from copygen.copywriting.safety import brand_safety_words
 from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, new_copy_id
 from copygen.engine.engine import Engine
 from copygen.engine.protocols import RowEvent
-from copygen.errors import DeadlineExceeded
+from copygen.errors import CopygenError, DeadlineExceeded
 from copygen.resilience.breaker import CircuitBreaker
 
 log = logging.getLogger("copygen.copywriter")
@@ -43,7 +43,7 @@ class Copywriter:
         self._banned_always = brand_safety_words(settings.brand_safety_words)
         self._policy = (
             f"rounds={settings.max_rounds};banned={','.join(sorted(self._banned_always))}"
-            f";grounding={settings.grounding}"
+            f";grounding={settings.grounding};relevance={settings.relevance}"
         )
         cache.l2_breaker_hook(engine.breaker_changed)
 
@@ -234,10 +234,39 @@ class Copywriter:
                 timings.setdefault("first_token", offset + round_timings["first_token"])
             rounds += 1
             last_round_s = time.perf_counter() - round_started
+        relevance: list[dict[str, float]] = [{} for _ in works]
+        if self.settings.relevance:
+            scoring_started = time.perf_counter()
+            relevance = await self._relevance(works)
+            timings["relevance"] = (time.perf_counter() - scoring_started) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
         timings = {key: round(value, 2) for key, value in timings.items()}
         model_id = self.engine.model_id
-        return [work.result(model_id, rounds, timings, tuple(jobs)) for work in works]
+        return [
+            work.result(model_id, rounds, timings, tuple(jobs), scores)
+            for work, scores in zip(works, relevance, strict=True)
+        ]
+
+    async def _relevance(self, works: Sequence[BriefRounds]) -> list[dict[str, float]]:
+        """Per brief, text → how much the brief raises the model's likelihood of the text
+        (nats per token), for each brief's shortlist, in one scoring pass. Ranking without
+        it is still a ranking: on any failure the briefs get none."""
+        shortlists = [work.shortlist() for work in works]
+        requests = [r for work, texts in zip(works, shortlists, strict=True)
+                    for r in work.scoring(texts)]  # fmt: skip
+        if not requests:
+            return [{} for _ in works]
+        try:
+            scores = await self.engine.score(requests)
+        except CopygenError as exc:
+            log.warning("relevance scoring skipped: %s", exc.type)
+            return [{} for _ in works]
+        result, position = [], 0
+        for texts in shortlists:
+            pairs = scores[position : position + 2 * len(texts)]
+            result.append({text: pairs[2 * i] - pairs[2 * i + 1] for i, text in enumerate(texts)})
+            position += 2 * len(texts)
+        return result
 
 
 def _served(

@@ -116,3 +116,23 @@ async def test_a_request_in_flight_when_draining_starts_still_runs_its_later_rou
     assert [v.text for v in result.variants] == ["Solar powers every hike"]
     with pytest.raises(Draining):  # a new request is
         await writer.generate(CopyBrief(product="y", variants=1))
+
+
+async def test_relevance_ranks_what_the_brief_is_about_first() -> None:
+    texts = ["Pizza night for everyone", "Solar chargers for hikers"]
+    runner = FakeRunner(lambda request, row: texts[row % 2])
+    plain = await started_copywriter(runner, max_rounds=1)
+    brief = CopyBrief(product="solar charger", audience="hikers", variants=2, cache="bypass")  # type: ignore[arg-type]
+    unranked = await plain.generate(brief)
+    assert unranked.variants[0].text == texts[0]  # the higher score without relevance
+    assert all(v.relevance is None for v in unranked.variants)
+    assert not runner.scored
+
+    ranked = await (await started_copywriter(runner, max_rounds=1, relevance=True)).generate(brief)
+    assert [v.text for v in ranked.variants] == [texts[1], texts[0]]
+    [requests] = runner.scored
+    assert len(requests) == 4  # two texts, each with and without the brief
+    on_topic = ranked.variants[0].relevance
+    assert on_topic is not None
+    assert on_topic > 0
+    assert "relevance" in ranked.timings_ms

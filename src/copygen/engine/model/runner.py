@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from copygen.domain import ChatMessage
+from copygen.domain import ChatMessage, ScoreRequest
 from copygen.engine.model import device as devices
 from copygen.engine.model.batch import DecodeBatch
 from copygen.engine.model.drafter import NgramDrafter
 from copygen.engine.model.llama import FusedLlama, check_fused
 from copygen.engine.model.loaded import LoadedModel
 from copygen.engine.model.prefix import PrefixStore
+from copygen.engine.model.scorer import score
 from copygen.engine.model.weights import model_revision, resolve_model_source
 from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo, RunnerOutOfMemory
 from copygen.errors import ModelUnavailable
@@ -194,6 +195,12 @@ class TransformersRunner:
             self._batch = None
             self.release_memory()
             raise RunnerOutOfMemory(f"{loaded.device} out of memory") from exc
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """Mean log-probability per token of each text after its messages."""
+        loaded = self._model()
+        with torch.inference_mode():
+            return score(loaded, requests)
 
     def _model(self) -> LoadedModel:
         if self.loaded is None:
