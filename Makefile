@@ -28,17 +28,23 @@ $(EMBEDDED_MODEL): $(INSTALLED)
 	$(BIN)/copygen prepare-model
 
 run: setup
+	@echo "copygen: open http://$${COPYGEN_HOST:-127.0.0.1}:$${COPYGEN_PORT:-8000}/ (API docs at /docs)"
 	$(BIN)/copygen serve
 
 test: setup services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The tests start their own redis-server processes; install it when missing and allowed.
+# The tests start their own redis-server processes and drive Debian's Chromium; install what
+# is missing when allowed.
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
+
 services:
-	@command -v redis-server >/dev/null || { \
+	@for pair in $(SYSTEM_PACKAGES); do \
+		command -v $${pair%%:*} >/dev/null && continue; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
-		else echo "redis-server is needed: sudo apt-get install -y redis-server" >&2; exit 1; fi; }
+			apt-get update -qq && apt-get install -y -qq $${pair#*:} >/dev/null || exit 1; \
+		else echo "$${pair#*:} is needed: sudo apt-get install -y $${pair#*:}" >&2; exit 1; fi; \
+	done
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench

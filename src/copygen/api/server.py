@@ -43,6 +43,8 @@ def serve(settings: Settings) -> None:
         in_flight=lambda: in_flight(app),
         drain_s=settings.shutdown_drain_s,
     )
+    if settings.ui:
+        log.info("playground: open http://%s:%d/", settings.host, settings.port)
     server.run()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from copygen.copywriting.channels import Channel
 from copygen.copywriting.grounding import Evidence, check_grounding
@@ -103,12 +103,16 @@ def _words(text: str) -> list[str]:
 
 def keywords_missing(text: str, keywords: Iterable[str]) -> tuple[str, ...]:
     """Keywords absent from ``text``, tolerant of case and simple inflection
-    ("charger" matches "Chargers", "run" matches "running")."""
+    ("charger" matches "Chargers", "run" matches "running"); a keyword of symbols only
+    (an emoji) must appear as it is."""
     stems = {_stem(word) for word in _words(text)}
     missing = []
     for keyword in keywords:
         wanted = [_stem(word) for word in _words(keyword)]
-        if not wanted or not all(stem in stems for stem in wanted):
+        if not wanted:  # no letters or digits (an emoji, a symbol): it must appear as it is
+            if keyword.strip() not in text:
+                missing.append(keyword)
+        elif not all(stem in stems for stem in wanted):
             missing.append(keyword)
     return tuple(missing)
 
@@ -183,6 +187,12 @@ class Checked:
     @property
     def perfect(self) -> bool:
         return not self.hard_failures and not self.soft_failures
+
+    def with_relevance(self, relevance: float | None) -> Checked:
+        if relevance is None:
+            return self
+        variant = replace(self.variant, relevance=round(relevance, 4))
+        return Checked(variant, self.hard_failures, self.soft_failures)
 
 
 #: How the score combines the checks (weights sum to 1; each flag let through costs FLAG_COST).
@@ -288,7 +298,7 @@ def deduplicate(variants: Iterable[Variant], keep: Sequence[Variant] = ()) -> li
         norm = _normalised(variant.text)
         kept.append((norm, set(norm.split())))
     result: list[Variant] = []
-    for variant in sorted(variants, key=lambda v: v.score, reverse=True):
+    for variant in sorted(variants, key=merit, reverse=True):
         norm = _normalised(variant.text)
         words = set(norm.split())
         if not norm or any(
@@ -302,10 +312,19 @@ def deduplicate(variants: Iterable[Variant], keep: Sequence[Variant] = ()) -> li
 
 
 VARIETY_WEIGHT = 0.15
+#: How much a nat per token of relevance moves a variant in the ranking (clipped at ±2 nats).
+RELEVANCE_WEIGHT = 0.1
+
+
+def merit(variant: Variant) -> float:
+    """What ranking orders by: the score, plus the relevance where it was measured."""
+    if variant.relevance is None:
+        return variant.score
+    return variant.score + RELEVANCE_WEIGHT * max(-2.0, min(2.0, variant.relevance))
 
 
 def rank(variants: Sequence[Variant]) -> list[Variant]:
-    """Best first: greedily pick the highest score, discounted by word overlap with the
+    """Best first: greedily pick the highest merit, discounted by word overlap with the
     variants already picked, so the top of the list is not three takes on one idea."""
     remaining = list(variants)
     picked: list[Variant] = []
@@ -315,7 +334,7 @@ def rank(variants: Sequence[Variant]) -> list[Variant]:
         def adjusted(v: Variant) -> float:
             words = set(_words(v.text))
             overlap = max((_jaccard(words, other) for other in picked_words), default=0.0)
-            return v.score - VARIETY_WEIGHT * overlap
+            return merit(v) - VARIETY_WEIGHT * overlap
 
         best = max(remaining, key=adjusted)
         remaining.remove(best)

@@ -45,6 +45,8 @@ def test_keywords_match_case_and_inflection() -> None:
     text = "Solar Chargers for hikers who keep running"
     assert keywords_missing(text, ["solar", "charger", "Hiker", "run"]) == ()
     assert keywords_missing(text, ["battery", "solar panel"]) == ("battery", "solar panel")
+    assert keywords_missing("Sun 🌞 power", ["🌞"]) == ()
+    assert keywords_missing("Sun power", ["🌞"]) == ("🌞",)
 
 
 def test_banned_words_match_whole_words_with_inflection() -> None:

@@ -15,8 +15,15 @@ from copygen.api.state import KEY_SCOPE, TENANT, header, state
 from copygen.auth import ANONYMOUS, KeyRing
 
 MAX_AUTH_HEADER_BYTES = 4096
-#: Paths anyone may call: probes, metrics (keep them inside the cluster) and the docs.
-OPEN_PATHS = ("/health", "/metrics", "/docs", "/redoc", "/openapi.json")
+#: Paths anyone may call: probes, metrics (keep them inside the cluster), the docs and the
+#: playground's static files (the page itself is "/"; its API calls carry the key).
+OPEN_PATHS = ("/health", "/metrics", "/docs", "/redoc", "/openapi.json", "/ui/")
+
+
+def is_open(path: str) -> bool:
+    return path == "/" or path.startswith(OPEN_PATHS)
+
+
 #: (method, path) that need an admin key.
 ADMIN_ROUTES = {("DELETE", "/v1/cache")}
 
@@ -34,7 +41,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         caller = state(scope)
-        if not self._keys or scope["path"].startswith(OPEN_PATHS):
+        if not self._keys or is_open(scope["path"]):
             caller[TENANT], caller[KEY_SCOPE] = ANONYMOUS, "admin" if not self._keys else "plain"
             await self.app(scope, receive, send)
             return

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from limits import RateLimitItem, parse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from copygen.api.middleware.auth import OPEN_PATHS
+from copygen.api.middleware.auth import is_open
 from copygen.api.middleware.client_ip import Network, client_ip
 from copygen.api.responses import error_response
 from copygen.api.state import log_fields, tenant
@@ -41,7 +41,7 @@ class RateLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or scope["path"].startswith(OPEN_PATHS)
+            or is_open(scope["path"])
             or (self._requests is None and self._tokens is None)
         ):
             await self.app(scope, receive, send)
