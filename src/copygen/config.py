@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         None, description="JSON lines of /v1/copy briefs generated into the cache at start"
     )
     cache_lock_ttl_s: float = Field(30.0, gt=0, le=600)
+    cache_invalidation_check_s: float = Field(
+        2.0, gt=0, le=60, description="how often a replica checks it missed no invalidation"
+    )
     redis_timeout_s: float = Field(0.25, gt=0, le=5)
     redis_max_connections: int = Field(32, ge=1, le=1024)
 

@@ -79,3 +79,9 @@ class Draining(CopygenError):
     """The process is shutting down and takes no new work."""
 
     type = "draining"
+
+
+class CacheUnavailable(CopygenError):
+    """An operation that must reach the shared cache (invalidation) could not."""
+
+    type = "cache_unavailable"

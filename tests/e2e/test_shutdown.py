@@ -56,3 +56,44 @@ def test_sigterm_drains_in_flight_work_refuses_new_work_and_exits_zero() -> None
     finally:
         if server.process.poll() is None:
             stop_server(server)
+
+
+def test_work_still_running_at_the_drain_deadline_gets_503_and_the_log_says_503() -> None:
+    import json
+
+    server = start_server({"COPYGEN_SHUTDOWN_DRAIN_S": "1"})
+    try:
+        wait_ready(server)
+        slow = {
+            "product": "desk lamp",
+            "channel": "product_description",
+            "variants": 6,
+            "max_new_tokens": 300,
+            "cache": "bypass",
+        }
+        outcome: dict[str, httpx.Response] = {}
+        headers = {"X-Request-ID": "drain-deadline-1"}
+        thread = threading.Thread(
+            target=lambda: outcome.setdefault(
+                "slow",
+                httpx.post(f"{server.url}/v1/copy", json=slow, headers=headers, timeout=60),
+            )
+        )
+        thread.start()
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{server.url}/health").json()["engine"].get("running_rows", 0) == 0:
+            assert time.monotonic() < deadline, "the slow request never started"
+            time.sleep(0.02)
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(30)
+        response = outcome["slow"]
+        assert response.status_code == 503
+        assert response.json()["error"]["type"] == "draining"
+        assert response.headers["retry-after"] == "5"
+        assert server.process.wait(30) == 0
+        lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+        [logged] = [line for line in lines if line.get("request_id") == "drain-deadline-1"]
+        assert logged["status"] == 503  # the status the client received
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)

@@ -110,9 +110,22 @@ def begin_drain(app: FastAPI) -> None:
         engine.draining = True
 
 
-def in_flight(app: FastAPI) -> int:
-    """Requests being served now (health and metrics excluded)."""
+def _drain_layer(app: FastAPI) -> DrainMiddleware | None:
     layer = app.middleware_stack
     while layer is not None and not isinstance(layer, DrainMiddleware):
         layer = getattr(layer, "app", None)
-    return layer.in_flight if isinstance(layer, DrainMiddleware) else 0
+    return layer if isinstance(layer, DrainMiddleware) else None
+
+
+def in_flight(app: FastAPI) -> int:
+    """Requests being served now (health and metrics excluded)."""
+    layer = _drain_layer(app)
+    return layer.in_flight if layer is not None else 0
+
+
+async def abort_in_flight(app: FastAPI) -> None:
+    """Answer every request still running with 503 ``draining`` (or end its stream with an
+    error event) and stop its work: the drain deadline passed."""
+    layer = _drain_layer(app)
+    if layer is not None:
+        await layer.abort()

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from copygen.api.schemas import ErrorBody
 from copygen.errors import (
+    CacheUnavailable,
     CircuitOpen,
     CopygenError,
     DeadlineExceeded,
@@ -65,6 +66,7 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     CircuitOpen: (503, 5),
     MemoryPressure: (503, 5),
     Draining: (503, 5),
+    CacheUnavailable: (503, 5),
 }
 
 HTTP_TYPES = {

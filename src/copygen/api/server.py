@@ -10,12 +10,12 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import FrameType
 
 import uvicorn
 
-from copygen.api.app import begin_drain, create_app, in_flight
+from copygen.api.app import abort_in_flight, begin_drain, create_app, in_flight
 from copygen.config import Settings
 
 log = logging.getLogger("copygen.drain")
@@ -41,6 +41,7 @@ def serve(settings: Settings) -> None:
         config,
         begin=lambda: begin_drain(app),
         in_flight=lambda: in_flight(app),
+        abort=lambda: abort_in_flight(app),
         drain_s=settings.shutdown_drain_s,
     )
     if settings.ui:
@@ -58,11 +59,13 @@ class DrainingServer(uvicorn.Server):
         *,
         begin: Callable[[], None],
         in_flight: Callable[[], int],
+        abort: Callable[[], Awaitable[None]],
         drain_s: float,
     ) -> None:
         super().__init__(config)
         self._begin = begin
         self._in_flight = in_flight
+        self._abort = abort
         self._drain_s = drain_s
         self._drain_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,9 +93,10 @@ class DrainingServer(uvicorn.Server):
         log.info("draining: %d request(s) in flight", self._in_flight())
         while self._in_flight() and time.monotonic() - started < self._drain_s:
             await asyncio.sleep(0.05)
-        log.info(
-            "drained in %.2f s (%d left); shutting down",
-            time.monotonic() - started,
-            self._in_flight(),
-        )
+        left = self._in_flight()
+        log.info("drained in %.2f s (%d left); shutting down", time.monotonic() - started, left)
+        if left:
+            # Answered by copygen (503 draining, or an error event ending a stream) rather
+            # than cancelled by uvicorn, which a client would see as a bare 500.
+            await self._abort()
         self.should_exit = True

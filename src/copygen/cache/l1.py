@@ -149,6 +149,12 @@ class L1Cache:
             self._cache.pop(key, None)
         return len(doomed)
 
+    def clear(self) -> int:
+        """Drop every entry; how many there were."""
+        count = len(self._cache)
+        self._cache.clear()
+        return count
+
     def __len__(self) -> int:
         self._cache.expire()
         return len(self._cache)

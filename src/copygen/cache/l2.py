@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from copygen.cache.keys import KEY_PREFIX
+from copygen.errors import CacheUnavailable
 from copygen.resilience.breaker import BreakerState, CircuitBreaker
 from copygen.resilience.guarded import GuardedCall, returning
 
@@ -136,6 +137,9 @@ class RedisL2:
         return await self._call(op, [])
 
     async def delete_matching(self, pattern: str) -> int:
+        """Delete every key matching ``pattern``; raises CacheUnavailable when Redis cannot
+        (an invalidation that silently did nothing would leave stale copy everywhere)."""
+
         async def op() -> int:
             deleted = 0
             async for batch in _chunks(self._redis.scan_iter(match=pattern, count=500), 500):
@@ -143,8 +147,11 @@ class RedisL2:
                 await self._redis.zrem(HOT_KEY, *batch)
             return deleted
 
+        async def unreachable() -> int:
+            raise CacheUnavailable("Redis is unreachable: the shared cache was not cleared")
+
         # Deleting may scan many keys: give it more than one call's budget.
-        return await self._call(op, 0, budget_s=max(5.0, self.timeout_s * 3))
+        return await self._guard(op, unreachable, budget_s=max(5.0, self.timeout_s * 3))
 
     async def acquire_lock(self, key: str, ttl_s: float) -> str | None | Literal[False]:
         """A token when this replica now holds the generation lock for ``key``; None when

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from copygen.cache.codec import Codec
+from copygen.cache.invalidation import Invalidation
 from copygen.cache.l1 import L1Cache
 from copygen.cache.l2 import RedisL2
 from copygen.cache.singleflight import SingleFlight
@@ -30,6 +32,7 @@ class CacheCounters:
     sets: int = 0
     corrupt: int = 0
     peer_waits: int = 0
+    invalidations: int = 0
 
 
 class TieredCache:
@@ -48,10 +51,24 @@ class TieredCache:
         lock_ttl_s: float = 30.0,
         flush_s: float = 5.0,
         peer_poll_s: float = 0.05,
+        redis_url: str | None = None,
+        invalidation_check_s: float = 2.0,
     ) -> None:
         self.l1 = l1
         self.l2 = l2
         self.codec = codec
+        #: Cross-replica invalidation, with a shared L2 only.
+        self.invalidation = (
+            Invalidation(
+                redis_url,
+                on_pattern=self._drop_matching,
+                on_missed=self._drop_all,
+                timeout_s=l2.timeout_s,
+                check_s=invalidation_check_s,
+            )
+            if l2 is not None and redis_url
+            else None
+        )
         self.flights = SingleFlight()
         self.lock_ttl_s = lock_ttl_s
         self.flush_s = flush_s
@@ -70,6 +87,8 @@ class TieredCache:
         warmed = await self.warm(warm_entries) if warm_entries else 0
         if self.l2 is not None and self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_loop(), name="copygen-cache-flush")
+        if self.invalidation is not None:
+            self.invalidation.start()
         return warmed
 
     async def stop(self) -> None:
@@ -79,6 +98,8 @@ class TieredCache:
                 await self._flusher
             self._flusher = None
         await self.flush()
+        if self.invalidation is not None:
+            await self.invalidation.stop()
         if self.l2 is not None:
             await self.l2.close()
 
@@ -118,9 +139,22 @@ class TieredCache:
             self._hot[key] += 1
 
     async def delete(self, pattern: str, match: Callable[[str], bool]) -> dict[str, int]:
-        l1 = self.l1.delete(match)
+        """Delete from Redis, drop this replica's L1 entries, tell every replica. With a
+        shared cache that cannot be reached this raises CacheUnavailable before touching
+        anything, rather than answering with a partial success."""
         l2 = await self.l2.delete_matching(pattern) if self.l2 is not None else 0
+        l1 = self.l1.delete(match)
+        if self.invalidation is not None:
+            await self.invalidation.publish(pattern)
         return {"l1": l1, "l2": l2}
+
+    def _drop_matching(self, pattern: str) -> None:
+        self.counters.invalidations += 1
+        self.l1.delete(lambda key: fnmatch.fnmatchcase(key, pattern))
+
+    def _drop_all(self) -> None:
+        self.counters.invalidations += 1
+        self.l1.clear()
 
     async def warm(self, n: int) -> int:
         if self.l2 is None or n <= 0:
@@ -205,6 +239,13 @@ class TieredCache:
                 "skipped_while_open": self.l2.skipped_total,
                 "keys": await self.l2.size(),
             }
+        if self.invalidation is not None:
+            stats["invalidation"] = {
+                "subscribed": self.invalidation.connected,
+                "received": self.invalidation.received_total,
+                "missed_epochs": self.invalidation.missed_total,
+                "l1_drops": c.invalidations,
+            }
         return stats
 
 
@@ -230,4 +271,11 @@ def build_cache(settings: Settings) -> TieredCache:
             timeout_s=settings.redis_timeout_s,
             max_connections=settings.redis_max_connections,
         )
-    return TieredCache(l1, l2, codec, lock_ttl_s=settings.cache_lock_ttl_s)
+    return TieredCache(
+        l1,
+        l2,
+        codec,
+        lock_ttl_s=settings.cache_lock_ttl_s,
+        redis_url=settings.redis_url,
+        invalidation_check_s=settings.cache_invalidation_check_s,
+    )

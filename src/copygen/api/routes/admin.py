@@ -32,7 +32,8 @@ async def cache_delete(
     channel: str | None = Query(None, max_length=64, description="only this channel"),
     model: str | None = Query(None, max_length=200, description="only this model id"),
 ) -> CacheDeleted:
-    """Delete cached copy from both tiers (every replica's L1 ages out within the TTL)."""
+    """Delete cached copy from Redis and from every replica's L1 (a message on Redis; a
+    replica that missed it clears its L1 at its next epoch check). 503 when Redis is down."""
     if channel is not None and channel.lower() not in CHANNELS:
         raise InvalidRequest("unknown channel; GET /v1/channels lists them", field="channel")
     channel = channel.lower() if channel else None
