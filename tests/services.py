@@ -1,15 +1,23 @@
-"""Real services for integration and e2e tests: free loopback ports and a redis-server process."""
+"""Real services for integration and e2e tests: free loopback ports, a redis-server process and
+`copygen serve` processes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 
@@ -88,3 +96,111 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
             self.process = None
+
+
+READY_TIMEOUT_S = 300
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def start_server(env: dict[str, str] | None = None, port: int | None = None) -> Server:
+    """The server's stdout and stderr go to a file (a pipe nobody reads would fill and block)."""
+    port = port or free_port()
+    log_path = Path(tempfile.mkdtemp(prefix="copygen-e2e-")) / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "copygen", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, "COPYGEN_LOG_FORMAT": "json", **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Server(f"http://127.0.0.1:{port}", process, log_path)
+
+
+def wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            err = server.log()[-2000:]
+            raise AssertionError(f"server exited with {server.process.returncode}: {err}")
+        try:
+            if httpx.get(f"{server.url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError("server never became ready")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+
+
+class DelayProxy:
+    """A TCP proxy on a loopback port that holds every chunk from client to server for
+    ``delay_s`` (settable while it runs): a slow network in front of a real server."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.delay_s = 0.0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="delay-proxy")
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(5):
+            raise RuntimeError("the proxy did not start")
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        )
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pipe(reader, up_writer, delayed=True),
+            self._pipe(up_reader, writer, delayed=False),
+            return_exceptions=True,
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, delayed: bool
+    ) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                if delayed and self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                writer.write(chunk)
+                await writer.drain()
+        finally:
+            writer.close()

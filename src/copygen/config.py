@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         None, description="JSON lines of /v1/copy briefs generated into the cache at start"
     )
     cache_lock_ttl_s: float = Field(30.0, gt=0, le=600)
+    cache_flush_s: float = Field(
+        5.0, gt=0, le=300, description="how often access counts go to the shared popularity set"
+    )
     cache_invalidation_check_s: float = Field(
         2.0, gt=0, le=60, description="how often a replica checks it missed no invalidation"
     )

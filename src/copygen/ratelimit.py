@@ -53,6 +53,16 @@ class Limiter:
     def breaker(self) -> CircuitBreaker:
         return self._guard.breaker
 
+    def status(self) -> dict[str, object]:
+        """For /health: whether counters are shared through Redis right now, or local."""
+        shared = self._shared is not None
+        return {
+            "shared": shared and self.breaker.state.value == "closed",
+            "redis_configured": shared,
+            "breaker": self.breaker.state.value if shared else None,
+            "local_fallbacks": self.fallbacks_total if shared else 0,
+        }
+
     async def _call(self, op: Callable[[FixedWindowRateLimiter], Awaitable[T]]) -> T:
         async def local() -> T:
             self.fallbacks_total += 1

@@ -84,8 +84,14 @@ def test_every_returned_variant_fits_its_channel(server: Server) -> None:
 
 def test_batch_of_briefs(server: Server) -> None:
     items = [
-        {"product": "Cold brew coffee subscription", "channel": "email_subject", "variants": 2},
-        {"product": "Noise-cancelling headphones", "channel": "x_post", "variants": 2},
+        # Seeded: the same copy every run (grounding may reject a whole unlucky draw).
+        {
+            "product": "Cold brew coffee subscription",
+            "channel": "email_subject",
+            "variants": 2,
+            "seed": 5,
+        },
+        {"product": "Noise-cancelling headphones", "channel": "x_post", "variants": 2, "seed": 5},
         {"product": "x", "variants": 0},
     ]
     response = httpx.post(f"{server.url}/v1/copy/batch", json={"items": items}, timeout=180)

@@ -49,6 +49,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.metrics = metrics
     metrics.info.labels(__version__, settings.model).set(1)
     metrics.watch(lambda: getattr(app.state, "copywriter", None))
+    limiter = Limiter(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    app.state.limiter = limiter
     install_error_handlers(app)
     for module in (copy, openai, catalog, admin, health, metrics_route):
         app.include_router(module.router, responses=COMMON_ERRORS)
@@ -59,7 +61,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,
-        limiter=Limiter(settings.redis_url, timeout_s=settings.redis_timeout_s),
+        limiter=limiter,
         requests=settings.rate_limit,
         tokens=settings.token_budget,
         trusted_proxies=parse_networks(settings.trusted_proxies),

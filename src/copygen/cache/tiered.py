@@ -276,6 +276,7 @@ def build_cache(settings: Settings) -> TieredCache:
         l2,
         codec,
         lock_ttl_s=settings.cache_lock_ttl_s,
+        flush_s=settings.cache_flush_s,
         redis_url=settings.redis_url,
         invalidation_check_s=settings.cache_invalidation_check_s,
     )

@@ -169,6 +169,26 @@ def check_grounding(text: str, evidence: Evidence) -> tuple[Flag, ...]:
     )
 
 
+#: A repair must keep at least this share of the text (a stub is worse than a regeneration).
+MIN_REPAIRED_SHARE = 0.5
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
+
+
+def repair(text: str, flags: Sequence[Flag]) -> str:
+    """``text`` without what the brief does not support, where that stands apart: flagged
+    hashtags, handles and domains are dropped, and so are whole sentences that carry another
+    flagged name, figure or claim. "" when too little would be left."""
+    kept = text
+    for flag in flags:
+        if flag.text.startswith(("#", "@")) or _DOMAIN.fullmatch(flag.text):
+            kept = kept.replace(flag.text, " ")
+    inline = [flag.text for flag in flags if flag.text in kept]
+    sentences = [s for s in _SENTENCE.split(kept) if s.strip()]
+    kept = " ".join(s.strip() for s in sentences if not any(f in s for f in inline))
+    kept = re.sub(r"[ \t]{2,}", " ", kept).strip(" ,;:-–—")
+    return kept if len(kept) >= MIN_REPAIRED_SHARE * len(text) else ""
+
+
 def unsupported_entities(text: str, evidence: Evidence) -> tuple[Flag, ...]:
     found: list[str] = []
     rest = text

@@ -5,13 +5,14 @@ The engine calls ``check_completion`` on every completion and ``select`` on what
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from copygen.copywriting.channels import Channel
-from copygen.copywriting.grounding import Evidence, check_grounding
+from copygen.copywriting.grounding import Evidence, check_grounding, repair
 from copygen.copywriting.readability import has_call_to_action, readability
 from copygen.domain import Flag, Grounding, Readability, Variant
 
@@ -361,10 +362,23 @@ def check_completion(
     if not text:
         return None
     limit = channel.measure(text, max_chars).limit
-    return check_variant(
-        shorten_to_fit(text, channel, limit), channel, keywords, max_chars, banned,
-        evidence=evidence, grounding=grounding, language=language,
-    )  # fmt: skip
+    check = functools.partial(
+        check_variant,
+        channel=channel,
+        keywords=keywords,
+        max_chars=max_chars,
+        banned=banned,
+        evidence=evidence,
+        grounding=grounding,
+        language=language,
+    )
+    checked = check(shorten_to_fit(text, channel, limit))
+    if "grounding" in checked.hard_failures and evidence is not None:
+        # Drop the ungrounded hashtag or sentence when the rest still stands on its own.
+        repaired = repair(checked.variant.text, check_grounding(checked.variant.text, evidence))
+        if repaired and (fixed := check(repaired)).acceptable:
+            return fixed
+    return checked
 
 
 def select(checked: Iterable[Checked], wanted: int) -> list[Variant]:

@@ -8,6 +8,7 @@ from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.grounding import (
     Evidence,
     check_grounding,
+    repair,
     risky_claims,
     unsupported_entities,
     unsupported_numbers,
@@ -147,3 +148,34 @@ def test_strict_never_returns_an_ungrounded_variant_and_flag_ranks_it_lower() ->
     chosen = select(flagged, 2)
     assert [v.text for v in chosen] == ["Solar Power For Hikers", "Tesla Power For Hikers"]
     assert chosen[1].score < chosen[0].score
+
+
+@pytest.mark.parametrize(
+    ("text", "repaired"),
+    [
+        (
+            "Charge on every hike with the sun. Rated best by Tesla owners! #SolarLife #TeslaGear",
+            "Charge on every hike with the sun. #SolarLife",
+        ),
+        ("Power for hikers. Visit sunfire.com today", "Power for hikers. Visit today"),
+        ("Tesla power", ""),  # nothing of substance left: regenerate instead
+    ],
+)
+def test_repair_drops_what_stands_apart_and_keeps_the_rest(text: str, repaired: str) -> None:
+    evidence = Evidence.of(CHARGER)
+    assert repair(text, check_grounding(text, evidence)) == repaired
+    if repaired:
+        assert check_grounding(repaired, evidence) == ()
+
+
+def test_a_long_post_with_one_ungrounded_sentence_is_repaired_not_rejected() -> None:
+    from copygen.copywriting.postprocess import check_completion
+
+    post = CHANNELS["x_post"]
+    raw = "Stay charged on the trail with solar power. Loved by 10,000 hikers! #Solar #Hiking"
+    checked = check_completion(
+        raw, False, post, ["solar"], None, evidence=Evidence.of(CHARGER), grounding="strict"
+    )
+    assert checked is not None
+    assert checked.acceptable
+    assert checked.variant.text == "Stay charged on the trail with solar power. #Solar #Hiking"

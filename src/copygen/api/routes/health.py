@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psutil
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from copygen import __version__
@@ -40,8 +40,9 @@ async def ready(engine: EngineDep) -> dict[str, str] | JSONResponse:
 
 
 @router.get("/health")
-async def health(copywriter: CopywriterDep) -> dict[str, Any]:
+async def health(copywriter: CopywriterDep, request: Request) -> dict[str, Any]:
     engine = copywriter.engine
+    limiter = getattr(request.app.state, "limiter", None)
     info = engine.info
     return {
         "status": _status(engine),
@@ -57,6 +58,7 @@ async def health(copywriter: CopywriterDep) -> dict[str, Any]:
         },
         "engine": engine.stats(),
         "redis": _redis_status(copywriter.cache),
+        "rate_limit": limiter.status() if limiter is not None else None,
         "memory": {
             **engine.memory.status(),
             "rss_bytes": _PROCESS.memory_info().rss,
