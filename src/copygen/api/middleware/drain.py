@@ -1,8 +1,8 @@
 """Draining: counts requests in flight and, once shutdown began, refuses new ones with 503 +
 Retry-After. The server (api/server.py) waits on the count; what is still running when the
-drain deadline passes is answered here (``abort``), so a client never gets a bare 500 from a
-cancelled request: 503 ``draining`` when nothing was sent yet, a final SSE ``error`` event
-when a stream was under way."""
+drain deadline passes is cancelled and answered here (``abort``), so a client never gets a
+bare 500 from a cancelled request: 503 ``draining`` when nothing was sent yet, a final SSE
+``error`` event when a stream was under way."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ GONE = "the service shut down before this request finished; retry on another rep
 
 @dataclass(eq=False)
 class _Flight:
-    """One request being served: what has been sent of its response."""
+    """One request being served: its task and what has been sent of its response."""
 
-    inner: asyncio.Task[None]
+    task: asyncio.Task[object] | None
     started: bool = False
     stream: bool = False
     finished: bool = False
@@ -68,24 +68,26 @@ class DrainMiddleware:
                 flight.finished = True
             await send(message)
 
-        flight = _Flight(asyncio.ensure_future(self.app(scope, receive, tracked)))
+        # The request's own task: cancelling it at the deadline lands here, where the request
+        # is answered (no task per request: this sits on the cache-hit path).
+        flight = _Flight(asyncio.current_task())
         self._flights.add(flight)
         try:
-            await flight.inner
+            await self.app(scope, receive, tracked)
         except asyncio.CancelledError:
-            if not flight.aborted:  # this request's own task was cancelled: pass it on
-                flight.inner.cancel()
-                raise
+            if not flight.aborted or flight.task is None:
+                raise  # cancelled by someone else (uvicorn, a client that left): pass it on
+            flight.task.uncancel()
             await _answer_aborted(flight, scope, receive, send)
         finally:
             self._flights.discard(flight)
 
     async def abort(self) -> None:
         """Stop every request still running and answer it (the drain deadline passed)."""
-        flights = list(self._flights)
-        for flight in flights:
-            flight.aborted = True
-            flight.inner.cancel()
+        for flight in list(self._flights):
+            if flight.task is not None and not flight.aborted:
+                flight.aborted = True
+                flight.task.cancel()
         for _ in range(100):  # each answers in its own task; give them a moment
             if not self._flights:
                 return
