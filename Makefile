@@ -55,12 +55,14 @@ lint: $(INSTALLED)
 eval: setup
 	$(BIN)/python bench/eval.py
 
-# copygen vs `transformers serve --continuous-batching` on the same model and client:
-# writes docs/benchmarks.md and docs/benchmarks.png (about 10 minutes on 2 cores).
+# The copy workload (docs/copy-benchmarks.md), then copygen vs `transformers serve
+# --continuous-batching` on the same model and client: docs/benchmarks.md and
+# docs/benchmarks.png (about 15 minutes on 2 cores).
 bench: setup services
 	$(PIP) install --quiet -e '.[dev,bench]'
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python bench/cache_bench.py
+	$(BIN)/python bench/copy_bench.py
 	$(BIN)/python bench/serve_bench.py
 
 format: $(INSTALLED)
