@@ -8,13 +8,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from pydantic import ValidationError
 
 from copygen.api.schemas import CopyRequest
 from copygen.config import Settings
+from copygen.engine.protocols import MetricsSink
 from copygen.errors import CopygenError
 from copygen.service.copywriter import Copywriter
 
@@ -25,7 +25,7 @@ STARTUP_CANCEL_TIMEOUT_S = 5.0
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
-def lifespan(settings: Settings, build: Callable[[], Copywriter], metrics: Any) -> Lifespan:
+def lifespan(settings: Settings, build: Callable[[], Copywriter], metrics: MetricsSink) -> Lifespan:
     """A lifespan that builds the copywriter with ``build`` when the app starts."""
 
     @contextlib.asynccontextmanager
