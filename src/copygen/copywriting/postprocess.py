@@ -180,6 +180,8 @@ class Checked:
     variant: Variant
     hard_failures: tuple[str, ...]
     soft_failures: tuple[str, ...]
+    #: Everything the grounding checks found (the variant carries them only under ``flag``).
+    flags: tuple[Flag, ...] = ()
 
     @property
     def acceptable(self) -> bool:
@@ -192,8 +194,7 @@ class Checked:
     def with_relevance(self, relevance: float | None) -> Checked:
         if relevance is None:
             return self
-        variant = replace(self.variant, relevance=round(relevance, 4))
-        return Checked(variant, self.hard_failures, self.soft_failures)
+        return replace(self, variant=replace(self.variant, relevance=round(relevance, 4)))
 
 
 #: How the score combines the checks (weights sum to 1; each flag let through costs FLAG_COST).
@@ -287,7 +288,7 @@ def check_variant(
         text=text, chars=measure.units, limit=limit, fits=fits, keywords_missing=missing,
         score=score, flags=shown, readability=ease, cta=cta,
     )  # fmt: skip
-    return Checked(variant, tuple(hard), tuple(soft))
+    return Checked(variant, tuple(hard), tuple(soft), flags)
 
 
 def deduplicate(variants: Iterable[Variant], keep: Sequence[Variant] = ()) -> list[Variant]:
@@ -373,9 +374,9 @@ def check_completion(
         language=language,
     )
     checked = check(shorten_to_fit(text, channel, limit))
-    if "grounding" in checked.hard_failures and evidence is not None:
+    if "grounding" in checked.hard_failures:
         # Drop the ungrounded hashtag or sentence when the rest still stands on its own.
-        repaired = repair(checked.variant.text, check_grounding(checked.variant.text, evidence))
+        repaired = repair(checked.variant.text, checked.flags)
         if repaired and (fixed := check(repaired)).acceptable:
             return fixed
     return checked
