@@ -192,10 +192,9 @@ async def run_decoys(copywriter: Copywriter, pipeline: Tally) -> Decoys:
             scores = await copywriter.engine.score(work.scoring(candidates))
             decoys.scoring_s.append(time.perf_counter() - began)
             decoys.candidates += len(candidates)
-            relevance = [scores[2 * i] - scores[2 * i + 1] for i in range(len(candidates))]
+            relevance = work.relevance(candidates, scores)
             plain = rank([c.variant for c in checked])
-            pairs = zip(checked, relevance, strict=True)
-            scored = rank([c.with_relevance(r).variant for c, r in pairs])
+            scored = rank([c.with_relevance(relevance[c.variant.text]).variant for c in checked])
             decoys.briefs += 1
             decoys.first_without += plain[0].text == decoy
             decoys.first_with += scored[0].text == decoy

@@ -120,6 +120,11 @@ class BriefRounds:
         with_brief, neutral = relevance_prompts(self.brief)
         return [ScoreRequest(m, text) for text in texts for m in (with_brief, neutral)]
 
+    @staticmethod
+    def relevance(texts: Sequence[str], scores: Sequence[float]) -> dict[str, float]:
+        """Text → relevance, from the scores of ``scoring(texts)`` (in its order)."""
+        return {text: scores[2 * i] - scores[2 * i + 1] for i, text in enumerate(texts)}
+
     def result(
         self,
         model_id: str,

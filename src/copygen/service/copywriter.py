@@ -267,9 +267,9 @@ class Copywriter:
             return [{} for _ in works]
         result, position = [], 0
         for texts in shortlists:
-            pairs = scores[position : position + 2 * len(texts)]
-            result.append({text: pairs[2 * i] - pairs[2 * i + 1] for i, text in enumerate(texts)})
-            position += 2 * len(texts)
+            end = position + 2 * len(texts)
+            result.append(BriefRounds.relevance(texts, scores[position:end]))
+            position = end
         return result
 
 
