@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,8 +27,8 @@ class _Flight:
     """One request being served: its task and what has been sent of its response."""
 
     task: asyncio.Task[object] | None
-    started: bool = False
-    stream: bool = False
+    #: The response's headers once it started (None: nothing sent yet).
+    headers: Sequence[tuple[bytes, bytes]] | None = None
     finished: bool = False
     aborted: bool = False
 
@@ -61,9 +61,7 @@ class DrainMiddleware:
 
         async def tracked(message: Message) -> None:
             if message["type"] == "http.response.start":
-                flight.started = True
-                headers = dict(message.get("headers", []))
-                flight.stream = headers.get(b"content-type", b"").startswith(b"text/event-stream")
+                flight.headers = message.get("headers", ())
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 flight.finished = True
             await send(message)
@@ -96,7 +94,7 @@ class DrainMiddleware:
 
 async def _answer_aborted(flight: _Flight, scope: Scope, receive: Receive, send: Send) -> None:
     with contextlib.suppress(Exception):  # the client may be gone too
-        if not flight.started:
+        if flight.headers is None:
             response = error_response(
                 503,
                 "draining",
@@ -106,7 +104,9 @@ async def _answer_aborted(flight: _Flight, scope: Scope, receive: Receive, send:
             await response(scope, receive, send)
         elif not flight.finished:
             tail = b""
-            if flight.stream:
+            if (b"content-type", b"text/event-stream") in (
+                (name, value.split(b";")[0]) for name, value in flight.headers
+            ):
                 body = {"error": {"type": "draining", "message": GONE, "field": None}}
                 tail = f"event: error\ndata: {json.dumps(body)}\n\n".encode()
             await send({"type": "http.response.body", "body": tail, "more_body": False})
