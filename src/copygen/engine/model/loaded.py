@@ -72,8 +72,8 @@ class LoadedModel:
     def forward(
         self, kv: KVCache, *, select: torch.Tensor | None = None, **inputs: Any
     ) -> torch.Tensor:
-        """Float logits of each row's last position; with ``select`` (fused forward only),
-        logits in the model's dtype of those positions of the flattened [rows * new] input."""
+        """Float logits of each row's last position; with ``select``, logits (in the model's
+        dtype on the fused path) of those positions of the flattened [rows * new] input."""
         self.forward_passes_total += 1
         if self.fused is not None:
             fused = self.fused(
@@ -85,8 +85,10 @@ class LoadedModel:
             )
             return fused if select is not None else fused.float()
         output = self.model(**inputs, **{self.cache_kwarg: kv.cache}, use_cache=True)
-        logits: torch.Tensor = output.logits[:, -1, :].float()
-        return logits
+        logits: torch.Tensor = output.logits
+        if select is not None:
+            return logits.reshape(-1, logits.shape[-1])[select]
+        return logits[:, -1, :].float()
 
     def _stop_ids(self) -> frozenset[int]:
         ids = self.model.generation_config.eos_token_id

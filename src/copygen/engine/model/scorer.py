@@ -46,23 +46,13 @@ def _score_chunk(model: LoadedModel, requests: Sequence[ScoreRequest]) -> list[f
     positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)
     if not select:
         return [0.0] * len(requests)
-    chosen = torch.tensor(select, device=device)
-    if model.fused is not None:
-        logits = model.forward(
-            KVCache(),
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            position_ids=positions.to(device),
-            select=chosen,
-        )
-    else:
-        model.forward_passes_total += 1
-        output = model.model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            position_ids=positions.to(device),
-        )
-        logits = output.logits.reshape(-1, output.logits.shape[-1])[chosen]
+    logits = model.forward(
+        KVCache(),
+        input_ids=input_ids.to(device),
+        attention_mask=attention.to(device),
+        position_ids=positions.to(device),
+        select=torch.tensor(select, device=device),
+    )
     logprobs = logits.float().log_softmax(dim=-1)
     picked = logprobs[torch.arange(len(targets)), torch.tensor(targets, device=device)].tolist()
     return [sum(picked[begin:end]) / (end - begin) if end > begin else 0.0 for begin, end in spans]
