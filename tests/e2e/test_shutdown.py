@@ -8,33 +8,43 @@ import time
 
 import httpx
 
-from tests.e2e.conftest import start_server, stop_server, wait_ready
+from tests.e2e.conftest import Server, start_server, stop_server, wait_ready
 
 DRAIN_S = 60
+
+
+def _slow_request(
+    server: Server, *, variants: int, tokens: int, timeout_s: float, request_id: str = "slow"
+) -> tuple[threading.Thread, dict[str, httpx.Response]]:
+    """Send a long brief from a thread and return once its rows are decoding."""
+    slow = {
+        "product": "desk lamp",
+        "channel": "product_description",
+        "variants": variants,
+        "max_new_tokens": tokens,
+        "cache": "bypass",
+    }
+    outcome: dict[str, httpx.Response] = {}
+    headers = {"X-Request-ID": request_id}
+    thread = threading.Thread(
+        target=lambda: outcome.setdefault(
+            "slow",
+            httpx.post(f"{server.url}/v1/copy", json=slow, headers=headers, timeout=timeout_s),
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{server.url}/health").json()["engine"].get("running_rows", 0) == 0:
+        assert time.monotonic() < deadline, "the slow request never started"
+        time.sleep(0.02)
+    return thread, outcome
 
 
 def test_sigterm_drains_in_flight_work_refuses_new_work_and_exits_zero() -> None:
     server = start_server({"COPYGEN_SHUTDOWN_DRAIN_S": str(DRAIN_S)})
     try:
         wait_ready(server)
-        slow = {
-            "product": "desk lamp",
-            "channel": "product_description",
-            "variants": 4,
-            "max_new_tokens": 160,
-            "cache": "bypass",
-        }
-        outcome: dict[str, httpx.Response] = {}
-        thread = threading.Thread(
-            target=lambda: outcome.setdefault(
-                "slow", httpx.post(f"{server.url}/v1/copy", json=slow, timeout=DRAIN_S)
-            )
-        )
-        thread.start()
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{server.url}/health").json()["engine"].get("running_rows", 0) == 0:
-            assert time.monotonic() < deadline, "the slow request never started"
-            time.sleep(0.02)
+        thread, outcome = _slow_request(server, variants=4, tokens=160, timeout_s=DRAIN_S)
 
         server.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -64,26 +74,9 @@ def test_work_still_running_at_the_drain_deadline_gets_503_and_the_log_says_503(
     server = start_server({"COPYGEN_SHUTDOWN_DRAIN_S": "1"})
     try:
         wait_ready(server)
-        slow = {
-            "product": "desk lamp",
-            "channel": "product_description",
-            "variants": 6,
-            "max_new_tokens": 300,
-            "cache": "bypass",
-        }
-        outcome: dict[str, httpx.Response] = {}
-        headers = {"X-Request-ID": "drain-deadline-1"}
-        thread = threading.Thread(
-            target=lambda: outcome.setdefault(
-                "slow",
-                httpx.post(f"{server.url}/v1/copy", json=slow, headers=headers, timeout=60),
-            )
+        thread, outcome = _slow_request(
+            server, variants=6, tokens=300, timeout_s=60, request_id="drain-deadline-1"
         )
-        thread.start()
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{server.url}/health").json()["engine"].get("running_rows", 0) == 0:
-            assert time.monotonic() < deadline, "the slow request never started"
-            time.sleep(0.02)
         server.process.send_signal(signal.SIGTERM)
         thread.join(30)
         response = outcome["slow"]
