@@ -8,7 +8,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from copygen.domain import GenerationRequest, ScoreRequest
-from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo, RunnerOutOfMemory
+from copygen.engine.protocols import RowSpec, RunnerInfo, RunnerOutOfMemory
+from copygen.generation import RowEvent, RowKey
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

@@ -90,6 +90,24 @@ class Settings(BaseSettings):
         "(more guesses land; in bf16 a greedy result may then depend on what ran before)",
     )
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
+
+    backend_url: str | None = Field(
+        None,
+        description="an OpenAI-compatible base URL (vLLM, llama.cpp's llama-server, SGLang, "
+        "another copygen), e.g. http://vllm:8000/v1; unset: the in-process model",
+    )
+    backend_model: str | None = Field(
+        None, description="the backend's model id; default: the first of its GET /v1/models"
+    )
+    backend_api_key: SecretStr | None = Field(
+        None, description="bearer key for the backend (or @file)"
+    )
+    backend_max_concurrency: int = Field(
+        64, ge=1, le=4096, description="requests in flight to the backend; more wait in a queue"
+    )
+    backend_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="connect and between-bytes timeout of a backend call"
+    )
     max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
 
     cache_ttl_s: int = Field(3600, ge=0, description="0: entries never expire")
@@ -178,6 +196,18 @@ class Settings(BaseSettings):
                 raise ValueError("expected a limit such as 120/minute or 10 per second") from exc
         return value or None
 
+    @field_validator("backend_url")
+    @classmethod
+    def _backend_url(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "COPYGEN_BACKEND_URL must be an http(s) base URL such as http://vllm:8000/v1"
+            )
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: str) -> str:
@@ -210,6 +240,15 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    def backend_key(self) -> str | None:
+        """The backend's bearer key, read from its file when given as ``@path``."""
+        if self.backend_api_key is None:
+            return None
+        text = self.backend_api_key.get_secret_value().strip()
+        if text.startswith("@"):
+            text = Path(text[1:]).read_text(encoding="utf-8").strip()
+        return text or None
 
     @property
     def uses_embedded_model(self) -> bool:

@@ -85,3 +85,15 @@ class CacheUnavailable(CopygenError):
     """An operation that must reach the shared cache (invalidation) could not."""
 
     type = "cache_unavailable"
+
+
+class BackendUnavailable(CopygenError):
+    """The remote model server failed: unreachable, a 5xx, a broken stream."""
+
+    type = "backend_unavailable"
+
+
+class BackendOverloaded(CopygenError):
+    """The remote model server asked copygen to slow down (its 429 or 503)."""
+
+    type = "backend_overloaded"

@@ -13,7 +13,8 @@ from copygen.engine.model.device import resolve_device, resolve_dtype
 from copygen.engine.model.kv import KVCache
 from copygen.engine.model.llama import FusedLlama
 from copygen.engine.model.runner import TransformersRunner
-from copygen.engine.protocols import RowEvent, RowSpec
+from copygen.engine.protocols import RowSpec
+from copygen.generation import RowEvent
 from tests.tiny_model import build_tiny_model
 
 

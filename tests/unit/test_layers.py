@@ -27,11 +27,23 @@ CONFINED = {
     "uvicorn": ("copygen.api",),
     "sse_starlette": ("copygen.api",),
     "redis": ("copygen.cache", "copygen.ratelimit"),
+    "httpx": ("copygen.backends",),
 }
 #: copygen packages a part must not import: the direction api → service → {engine, cache,
 #: copywriting} → {domain, errors, resilience}.
 FORBIDDEN = {
-    "copygen.engine": ("copygen.copywriting", "copygen.cache", "copygen.service", "copygen.api"),
+    "copygen.engine": (
+        "copygen.copywriting", "copygen.cache", "copygen.service", "copygen.api",
+        "copygen.backends",
+    ),
+    "copygen.backends": (
+        "copygen.engine", "copygen.copywriting", "copygen.cache", "copygen.service",
+        "copygen.api",
+    ),
+    "copygen.generation": (
+        "copygen.engine", "copygen.backends", "copygen.copywriting", "copygen.cache",
+        "copygen.service", "copygen.api", "copygen.config",
+    ),
     "copygen.cache": ("copygen.engine", "copygen.service", "copygen.api"),
     "copygen.copywriting": ("copygen.engine", "copygen.cache", "copygen.service", "copygen.api"),
     "copygen.service": ("copygen.api",),

@@ -21,13 +21,13 @@ from copygen.api.routes import admin, catalog, copy, health, ui
 from copygen.api.routes import metrics as metrics_route
 from copygen.auth import KeyRing, parse_api_keys
 from copygen.config import Settings
-from copygen.engine.engine import Engine
+from copygen.generation import Generator
 from copygen.observability.metrics import Metrics
 from copygen.ratelimit import Limiter
 from copygen.service.copywriter import Copywriter
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, engine: Generator | None = None) -> FastAPI:
     """Build the app. ``engine`` lets tests inject one built on a fake runner."""
     settings = settings or Settings()
     metrics = Metrics()
@@ -95,7 +95,7 @@ def _route_paths(app: FastAPI) -> set[str]:
     return set(app.openapi()["paths"])
 
 
-def _engine(app: FastAPI) -> Engine | None:
+def _engine(app: FastAPI) -> Generator | None:
     copywriter = getattr(app.state, "copywriter", None)
     return copywriter.engine if isinstance(copywriter, Copywriter) else None
 

@@ -7,7 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from copygen.api import state
-from copygen.engine.engine import Engine
+from copygen.generation import Generator
 from copygen.service.copywriter import Copywriter
 
 
@@ -17,7 +17,7 @@ async def get_copywriter(request: Request) -> Copywriter:
     return cast(Copywriter, request.app.state.copywriter)
 
 
-async def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Generator:
     return cast(Copywriter, request.app.state.copywriter).engine
 
 
@@ -27,5 +27,5 @@ async def get_tenant(request: Request) -> str:
 
 
 CopywriterDep = Annotated[Copywriter, Depends(get_copywriter)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
+EngineDep = Annotated[Generator, Depends(get_engine)]
 TenantDep = Annotated[str, Depends(get_tenant)]

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from copygen.api.schemas import CopyRequest
 from copygen.config import Settings
-from copygen.engine.protocols import MetricsSink
 from copygen.errors import CopygenError
+from copygen.generation import MetricsSink
 from copygen.service.copywriter import Copywriter
 
 log = logging.getLogger("copygen.api")

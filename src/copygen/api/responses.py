@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from copygen.api.schemas import ErrorBody
 from copygen.errors import (
+    BackendOverloaded,
+    BackendUnavailable,
     CacheUnavailable,
     CircuitOpen,
     CopygenError,
@@ -49,7 +51,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 #: What the generating routes answer besides 200.
 GENERATION_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 422, 503, 504)
+    code: {"model": ErrorBody} for code in (400, 422, 502, 503, 504)
 }
 #: Streaming routes also answer 200 as text/event-stream.
 STREAM_OK: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
@@ -67,6 +69,8 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     MemoryPressure: (503, 5),
     Draining: (503, 5),
     CacheUnavailable: (503, 5),
+    BackendUnavailable: (502, 5),
+    BackendOverloaded: (503, 5),
 }
 
 HTTP_TYPES = {

@@ -11,13 +11,14 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from copygen.config import Settings
 from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams, ScoreRequest
 from copygen.engine.batch_policy import BatchPolicy
-from copygen.engine.protocols import MetricsSink, NullMetrics, RowEvent, Runner, RunnerInfo
+from copygen.engine.protocols import Runner, RunnerInfo
 from copygen.engine.scheduler import Job, Scheduler
-from copygen.engine.stream import FinishedJob, TokenStream
+from copygen.engine.stream import TokenStream
 from copygen.errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -26,6 +27,7 @@ from copygen.errors import (
     MemoryPressure,
     NotReady,
 )
+from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent
 from copygen.resilience.breaker import BreakerState, CircuitBreaker
 from copygen.resilience.memory import MemoryGuard, cgroup_limit_bytes
 
@@ -44,7 +46,8 @@ WARMUP_REQUEST = GenerationRequest(
 
 
 class Engine:
-    """Owns the runner, its one model thread and the scheduler in front of it."""
+    """The in-process generator (copygen.generation's Generator): owns the runner, its one
+    model thread and the scheduler in front of it."""
 
     def __init__(self, settings: Settings, runner: Runner) -> None:
         self.settings = settings
@@ -111,6 +114,10 @@ class Engine:
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def load_seconds(self) -> float | None:
+        return self.info.load_seconds if self.info is not None else None
 
     async def start(self) -> None:
         """Load and warm the model. On failure the engine stays not-ready and says why."""
@@ -226,6 +233,30 @@ class Engine:
             "oom_splits": s.oom_splits,
             "oom_failures": s.oom_failures,
             "batch_ceiling": self.policy.ceiling,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """The model, engine and batching sections of /health."""
+        info, settings = self.info, self.settings
+        return {
+            "model": {
+                "id": self.model_id,
+                "device": info.device if info else None,
+                "dtype": info.dtype if info else None,
+                "load_seconds": info.load_seconds if info else None,
+                "chat_template": info.chat_template if info else None,
+                "forward": info.forward if info else None,
+                "error": self.startup_error,
+            },
+            "engine": self.stats(),
+            "degraded_to_cpu": self.degraded_to_cpu,
+            "batching": {
+                "mode": settings.batching,
+                "max_batch_size": settings.max_batch_size,
+                "ceiling": self.policy.ceiling,
+                "max_batch_wait_ms": settings.max_batch_wait_ms,
+                "idle_wait_window_ms": round(self.policy.window_s() * 1000, 2),
+            },
         }
 
     def _submit(

@@ -1,12 +1,14 @@
-"""What the engine needs from the outside world, as protocols, so tests can swap in fakes."""
+"""What the engine needs from below (the runner, a clock), as protocols, so tests can swap in
+fakes. What it offers above is copygen.generation's Generator."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from copygen.domain import GenerationRequest, ScoreRequest
+from copygen.generation import RowEvent, RowKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +22,6 @@ class RunnerInfo:
     forward: str = "transformers"
 
 
-#: (job id, request index within the job, row index within the request)
-RowKey = tuple[int, int, int]
-
-
 @dataclass(frozen=True, slots=True)
 class RowSpec:
     """One sequence to decode: ``request`` sampled once with ``seed``; ``key`` names it."""
@@ -31,18 +29,6 @@ class RowSpec:
     key: RowKey
     request: GenerationRequest
     seed: int
-
-
-@dataclass(frozen=True, slots=True)
-class RowEvent:
-    """What one decoding step did to one row. ``text`` is the whole completion once finished."""
-
-    key: RowKey
-    delta: str
-    finish_reason: Literal["stop", "length", "cancelled"] | None
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
 
 
 class RunnerOutOfMemory(Exception):
@@ -101,41 +87,3 @@ class Runner(Protocol):
 
 class Clock(Protocol):
     def monotonic(self) -> float: ...
-
-
-class MetricsSink(Protocol):
-    """Where the engine reports what it observes; observability/metrics.py implements it with
-    Prometheus. The engine never imports a metrics library."""
-
-    def step(self, rows: int, seconds: float) -> None:
-        """One decoding step over ``rows`` rows took ``seconds`` (one token per row, or
-        several for a row whose speculative guesses the model confirmed)."""
-
-    def job_done(
-        self,
-        queue_s: float,
-        first_token_s: float | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-    ) -> None:
-        """A runner job finished: its queue wait, time to first token and token counts."""
-
-    def breaker_changed(self, name: str, state: str) -> None:
-        """A circuit breaker moved to ``state``."""
-
-
-class NullMetrics:
-    def breaker_changed(self, name: str, state: str) -> None:
-        pass
-
-    def step(self, rows: int, seconds: float) -> None:
-        pass
-
-    def job_done(
-        self,
-        queue_s: float,
-        first_token_s: float | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-    ) -> None:
-        pass

@@ -22,16 +22,9 @@ from typing import Literal
 
 from copygen.domain import Completion, Generation, GenerationRequest
 from copygen.engine.batch_policy import BatchPolicy
-from copygen.engine.protocols import (
-    MetricsSink,
-    NullMetrics,
-    RowEvent,
-    RowKey,
-    RowSpec,
-    Runner,
-    RunnerOutOfMemory,
-)
+from copygen.engine.protocols import RowSpec, Runner, RunnerOutOfMemory
 from copygen.errors import DeadlineExceeded, GenerationFailed, QueueFull
+from copygen.generation import MetricsSink, NullMetrics, RowEvent, RowKey, job_generations
 
 log = logging.getLogger("copygen.scheduler")
 
@@ -66,15 +59,7 @@ class Job:
         return self.future.done()
 
     def generations(self) -> list[Generation]:
-        return [
-            Generation(
-                prompt_tokens=self.prompt_tokens.get(index, 0),
-                completions=tuple(
-                    self.completions[(self.id, index, row)] for row in range(request.n)
-                ),
-            )
-            for index, request in enumerate(self.requests)
-        ]
+        return job_generations(self.id, self.requests, self.completions, self.prompt_tokens)
 
 
 @dataclass

@@ -8,21 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 
 from copygen.domain import Generation
-from copygen.engine.protocols import RowEvent
 from copygen.engine.scheduler import Job, Scheduler
 from copygen.errors import DeadlineExceeded
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedJob:
-    """What one finished job made, with its queue/generation/first-token times in ms."""
-
-    job_id: int
-    generations: list[Generation]
-    timings_ms: dict[str, float]
+from copygen.generation import FinishedJob, RowEvent, job_timings_ms
 
 
 class TokenStream:
@@ -64,7 +54,11 @@ class TokenStream:
                 self._scheduler.cancel(job)
 
     def finished(self) -> FinishedJob:
-        return FinishedJob(self.job.id, self.job.generations(), job_timings(self.job))
+        job = self.job
+        timings = job_timings_ms(
+            job.submitted_at, job.admitted_at, job.first_token_at, job.finished_at
+        )
+        return FinishedJob(job.id, job.generations(), timings)
 
     @contextlib.asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
@@ -77,15 +71,3 @@ class TokenStream:
             raise DeadlineExceeded(
                 f"generation did not finish within {self._timeout_s:g} s"
             ) from exc
-
-
-def job_timings(job: Job) -> dict[str, float]:
-    admitted = job.admitted_at or job.submitted_at
-    finished = job.finished_at or admitted
-    timings = {
-        "queue": (admitted - job.submitted_at) * 1000,
-        "generation": (finished - admitted) * 1000,
-    }
-    if job.first_token_at is not None:
-        timings["first_token"] = (job.first_token_at - job.submitted_at) * 1000
-    return timings

@@ -99,6 +99,26 @@ class Metrics:
             "copygen_build_info", "Version and model.", ["version", "model"], registry=r
         )
 
+        self.backend_duration = Histogram(
+            "copygen_backend_request_duration_seconds",
+            "Calls to the remote model server by outcome (ok, error, cancelled).",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.backend_ttft = Histogram(
+            "copygen_backend_time_to_first_token_seconds",
+            "Time from a call to the remote model server to its first token.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.backend_errors = Counter(
+            "copygen_backend_errors",
+            "Failed calls to the remote model server by reason.",
+            ["reason"],
+            registry=r,
+        )
+
         self.http_requests = Counter(
             "copygen_http_requests",
             "HTTP requests by route template, method and status class.",
@@ -132,6 +152,14 @@ class Metrics:
         self.prompt_tokens.inc(prompt_tokens)
         self.generated_tokens.inc(completion_tokens)
 
+    def backend_call(self, outcome: str, seconds: float, first_token_s: float | None) -> None:
+        self.backend_duration.labels(outcome).observe(seconds)
+        if first_token_s is not None:
+            self.backend_ttft.observe(first_token_s)
+
+    def backend_error(self, reason: str) -> None:
+        self.backend_errors.labels(reason).inc()
+
     # --- the rest -------------------------------------------------------------------------
 
     def observe_http(self, route: str | None, method: str, status: int, seconds: float) -> None:
@@ -163,6 +191,11 @@ class Metrics:
 ENGINE_GAUGES = (
     ("copygen_queue_depth", "Jobs waiting for the batch.", "queued_jobs"),
     ("copygen_running_rows", "Rows in the running batch.", "running_rows"),
+    (
+        "copygen_backend_in_flight",
+        "Calls in flight to the remote model server.",
+        "backend_in_flight",
+    ),
 )
 
 
@@ -225,9 +258,9 @@ class _ServiceCollector(Collector):
                 "running": stats.get("jobs_cancelled_running", 0),
             },
         )
-        if engine.info is not None:
+        if engine.load_seconds is not None:
             yield _gauge(
-                "copygen_model_load_seconds", "Time to load the model.", engine.info.load_seconds
+                "copygen_model_load_seconds", "Time to load the model.", engine.load_seconds
             )
 
         cache = copywriter.cache

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from copygen.auth import ANONYMOUS
+from copygen.backends.remote import RemoteBackend
 from copygen.cache.keys import KeyContext, copy_cache_key
 from copygen.cache.singleflight import LeaderGone
 from copygen.cache.tiered import Tier, TieredCache, build_cache
@@ -24,8 +25,8 @@ from copygen.copywriting.rounds import BriefRounds
 from copygen.copywriting.safety import brand_safety_words
 from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, new_copy_id
 from copygen.engine.engine import Engine
-from copygen.engine.protocols import RowEvent
 from copygen.errors import CopygenError, DeadlineExceeded
+from copygen.generation import Generator, RowEvent
 from copygen.resilience.breaker import CircuitBreaker
 
 log = logging.getLogger("copygen.copywriter")
@@ -37,7 +38,7 @@ DraftHook = Callable[[int, RowEvent], None]
 class Copywriter:
     """Owns the result cache and writes copy with the engine."""
 
-    def __init__(self, settings: Settings, engine: Engine, cache: TieredCache) -> None:
+    def __init__(self, settings: Settings, engine: Generator, cache: TieredCache) -> None:
         self.settings = settings
         self.engine = engine
         self.cache = cache
@@ -49,9 +50,10 @@ class Copywriter:
         cache.l2_breaker_hook(engine.breaker_changed)
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: Engine | None = None) -> Copywriter:
-        """The copywriter the settings describe (the production engine unless one is given)."""
-        return cls(settings, engine or Engine.from_settings(settings), build_cache(settings))
+    def from_settings(cls, settings: Settings, engine: Generator | None = None) -> Copywriter:
+        """The copywriter the settings describe: the given generator, else a remote backend
+        when COPYGEN_BACKEND_URL is set, else the in-process engine."""
+        return cls(settings, engine or _generator(settings), build_cache(settings))
 
     async def start(self) -> None:
         """Warm L1 from the shared cache, then start the engine. Cache hits are served while
@@ -271,6 +273,13 @@ class Copywriter:
             result.append(BriefRounds.relevance(texts, scores[position:end]))
             position = end
         return result
+
+
+def _generator(settings: Settings) -> Generator:
+    """A remote backend when COPYGEN_BACKEND_URL is set, else the in-process engine."""
+    if settings.backend_url:
+        return RemoteBackend(settings)
+    return Engine.from_settings(settings)
 
 
 def _served(

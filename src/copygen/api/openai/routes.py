@@ -35,9 +35,8 @@ from copygen.domain import (
     GenerationRequest,
     SamplingParams,
 )
-from copygen.engine.engine import Engine
-from copygen.engine.stream import TokenStream
 from copygen.errors import ModelNotFound
+from copygen.generation import GenerationStream, Generator
 
 router = APIRouter(tags=["openai"])
 
@@ -51,7 +50,7 @@ OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _check_model(engine: Engine, requested: str | None) -> None:
+def _check_model(engine: Generator, requested: str | None) -> None:
     served = engine.model_id
     if requested not in (None, "", served, served.rsplit("/", 1)[-1], "copygen", "default"):
         raise ModelNotFound("this service serves one model; GET /v1/models names it", field="model")
@@ -73,7 +72,7 @@ def _request(body: OpenAIRequest, **what: Any) -> GenerationRequest:
     )
 
 
-async def _generate(http: Request, engine: Engine, request: GenerationRequest) -> Generation:
+async def _generate(http: Request, engine: Generator, request: GenerationRequest) -> Generation:
     """The non-stream reply's one generation, with its token counts left for the request log
     line and the per-client token budget."""
     [generation] = await engine.generate([request])
@@ -144,7 +143,7 @@ TEXT = _Shape(
 
 
 async def _reply(
-    shape: _Shape, body: OpenAIRequest, request: GenerationRequest, engine: Engine, http: Request
+    shape: _Shape, body: OpenAIRequest, request: GenerationRequest, engine: Generator, http: Request
 ) -> ChatCompletion | TextCompletion | EventSourceResponse:
     """The one way both routes answer: a stream, or the whole reply with its usage."""
     reply_id, created = f"{shape.id_prefix}-{uuid.uuid4().hex}", int(time.time())
@@ -162,7 +161,7 @@ async def _reply(
 
 
 def _stream(
-    engine: Engine,
+    engine: Generator,
     body: OpenAIRequest,
     request: GenerationRequest,
     reply_id: str,
@@ -183,7 +182,7 @@ def _stream(
 
 
 async def _chunks(
-    stream: TokenStream, head: dict[str, Any], n: int, include_usage: bool, *, chat: bool
+    stream: GenerationStream, head: dict[str, Any], n: int, include_usage: bool, *, chat: bool
 ) -> AsyncIterator[tuple[str | None, Any]]:
     """OpenAI's chunk sequence: (chat only) a role delta per choice, content deltas, a final
     chunk per choice with its finish_reason, optionally a usage chunk, then [DONE]."""
@@ -211,6 +210,6 @@ async def _chunks(
         if event.finish_reason is not None:
             yield None, chunk(index, None if chat else "", event.finish_reason)
     if include_usage:
-        [generation] = stream.job.generations()
+        [generation] = stream.finished().generations
         yield None, {**head, "choices": [], "usage": _usage(generation).model_dump()}
     yield None, "[DONE]"

@@ -23,8 +23,8 @@ from copygen.api.schemas import (
 )
 from copygen.api.sse import sse_response
 from copygen.domain import CopyBrief
-from copygen.engine.protocols import RowEvent
 from copygen.errors import NotReady
+from copygen.generation import RowEvent
 from copygen.observability.logging import copy_log_fields
 from copygen.service.copywriter import Copywriter
 

@@ -12,7 +12,7 @@ from copygen import __version__
 from copygen.api.deps import CopywriterDep, EngineDep
 from copygen.api.responses import error_response
 from copygen.cache.tiered import TieredCache
-from copygen.engine.engine import Engine
+from copygen.generation import Generator
 
 router = APIRouter(tags=["health"])
 _PROCESS = psutil.Process()
@@ -43,20 +43,10 @@ async def ready(engine: EngineDep) -> dict[str, str] | JSONResponse:
 async def health(copywriter: CopywriterDep, request: Request) -> dict[str, Any]:
     engine = copywriter.engine
     limiter = getattr(request.app.state, "limiter", None)
-    info = engine.info
     return {
         "status": _status(engine),
         "version": __version__,
-        "model": {
-            "id": engine.model_id,
-            "device": info.device if info else None,
-            "dtype": info.dtype if info else None,
-            "load_seconds": info.load_seconds if info else None,
-            "chat_template": info.chat_template if info else None,
-            "forward": info.forward if info else None,
-            "error": engine.startup_error,
-        },
-        "engine": engine.stats(),
+        **engine.describe(),
         "redis": _redis_status(copywriter.cache),
         "rate_limit": limiter.status() if limiter is not None else None,
         "memory": {
@@ -65,18 +55,10 @@ async def health(copywriter: CopywriterDep, request: Request) -> dict[str, Any]:
             "device": engine.device_stats(),
         },
         "breakers": {b.name: b.state.value for b in copywriter.breakers()},
-        "degraded_to_cpu": engine.degraded_to_cpu,
-        "batching": {
-            "mode": engine.settings.batching,
-            "max_batch_size": engine.settings.max_batch_size,
-            "ceiling": engine.policy.ceiling,
-            "max_batch_wait_ms": engine.settings.max_batch_wait_ms,
-            "idle_wait_window_ms": round(engine.policy.window_s() * 1000, 2),
-        },
     }
 
 
-def _status(engine: Engine) -> str:
+def _status(engine: Generator) -> str:
     if engine.draining:
         return "draining"
     if not engine.ready:

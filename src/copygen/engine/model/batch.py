@@ -21,7 +21,8 @@ from copygen.engine.model.kv import KVCache, pad_left
 from copygen.engine.model.loaded import LoadedModel
 from copygen.engine.model.prefix import PrefixStore, PromptKV
 from copygen.engine.model.sampler import RowSampler
-from copygen.engine.protocols import RowEvent, RowKey, RowSpec
+from copygen.engine.protocols import RowSpec
+from copygen.generation import RowEvent, RowKey
 
 Finish = Literal["stop", "length"]
 

@@ -24,8 +24,9 @@ from copygen.engine.model.loaded import LoadedModel
 from copygen.engine.model.prefix import PrefixStore
 from copygen.engine.model.scorer import score
 from copygen.engine.model.weights import model_revision, resolve_model_source
-from copygen.engine.protocols import RowEvent, RowKey, RowSpec, RunnerInfo, RunnerOutOfMemory
+from copygen.engine.protocols import RowSpec, RunnerInfo, RunnerOutOfMemory
 from copygen.errors import ModelUnavailable
+from copygen.generation import RowEvent, RowKey
 
 log = logging.getLogger("copygen.runner")
 

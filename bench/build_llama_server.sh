@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's llama-server and llama-quantize from the llama-cpp-python sdist's vendored
+# sources (no git, no hub: only PyPI), cached under ~/.cache/copygen/bench so only the first
+# `make bench` pays the ~8 minutes. Prints the directory holding the two binaries.
+set -euo pipefail
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+CACHE="${COPYGEN_BENCH_CACHE:-$HOME/.cache/copygen/bench}"
+OUT="$CACHE/llama.cpp-$VERSION"
+if [ -x "$OUT/bin/llama-server" ] && [ -x "$OUT/bin/llama-quantize" ]; then
+    echo "$OUT/bin"; exit 0
+fi
+for tool in cmake ninja; do
+    command -v "$tool" >/dev/null || apt-get install -y -qq "$tool" >/dev/null || {
+        echo "$tool is needed: apt-get install -y cmake ninja-build" >&2; exit 1; }
+done
+WORK="$CACHE/src-$VERSION"
+rm -rf "$WORK" && mkdir -p "$WORK"
+python3 -m pip download --quiet --no-deps --no-binary :all: \
+    "llama-cpp-python==$VERSION" -d "$WORK" >&2
+tar -xzf "$WORK"/llama_cpp_python-"$VERSION".tar.gz -C "$WORK"
+SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
+cmake -S "$SRC" -B "$WORK/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_SERVER=ON -DGGML_NATIVE=ON >&2
+cmake --build "$WORK/build" --target llama-server llama-quantize -j "$(nproc)" >&2
+mkdir -p "$OUT/bin"
+cp "$WORK/build/bin/llama-server" "$WORK/build/bin/llama-quantize" "$OUT/bin/"
+# Shared libraries, when the vendored build makes them.
+find "$WORK/build" -name '*.so*' -exec cp -P {} "$OUT/bin/" \; 2>/dev/null || true
+rm -rf "$WORK"
+echo "$OUT/bin"

@@ -1,0 +1,123 @@
+"""A remote job: the rows one submission asked for, streamed by concurrent calls to the model
+server and merged into one sequence of row events under the request's one deadline. Leaving
+early cancels every call (closing its connection, so the server stops generating)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from copygen.domain import Completion, Generation, GenerationRequest
+from copygen.errors import DeadlineExceeded
+from copygen.generation import FinishedJob, RowEvent, RowKey, job_generations, job_timings_ms
+
+
+@dataclass(eq=False)
+class Job:
+    id: int
+    requests: Sequence[GenerationRequest]
+    deadline: float
+    submitted: float
+    admitted: float | None = None
+    first_token: float | None = None
+    finished: float | None = None
+    completions: dict[RowKey, Completion] = field(default_factory=dict)
+    prompt_tokens: dict[int, int] = field(default_factory=dict)
+
+    def generations(self) -> list[Generation]:
+        return job_generations(self.id, self.requests, self.completions, self.prompt_tokens)
+
+    def record(self, index: int, rows: list[Row], usage: dict[str, Any]) -> list[RowEvent]:
+        """Keep one call's finished rows (token counts from its usage where it gave them);
+        their finishing events."""
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        self.prompt_tokens[index] = prompt_tokens
+        if len(rows) == 1 and usage.get("completion_tokens"):
+            rows[0].tokens = int(usage["completion_tokens"])
+        events = []
+        for row in rows:
+            finish = row.finish or "stop"
+            self.completions[row.key] = Completion(row.text, row.tokens, finish)
+            events.append(RowEvent(row.key, "", finish, row.text, prompt_tokens, row.tokens))
+        return events
+
+    def timings_ms(self) -> dict[str, float]:
+        return job_timings_ms(self.submitted, self.admitted, self.first_token, self.finished)
+
+
+@dataclass
+class Row:
+    """One choice of a call as it streams in."""
+
+    key: RowKey
+    text: str = ""
+    tokens: int = 0
+    finish: Literal["stop", "length"] | None = None
+    first_token: float | None = None
+
+
+class RefusedN(Exception):
+    """The server refused ``n`` > 1 (a 4xx before any token)."""
+
+
+class CallOwner(Protocol):
+    """Who makes a job's calls (the remote backend) and hears how the job ended."""
+
+    def calls(
+        self, job: Job, emit: Callable[[RowEvent], None]
+    ) -> list[Coroutine[Any, Any, None]]: ...
+
+    def job_done(self, job: Job) -> None: ...
+
+    def deadline_missed(self, job: Job) -> None: ...
+
+
+class RemoteStream:
+    """One admitted job: its row events as the calls stream them, then what it made."""
+
+    def __init__(self, owner: CallOwner, job: Job) -> None:
+        self._owner = owner
+        self.job = job
+
+    async def events(self) -> AsyncGenerator[RowEvent, None]:
+        job, owner = self.job, self._owner
+        queue: asyncio.Queue[RowEvent | BaseException | None] = asyncio.Queue()
+        calls = [asyncio.create_task(call) for call in owner.calls(job, queue.put_nowait)]
+        running = len(calls)
+        for task in calls:
+            task.add_done_callback(lambda t: queue.put_nowait(_outcome(t)))
+        try:
+            while running:
+                try:
+                    async with asyncio.timeout_at(job.deadline):
+                        item = await queue.get()
+                except TimeoutError as exc:
+                    owner.deadline_missed(job)
+                    seconds = round(job.deadline - job.submitted, 3)
+                    raise DeadlineExceeded(
+                        f"generation did not finish within {seconds:g} s"
+                    ) from exc
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+            job.finished = asyncio.get_running_loop().time()
+            owner.job_done(job)
+        finally:
+            for task in calls:
+                task.cancel()
+            # Let cancelled calls close their connections before the caller moves on.
+            await asyncio.gather(*calls, return_exceptions=True)
+
+    def finished(self) -> FinishedJob:
+        return FinishedJob(self.job.id, self.job.generations(), self.job.timings_ms())
+
+
+def _outcome(task: asyncio.Task[None]) -> BaseException | None:
+    if task.cancelled():
+        return None
+    return task.exception()
