@@ -110,8 +110,10 @@ class RemoteStream:
         finally:
             for task in calls:
                 task.cancel()
-            # Let cancelled calls close their connections before the caller moves on.
-            await asyncio.gather(*calls, return_exceptions=True)
+            # Each call closes its connection as it unwinds (so the server stops generating);
+            # shielded, because a caller cancelled again (anyio re-delivers cancellation at
+            # every await) would otherwise cancel the calls again in the middle of closing.
+            await asyncio.shield(asyncio.gather(*calls, return_exceptions=True))
 
     def finished(self) -> FinishedJob:
         return FinishedJob(self.job.id, self.job.generations(), self.job.timings_ms())

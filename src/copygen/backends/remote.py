@@ -344,7 +344,8 @@ class RemoteBackend:
         try:
             models = await self.client.models()
         except BackendCallError as exc:
-            self._set_up(False, str(exc))
+            if exc.reason != "busy":  # a server that says "busy" is alive: keep its state
+                self._set_up(False, str(exc))
             return
         self.probe_latency_s = time.perf_counter() - started
         wanted = self.settings.backend_model
