@@ -21,6 +21,7 @@ from tests.client import parse_sse
 from tests.services import Server, free_port, start_server, stop_server, wait_ready
 from tests.tiny_model import build_tiny_model
 
+CALLS = "copygen_backend_request_duration_seconds_count"
 LONG = 400  # tokens: a row of the embedded model still decoding when the test acts on it
 
 
@@ -93,7 +94,8 @@ def test_copy_batch_streaming_and_openai_routes_work_through_the_backend(
     assert reply.status_code == 200, reply.text
     usage = reply.json()["usage"]
     assert len(reply.json()["choices"]) == 2
-    assert usage["completion_tokens"] > 0 and usage["prompt_tokens"] > 0
+    assert usage["completion_tokens"] > 0
+    assert usage["prompt_tokens"] > 0
     assert _metric(backend, "copygen_generated_tokens_total") - before == usage["completion_tokens"]
 
     text = httpx.post(
@@ -101,7 +103,8 @@ def test_copy_batch_streaming_and_openai_routes_work_through_the_backend(
         json={"prompt": "A lamp", "max_tokens": 5, "temperature": 0},
         timeout=30,
     )
-    assert text.status_code == 200 and text.json()["choices"][0]["text"]
+    assert text.status_code == 200
+    assert text.json()["choices"][0]["text"]
 
     with httpx.stream(
         "POST",
@@ -132,8 +135,9 @@ def test_copy_batch_streaming_and_openai_routes_work_through_the_backend(
         "POST", f"{front.url}/v1/copy", json={**brief, "seed": 7, "stream": True}, timeout=60
     ) as streamed:
         names = [name for name, _ in parse_sse(streamed.read().decode())]
-    assert "draft" in names and "result" in names
-    calls = _metric(front, "copygen_backend_request_duration_seconds_count", '{outcome="ok"}')
+    assert "draft" in names
+    assert "result" in names
+    calls = _metric(front, CALLS, '{outcome="ok"}')
     assert calls >= 5
 
 
@@ -158,7 +162,7 @@ def test_a_client_that_leaves_cancels_the_backends_request(server: Server) -> No
             assert time.monotonic() < deadline, "the backend kept generating for a client gone"
             time.sleep(0.1)
         cancelled = '{outcome="cancelled"}'
-        assert _metric(front, "copygen_backend_request_duration_seconds_count", cancelled) == 1
+        assert _metric(front, CALLS, cancelled) == 1
     finally:
         stop_server(front)
 
@@ -172,15 +176,11 @@ def test_a_backend_answering_429_is_honoured_with_its_retry_after(tiny: Path) ->
         error = _assert_error_shape(first, (503,))
         assert error["type"] == "backend_overloaded"
         assert int(first.headers["Retry-After"]) >= 1
-        calls = _metric(
-            front, "copygen_backend_request_duration_seconds_count", '{outcome="error"}'
-        )
+        calls = _metric(front, CALLS, '{outcome="error"}')
         # Within the Retry-After the front does not call the backend at all.
         second = _chat(front)
         assert _assert_error_shape(second, (503,))["type"] == "backend_overloaded"
-        after = _metric(
-            front, "copygen_backend_request_duration_seconds_count", '{outcome="error"}'
-        )
+        after = _metric(front, CALLS, '{outcome="error"}')
         assert after == calls
         assert httpx.get(f"{front.url}/health/ready", timeout=5).status_code == 200
     finally:
@@ -242,7 +242,8 @@ def test_a_backend_killed_mid_stream_opens_the_breaker_and_a_restart_recovers(
         assert "Retry-After" in second.headers
         # Cached copy is still served.
         hit = httpx.post(f"{front.url}/v1/copy", json=cached, timeout=10)
-        assert hit.status_code == 200 and hit.json()["cached"]
+        assert hit.status_code == 200
+        assert hit.json()["cached"]
 
         # The backend comes back on its port: the front recovers without a restart.
         backend = _backend(tiny, port=port)
