@@ -55,14 +55,16 @@ lint: $(INSTALLED)
 eval: setup
 	$(BIN)/python bench/eval.py
 
-# The copy workload (docs/copy-benchmarks.md), then copygen vs `transformers serve
-# --continuous-batching` on the same model and client: docs/benchmarks.md and
-# docs/benchmarks.png (about 15 minutes on 2 cores).
+# The copy workload (docs/copy-benchmarks.md); copygen vs llama.cpp's llama-server on the same
+# weights, and copygen in front of llama-server (docs/llama-benchmarks.md; llama-server is built
+# once from the llama-cpp-python sdist, ~8 minutes, cached under ~/.cache/copygen/bench); then
+# copygen vs `transformers serve --continuous-batching` (docs/benchmarks.md and .png).
 bench: setup services
 	$(PIP) install --quiet -e '.[dev,bench]'
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python bench/cache_bench.py
 	$(BIN)/python bench/copy_bench.py
+	$(BIN)/python bench/llama_bench.py
 	$(BIN)/python bench/serve_bench.py
 
 format: $(INSTALLED)

@@ -9,9 +9,9 @@ OUT="$CACHE/llama.cpp-$VERSION"
 if [ -x "$OUT/bin/llama-server" ] && [ -x "$OUT/bin/llama-quantize" ]; then
     echo "$OUT/bin"; exit 0
 fi
-for tool in cmake ninja; do
-    command -v "$tool" >/dev/null || apt-get install -y -qq "$tool" >/dev/null || {
-        echo "$tool is needed: apt-get install -y cmake ninja-build" >&2; exit 1; }
+for pair in cmake:cmake ninja:ninja-build g++:g++; do
+    command -v "${pair%%:*}" >/dev/null || apt-get install -y -qq "${pair#*:}" >/dev/null || {
+        echo "${pair#*:} is needed: apt-get install -y ${pair#*:}" >&2; exit 1; }
 done
 WORK="$CACHE/src-$VERSION"
 rm -rf "$WORK" && mkdir -p "$WORK"

@@ -56,11 +56,13 @@ class Run:
         }
 
 
-async def one_request(client: httpx.AsyncClient, model: str, prompt: str) -> Sample:
+async def one_request(
+    client: httpx.AsyncClient, model: str, prompt: str, temperature: float = 0.0
+) -> Sample:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
-        "temperature": 0,
+        "temperature": temperature,
         "max_tokens": MAX_TOKENS,
         "stream": True,
     }
@@ -85,7 +87,14 @@ async def one_request(client: httpx.AsyncClient, model: str, prompt: str) -> Sam
     return Sample(latency, ttft if ttft is not None else latency, "".join(parts))
 
 
-async def drive(server: Server, model: str, concurrency: int, per_client: int, offset: int) -> Run:
+async def drive(
+    server: Server,
+    model: str,
+    concurrency: int,
+    per_client: int,
+    offset: int,
+    temperature: float = 0.0,
+) -> Run:
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=server.url, timeout=600, limits=limits) as client:
         counter = iter(range(offset, offset + concurrency * per_client))
@@ -95,7 +104,8 @@ async def drive(server: Server, model: str, concurrency: int, per_client: int, o
             for i in counter:
                 prompt = PROMPT.format(product=PRODUCTS[i % len(PRODUCTS)], i=i)
                 try:
-                    run.samples.append(await one_request(client, model, prompt))
+                    sample = await one_request(client, model, prompt, temperature)
+                    run.samples.append(sample)
                 except httpx.HTTPError:
                     run.errors += 1
 
@@ -127,16 +137,19 @@ def bench_server(
     per_client: int,
     ready_path: str,
     tokenizer: Any,
+    temperature: float = 0.0,
+    *,
+    stop: bool = True,
 ) -> list[Run]:
     try:
         server.wait_ready(ready_path)
         # Warm-up: every code path once, and the allocator at the largest batch.
-        asyncio.run(drive(server, model, max(levels), 1, offset=10_000))
+        asyncio.run(drive(server, model, max(levels), 1, 10_000, temperature))
         runs = []
         offset = 0
         for level in levels:
             before = forward_passes(server)
-            run = asyncio.run(drive(server, model, level, per_client, offset))
+            run = asyncio.run(drive(server, model, level, per_client, offset, temperature))
             after = forward_passes(server)
             if before is not None and after is not None and run.samples:
                 run.forward_passes = (after - before) / len(run.samples)
@@ -144,12 +157,14 @@ def bench_server(
             count_tokens(run, tokenizer)
             runs.append(run)
             f = run.figures()
-            print(f"{server.name:>8} c={level:<3} {f['req_s']:6.2f} req/s {f['tok_s']:7.1f} tok/s "
+            print(f"{server.name:>8} t={temperature:g} c={level:<3} {f['req_s']:6.2f} req/s "
+                  f"{f['tok_s']:7.1f} tok/s "
                   f"p50 {f['p50_s']:.2f}s p95 {f['p95_s']:.2f}s ttft {f['ttft_p50_s']:.2f}s "
                   f"errors {run.errors}", flush=True)  # fmt: skip
         return runs
     finally:
-        server.stop()
+        if stop:
+            server.stop()
 
 
 def plot(ours: list[Run], peer: list[Run], path: Path) -> None:

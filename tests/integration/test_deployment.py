@@ -1,5 +1,5 @@
 """Docker and Kubernetes files, validated offline: hadolint on both Dockerfiles, `kubectl
-kustomize` renders both overlays, kubernetes-validate (strict) accepts every object, and the
+kustomize` renders every overlay, kubernetes-validate (strict) accepts every object, and the
 invariants that tie the manifests to the app hold."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -19,7 +20,7 @@ from copygen.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "vllm")
 #: Custom resources whose schemas kubernetes-validate does not bundle; checked below instead.
 CUSTOM_KINDS = {"ServiceMonitor"}
 EXPECTED_KINDS = {
@@ -156,6 +157,40 @@ def test_resources_security_and_images(rendered: tuple[str, list[dict[str, Any]]
         assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
     else:
         assert "nvidia.com/gpu" not in server["resources"]["limits"]
+
+
+def test_the_vllm_overlay_puts_copygen_in_front_of_vllm() -> None:
+    docs = _render(ROOT / "k8s/overlays/vllm")
+    config = _one(docs, "ConfigMap", "copygen-config")["data"]
+    url = httpx.URL(config["COPYGEN_BACKEND_URL"])
+    service = _one(docs, "Service", url.host)
+    assert service["spec"]["ports"][0]["port"] == url.port
+    assert url.path == "/v1"
+    deployment = _one(docs, "Deployment", "vllm")
+    pod = deployment["spec"]["template"]["spec"]
+    [vllm] = pod["containers"]
+    assert (
+        service["spec"]["selector"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert f"--served-model-name={config['COPYGEN_BACKEND_MODEL']}" in vllm["args"]
+    assert vllm["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert vllm["image"].startswith("vllm/vllm-openai:")
+    [copygen] = _one(docs, "Deployment", "copygen")["spec"]["template"]["spec"]["containers"]
+    assert "nvidia.com/gpu" not in copygen["resources"]["limits"]
+    # Each scales on its own queue.
+    metrics = {
+        name: [m["pods"]["metric"]["name"] for m in _one(docs, "HorizontalPodAutoscaler", name)[
+            "spec"]["metrics"] if m["type"] == "Pods"]
+        for name in ("copygen", "vllm")
+    }  # fmt: skip
+    assert metrics == {"copygen": ["copygen_queue_depth"], "vllm": ["vllm_num_requests_waiting"]}
+    # Only copygen's pods (and monitoring) reach vLLM.
+    policy = _one(docs, "NetworkPolicy", "copygen-vllm")
+    sources = policy["spec"]["ingress"][0]["from"]
+    assert {"app.kubernetes.io/component": "server", "app.kubernetes.io/name": "copygen"} in [
+        s.get("podSelector", {}).get("matchLabels") for s in sources
+    ]
 
 
 def test_configmap_variables_are_real_settings(rendered: tuple[str, list[dict[str, Any]]]) -> None:
