@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -45,3 +47,18 @@ def test_nonsense_fails_fast(monkeypatch: pytest.MonkeyPatch, name: str, value: 
 
 def test_prefix_reuse_is_opt_in() -> None:
     assert Settings().prefix_cache is False
+
+
+def test_a_backend_url_must_be_http_and_loses_its_trailing_slash() -> None:
+    assert Settings(backend_url="http://vllm:8000/v1/").backend_url == "http://vllm:8000/v1"
+    assert Settings(backend_url="  ").backend_url is None
+    with pytest.raises(ValidationError):
+        Settings(backend_url="vllm:8000")
+
+
+def test_the_backend_key_may_come_from_a_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\n")
+    assert Settings(backend_api_key=f"@{key_file}").backend_key() == "sk-from-file"
+    assert Settings(backend_api_key="sk-inline").backend_key() == "sk-inline"
+    assert Settings().backend_key() is None
