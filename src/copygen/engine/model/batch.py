@@ -10,34 +10,21 @@ seen tokens, last logits).
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
-from copygen.engine.model.detokenize import Detokenizer
-from copygen.engine.model.drafter import NgramDrafter, RowGuesses, speculates
+from copygen.engine.model.drafter import NgramDrafter
 from copygen.engine.model.kv import KVCache, pad_left
+from copygen.engine.model.live import LiveRow
 from copygen.engine.model.loaded import LoadedModel
-from copygen.engine.model.prefix import PrefixStore, PromptKV
+from copygen.engine.model.prefill import Prefilled
+from copygen.engine.model.prefix import PrefixStore
 from copygen.engine.model.sampler import RowSampler
 from copygen.engine.protocols import RowSpec
 from copygen.generation import RowEvent, RowKey
 
 Finish = Literal["stop", "length"]
-
-
-@dataclass(slots=True)
-class LiveRow:
-    """One row being decoded: its output tokens (a final stop token included), its text so far
-    and how much of it was reported, and its speculation state (greedy rows only)."""
-
-    spec: RowSpec
-    prompt_tokens: int
-    text: Detokenizer
-    tokens: list[int] = field(default_factory=list)
-    emitted: int = 0
-    guesses: RowGuesses | None = None
 
 
 class DecodeBatch:
@@ -114,7 +101,7 @@ class DecodeBatch:
     def join(self, specs: Sequence[RowSpec]) -> None:
         """Prefill the joining rows (each distinct prompt once, reusing the KV of the longest
         prefix it shares with a recent prompt) and append them to the running batch."""
-        joining = _Prefilled.of(self, specs)
+        joining = Prefilled.of(self.model, self.prefixes, self.drafter, specs)
         if not self.rows:
             self.rows, self.kv, self.sampler = joining.rows, joining.kv, joining.sampler
             self.attention, self.seen = joining.attention, joining.seen
@@ -297,103 +284,3 @@ class DecodeBatch:
             return []
         left = row.spec.request.sampling.max_new_tokens - len(row.tokens) - 1
         return self.drafter.propose(row.guesses, min(row.guesses.limit, left))
-
-
-@dataclass(slots=True)
-class _Prefilled:
-    """Joining rows after their prefill, in the batch's per-row layout."""
-
-    rows: list[LiveRow]
-    kv: KVCache
-    attention: torch.Tensor
-    positions: torch.Tensor
-    seen: torch.Tensor
-    logits: torch.Tensor
-    sampler: RowSampler
-
-    @classmethod
-    def of(cls, batch: DecodeBatch, specs: Sequence[RowSpec]) -> _Prefilled:
-        model, prefixes = batch.model, batch.prefixes
-        device = model.device
-        texts = [model.prompt_text(spec.request) for spec in specs]
-        unique = list(dict.fromkeys(texts))
-        slot = {text: i for i, text in enumerate(unique)}
-        token_lists = model.encode(unique)
-        reuse = [prefixes.lookup(tokens) for tokens in token_lists]
-        kv, attention, positions, input_ids = _prefill_inputs(model, token_lists, reuse)
-        logits = model.forward(
-            kv,
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=positions,
-            logits_to_keep=1,
-        )
-        if prefixes.budget_tokens:
-            _remember(prefixes, token_lists, reuse, kv, input_ids.shape[1])
-        fan_out = torch.tensor([slot[text] for text in texts], device=device)
-        kv.fan_out(fan_out)
-        seen = torch.zeros(len(unique), logits.shape[-1], dtype=torch.bool, device=device)
-        for row, tokens in enumerate(token_lists):
-            seen[row, torch.tensor(tokens, device=device)] = True
-        rows = []
-        for spec, text in zip(specs, texts, strict=True):
-            prompt = token_lists[slot[text]]
-            live = LiveRow(spec, len(prompt), Detokenizer(model.decode, spec.request.prefix))
-            if batch.drafter is not None and speculates(spec.request.sampling):
-                live.guesses = RowGuesses()
-                live.guesses.extend(prompt)
-            rows.append(live)
-        sampler = RowSampler(
-            [(spec.request.sampling, spec.seed) for spec in specs], model.vocab_size, device
-        )
-        return cls(
-            rows=rows,
-            kv=kv,
-            attention=attention[fan_out],
-            positions=positions[fan_out][:, -1:],
-            seen=seen[fan_out],
-            logits=logits[fan_out],
-            sampler=sampler,
-        )
-
-
-def _prefill_inputs(
-    model: LoadedModel, token_lists: list[list[int]], reuse: list[tuple[int, PromptKV | None]]
-) -> tuple[KVCache, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cache, mask, positions and input ids for a prefill that starts from reused prefixes.
-
-    Row layout: ``[pad][reused prefix][pad][new suffix]`` — reused prefixes are right-aligned
-    in the cache, suffixes right-aligned in the input; padding is masked out and positions
-    are explicit, so the holes change nothing.
-    """
-    device = model.device
-    prefix_width = max(length for length, _ in reuse)
-    suffixes = [tokens[length:] for tokens, (length, _) in zip(token_lists, reuse, strict=True)]
-    suffix_width = max(len(suffix) for suffix in suffixes)
-    input_ids = torch.full((len(suffixes), suffix_width), model.pad_id, dtype=torch.long)
-    attention = torch.zeros(len(suffixes), prefix_width + suffix_width, dtype=torch.long)
-    positions = torch.zeros(len(suffixes), suffix_width, dtype=torch.long)
-    for row, (suffix, (length, _)) in enumerate(zip(suffixes, reuse, strict=True)):
-        start = suffix_width - len(suffix)
-        input_ids[row, start:] = torch.tensor(suffix)
-        attention[row, prefix_width - length : prefix_width] = 1
-        attention[row, prefix_width + start :] = 1
-        positions[row, start:] = torch.arange(length, length + len(suffix))
-    kv = KVCache.from_prefixes(reuse, prefix_width)
-    return kv, attention.to(device), positions.to(device), input_ids.to(device)
-
-
-def _remember(
-    prefixes: PrefixStore,
-    token_lists: list[list[int]],
-    reuse: list[tuple[int, PromptKV | None]],
-    kv: KVCache,
-    suffix_width: int,
-) -> None:
-    """Store each new prompt's KV (prefix part and suffix part, without padding)."""
-    prefix_width = max(length for length, _ in reuse)
-    total = prefix_width + suffix_width
-    for row, (tokens, (length, _)) in enumerate(zip(token_lists, reuse, strict=True)):
-        suffix = len(tokens) - length
-        spans = [(prefix_width - length, prefix_width), (total - suffix, total)]
-        prefixes.add(tokens, kv.prompt_kv(row, spans))

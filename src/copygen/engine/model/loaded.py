@@ -21,6 +21,9 @@ class LoadedModel:
     """A transformers model and tokenizer on one device, with copygen's fused forward when it
     can run the model. ``forward_passes_total`` counts every forward call."""
 
+    #: Conversation prefixes remembered (their rendering and tokens), cleared when full.
+    PREFIX_MEMO = 256
+
     def __init__(
         self, model: Any, tokenizer: Any, device: torch.device, fused: FusedLlama | None
     ) -> None:
@@ -35,6 +38,7 @@ class LoadedModel:
         self.pad_id: int = tokenizer.pad_token_id or 0
         self.stop_ids = self._stop_ids()
         self.forward_passes_total = 0
+        self._prefixes: dict[tuple[ChatMessage, ...], tuple[int, ...] | None] = {}
 
     @property
     def forward_name(self) -> str:
@@ -61,6 +65,27 @@ class LoadedModel:
     def prompt_text(self, request: GenerationRequest) -> str:
         text = request.prompt if request.prompt is not None else self.render(request.messages)
         return text + request.prefix
+
+    def conversation_prefix(self, request: GenerationRequest) -> tuple[int, ...] | None:
+        """The tokens of a chat prompt's conversation before its last message (system prompt,
+        one-shot examples): what many prompts share. None for a plain prompt, a one-message
+        conversation, or a template that does not render the earlier turns as a prefix."""
+        messages = request.messages
+        if request.prompt is not None or len(messages) < 2 or not self.chat_template:
+            return None
+        head = messages[:-1]
+        if head not in self._prefixes:
+            if len(self._prefixes) >= self.PREFIX_MEMO:
+                self._prefixes.clear()
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in head],
+                tokenize=False,
+                add_generation_prompt=False,
+            )
+            full = self.render(messages)
+            text = str(rendered)
+            self._prefixes[head] = tuple(self.encode([text])[0]) if full.startswith(text) else None
+        return self._prefixes[head]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         ids: list[list[int]] = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]

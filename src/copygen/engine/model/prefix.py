@@ -12,18 +12,43 @@ PromptKV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class PrefixStore:
-    """The KV of recently prefilled prompts, so a new prompt only prefills what it does not
-    share with one of them (chat templates, system prompts, one-shot examples and templated
-    user messages repeat across requests). Bounded by a total token budget, LRU."""
+    """Stored prompt KV, two kinds (engine/model/prefill.py says how each is used):
+
+    - shared: the KV of conversation prefixes (system prompt, one-shot examples), each always
+      prefilled alone, so reusing one is exact; bounded by ``shared_budget_tokens``, LRU;
+    - opportunistic (``budget_tokens`` > 0): the KV of recently prefilled prompts, so a new
+      prompt only prefills what it does not share with one of them; LRU.
+    """
 
     MIN_REUSE = 4
 
-    def __init__(self, budget_tokens: int = 8192) -> None:
+    def __init__(self, budget_tokens: int = 8192, shared_budget_tokens: int = 4096) -> None:
         self.budget_tokens = budget_tokens
         self.entries: OrderedDict[tuple[int, ...], PromptKV] = OrderedDict()
         self.tokens = 0
+        self.shared_budget_tokens = shared_budget_tokens
+        self.shared_entries: OrderedDict[tuple[int, ...], PromptKV] = OrderedDict()
+        self.shared_tokens = 0
         self.reused_tokens_total = 0
         self.prefilled_tokens_total = 0
+
+    def shared(self, prefix: tuple[int, ...]) -> PromptKV | None:
+        """The stored KV of a conversation prefix, if kept."""
+        kv = self.shared_entries.get(prefix)
+        if kv is not None:
+            self.shared_entries.move_to_end(prefix)
+            self.reused_tokens_total += len(prefix)
+        return kv
+
+    def keep_shared(self, prefix: tuple[int, ...], kv: PromptKV) -> None:
+        if prefix in self.shared_entries or len(prefix) > self.shared_budget_tokens:
+            return
+        self.shared_entries[prefix] = kv
+        self.shared_tokens += len(prefix)
+        self.prefilled_tokens_total += len(prefix)
+        while self.shared_tokens > self.shared_budget_tokens:
+            old, _ = self.shared_entries.popitem(last=False)
+            self.shared_tokens -= len(old)
 
     def lookup(self, tokens: list[int]) -> tuple[int, PromptKV | None]:
         best, best_key = 0, None

@@ -1,0 +1,170 @@
+"""Joining rows' prefill: each distinct prompt once, starting from a stored prefix's KV where
+there is one, fanned out to its rows in the decode batch's per-row layout.
+
+Two kinds of stored prefix. Shared (the default, exact): a chat prompt's conversation before its
+last message (system prompt, one-shot examples) is always prefilled alone and kept, and the
+rest of the prompt always runs on top of it, hit or miss, so a result never depends on what ran
+before. Opportunistic (COPYGEN_PREFIX_CACHE): the longest common prefix with any recent prompt,
+more reuse, but in bf16 a result may then depend on which prompt was seen first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from copygen.domain import GenerationRequest
+from copygen.engine.model.detokenize import Detokenizer
+from copygen.engine.model.drafter import NgramDrafter, RowGuesses, speculates
+from copygen.engine.model.kv import KVCache
+from copygen.engine.model.live import LiveRow
+from copygen.engine.model.loaded import LoadedModel
+from copygen.engine.model.prefix import PrefixStore, PromptKV
+from copygen.engine.model.sampler import RowSampler
+from copygen.engine.protocols import RowSpec
+
+
+@dataclass(slots=True)
+class Prefilled:
+    """Joining rows after their prefill, in the batch's per-row layout."""
+
+    rows: list[LiveRow]
+    kv: KVCache
+    attention: torch.Tensor
+    positions: torch.Tensor
+    seen: torch.Tensor
+    logits: torch.Tensor
+    sampler: RowSampler
+
+    @classmethod
+    def of(
+        cls,
+        model: LoadedModel,
+        prefixes: PrefixStore,
+        drafter: NgramDrafter | None,
+        specs: Sequence[RowSpec],
+    ) -> Prefilled:
+        device = model.device
+        texts = [model.prompt_text(spec.request) for spec in specs]
+        unique = list(dict.fromkeys(texts))
+        slot = {text: i for i, text in enumerate(unique)}
+        token_lists = model.encode(unique)
+        if prefixes.budget_tokens:  # opportunistic: the longest prefix of any recent prompt
+            reuse = [prefixes.lookup(tokens) for tokens in token_lists]
+        else:
+            first = {text: spec.request for spec, text in zip(specs, texts, strict=True)}
+            reuse = [
+                shared_prefix(model, prefixes, first[text], tokens)
+                for text, tokens in zip(unique, token_lists, strict=True)
+            ]
+        kv, attention, positions, input_ids = _prefill_inputs(model, token_lists, reuse)
+        logits = model.forward(
+            kv,
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            logits_to_keep=1,
+        )
+        if prefixes.budget_tokens:
+            _remember(prefixes, token_lists, reuse, kv, input_ids.shape[1])
+        fan_out = torch.tensor([slot[text] for text in texts], device=device)
+        kv.fan_out(fan_out)
+        seen = torch.zeros(len(unique), logits.shape[-1], dtype=torch.bool, device=device)
+        for row, tokens in enumerate(token_lists):
+            seen[row, torch.tensor(tokens, device=device)] = True
+        rows = []
+        for spec, text in zip(specs, texts, strict=True):
+            prompt = token_lists[slot[text]]
+            live = LiveRow(spec, len(prompt), Detokenizer(model.decode, spec.request.prefix))
+            if drafter is not None and speculates(spec.request.sampling):
+                live.guesses = RowGuesses()
+                live.guesses.extend(prompt)
+            rows.append(live)
+        sampler = RowSampler(
+            [(spec.request.sampling, spec.seed) for spec in specs], model.vocab_size, device
+        )
+        return cls(
+            rows=rows,
+            kv=kv,
+            attention=attention[fan_out],
+            positions=positions[fan_out][:, -1:],
+            seen=seen[fan_out],
+            logits=logits[fan_out],
+            sampler=sampler,
+        )
+
+
+def _prefill_inputs(
+    model: LoadedModel, token_lists: list[list[int]], reuse: list[tuple[int, PromptKV | None]]
+) -> tuple[KVCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cache, mask, positions and input ids for a prefill that starts from reused prefixes.
+
+    Row layout: ``[pad][reused prefix][pad][new suffix]`` — reused prefixes are right-aligned
+    in the cache, suffixes right-aligned in the input; padding is masked out and positions
+    are explicit, so the holes change nothing.
+    """
+    device = model.device
+    prefix_width = max(length for length, _ in reuse)
+    suffixes = [tokens[length:] for tokens, (length, _) in zip(token_lists, reuse, strict=True)]
+    suffix_width = max(len(suffix) for suffix in suffixes)
+    input_ids = torch.full((len(suffixes), suffix_width), model.pad_id, dtype=torch.long)
+    attention = torch.zeros(len(suffixes), prefix_width + suffix_width, dtype=torch.long)
+    positions = torch.zeros(len(suffixes), suffix_width, dtype=torch.long)
+    for row, (suffix, (length, _)) in enumerate(zip(suffixes, reuse, strict=True)):
+        start = suffix_width - len(suffix)
+        input_ids[row, start:] = torch.tensor(suffix)
+        attention[row, prefix_width - length : prefix_width] = 1
+        attention[row, prefix_width + start :] = 1
+        positions[row, start:] = torch.arange(length, length + len(suffix))
+    kv = KVCache.from_prefixes(reuse, prefix_width)
+    return kv, attention.to(device), positions.to(device), input_ids.to(device)
+
+
+def _remember(
+    prefixes: PrefixStore,
+    token_lists: list[list[int]],
+    reuse: list[tuple[int, PromptKV | None]],
+    kv: KVCache,
+    suffix_width: int,
+) -> None:
+    """Store each new prompt's KV (prefix part and suffix part, without padding)."""
+    prefix_width = max(length for length, _ in reuse)
+    total = prefix_width + suffix_width
+    for row, (tokens, (length, _)) in enumerate(zip(token_lists, reuse, strict=True)):
+        suffix = len(tokens) - length
+        spans = [(prefix_width - length, prefix_width), (total - suffix, total)]
+        prefixes.add(tokens, kv.prompt_kv(row, spans))
+
+
+def shared_prefix(
+    model: LoadedModel, prefixes: PrefixStore, request: GenerationRequest, tokens: list[int]
+) -> tuple[int, PromptKV | None]:
+    """How many leading tokens of ``tokens`` come from the stored KV of the request's
+    conversation prefix (prefilled alone on first use), and that KV."""
+    prefix = model.conversation_prefix(request)
+    if prefix is None or not prefixes.MIN_REUSE <= len(prefix) < len(tokens):
+        return 0, None
+    if tuple(tokens[: len(prefix)]) != prefix:
+        return 0, None
+    kv = prefixes.shared(prefix)
+    if kv is None:
+        kv = prefill_alone(model, prefix)
+        prefixes.keep_shared(prefix, kv)
+    return len(prefix), kv
+
+
+def prefill_alone(model: LoadedModel, tokens: Sequence[int]) -> PromptKV:
+    """The KV of ``tokens`` prefilled as one unpadded row: the same numbers every time."""
+    kv = KVCache()
+    input_ids = torch.tensor([list(tokens)], dtype=torch.long, device=model.device)
+    positions = torch.arange(len(tokens), device=model.device)[None, :]
+    model.forward(
+        kv,
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        position_ids=positions,
+        logits_to_keep=1,
+    )
+    return kv.prompt_kv(0, [(0, len(tokens))])
