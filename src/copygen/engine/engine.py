@@ -202,8 +202,20 @@ class Engine:
         self._executor.submit(self._runner.release_memory)
 
     async def _watch_memory(self, every_s: float = 0.5) -> None:
+        """Check memory; each time the model falls idle after work, give freed memory back
+        (the runner trims the heap, or empties the accelerator's cache)."""
+        released_at = 0
         while True:
             self.memory.check()
+            scheduler = self._scheduler
+            if (
+                scheduler is not None
+                and not scheduler.running_rows
+                and not scheduler.queued_jobs
+                and scheduler.stats.steps != released_at
+            ):
+                released_at = scheduler.stats.steps
+                self._executor.submit(self._runner.release_memory)
             await asyncio.sleep(every_s)
 
     def device_stats(self) -> dict[str, float]:

@@ -1,9 +1,11 @@
 """Where the model runs and in which precision: device and dtype resolution, the CPU's bf16
-support, and the accelerator's figures."""
+support, the accelerator's figures, and giving freed memory back (GPU cache, glibc heap)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 
 import torch
 
@@ -66,7 +68,36 @@ def device_stats(device: torch.device) -> dict[str, float]:
     return stats
 
 
+#: glibc's mallopt parameter for the mmap threshold.
+M_MMAP_THRESHOLD = -3
+#: Allocations from this size are mmap'd, so freeing them returns them to the OS at once.
+MMAP_THRESHOLD_BYTES = 256 * 1024
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _libc()
+
+
+def tune_allocator() -> None:
+    """glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after
+    which KV buffers and activations come from the heap and stay in the process when freed:
+    RSS only grows. A fixed threshold keeps them mmap'd (no-op without glibc)."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
 def release_memory(device: torch.device) -> None:
-    """Return cached accelerator memory to the device (no-op on the CPU)."""
+    """Return cached accelerator memory to the device, and the CPU heap's free pages to the
+    OS (malloc_trim)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)

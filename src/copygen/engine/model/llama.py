@@ -164,6 +164,28 @@ class FusedLlama:
         return logits
 
 
+#: The projections FusedLlama keeps its own copies of (fused, and prepacked on oneDNN CPUs).
+PROJECTIONS = (
+    ("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"),
+    ("self_attn", "o_proj"), ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj"),
+)  # fmt: skip
+
+
+def drop_projection_weights(model: Any) -> int:
+    """Free the decoder projections' weights of a model that only FusedLlama runs from now on
+    (it holds its own copies): without this every weight is held twice. Bytes released."""
+    released = 0
+    for block in model.model.layers:
+        for part, name in PROJECTIONS:
+            projection = getattr(getattr(block, part), name)
+            weight = projection.weight
+            released += weight.numel() * weight.element_size()
+            projection.weight = torch.nn.Parameter(
+                torch.empty(0, dtype=weight.dtype, device=weight.device), requires_grad=False
+            )
+    return released
+
+
 def attention_mask_for(padding: torch.Tensor, new: int) -> torch.Tensor:
     """Boolean mask [rows, 1, new, total]: the unpadded earlier positions of each row, and
     always the query position itself."""

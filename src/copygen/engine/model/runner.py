@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from copygen.domain import ChatMessage, ScoreRequest
 from copygen.engine.model import device as devices
 from copygen.engine.model.batch import DecodeBatch
 from copygen.engine.model.drafter import NgramDrafter
-from copygen.engine.model.llama import FusedLlama, check_fused
+from copygen.engine.model.llama import FusedLlama, check_fused, drop_projection_weights
 from copygen.engine.model.loaded import LoadedModel
 from copygen.engine.model.prefix import PrefixStore
 from copygen.engine.model.scorer import score
@@ -71,6 +72,11 @@ class TransformersRunner:
 
     def load(self) -> RunnerInfo:
         started = time.perf_counter()
+        devices.tune_allocator()
+        # oneDNN keeps 1024 primitives (JIT code, scratch buffers) per shape by default: every
+        # prefill shape stays resident. 32 holds the decode working set; measured: 80 MiB less
+        # RSS after the copy load, the same briefs/s.
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
         if self._threads:
             torch.set_num_threads(self._threads)
         source, local = resolve_model_source(self.model_id, self._cache_dir)
@@ -130,6 +136,8 @@ class TransformersRunner:
             reason = check_fused(model, device)
             if reason is None:
                 fused = FusedLlama(model)
+                released = drop_projection_weights(model)
+                log.info("fused forward: %d MiB of duplicate weights released", released >> 20)
             else:
                 log.info("transformers' forward pass runs this model (fused forward: %s)", reason)
         self.loaded = LoadedModel(model, tokenizer, device, fused)
