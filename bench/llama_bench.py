@@ -78,6 +78,22 @@ def run_levels(
     return runs
 
 
+def matmul_peak_gflops() -> float:
+    """The best bf16 matmul rate this machine reaches with torch (2048², a few repeats)."""
+    import time
+
+    import torch
+
+    a = torch.randn(2048, 2048, dtype=torch.bfloat16)
+    b = torch.randn(2048, 2048, dtype=torch.bfloat16)
+    best = 0.0
+    for _ in range(8):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
 def table(rows: list[tuple[str, float, int, Run, Run, str]]) -> list[str]:
     lines = [
         "| load | clients | server | req/s | tok/s | p50 s | TTFT p50 s | llama-server req/s "
@@ -149,6 +165,17 @@ def main() -> None:
         *table(rows),
         "",
         f"Errors across all runs: {sum(r[3].errors + r[4].errors for r in rows)}.",
+    ]
+    peak = matmul_peak_gflops()
+    params = 134.5e6  # SmolLM2-135M
+    roofline = peak * 1e9 / (2 * params)
+    best = max((r[3].figures()["tok_s"], r[5]) for r in rows if "in-process" in r[5])[0]
+    lines += [
+        "",
+        f"Roofline: bf16 matmul peak measured here {peak:.0f} GFLOP/s, i.e. at most "
+        f"{roofline:,.0f} tok/s for a {params / 1e6:.0f}M-parameter model (2 FLOPs per "
+        f"parameter per token, attention ignored). copygen's best decode throughput above: "
+        f"{best:.0f} tok/s = {100 * best / roofline:.1f}% of it.",
     ]
     out = Path(args.out)
     out.write_text("\n".join(lines) + "\n")

@@ -24,6 +24,13 @@ from common import Server, free_port
 PROMPT = "Write a short catchy headline for a {product} (#{i})."
 PRODUCTS = ("bike", "coffee maker", "running shoe", "solar charger", "backpack", "desk lamp")
 MAX_TOKENS = 48
+HEADLINE = (
+    "The headline figures are the product's own workload, `POST /v1/copy` "
+    "(docs/copy-benchmarks.md, first in `make bench`), then chat completions against "
+    "llama.cpp's `llama-server` on the same weights, copygen in front of it, and the "
+    "roofline fraction (docs/llama-benchmarks.md). This page is the second peer, "
+    "`transformers serve`."
+)
 
 
 @dataclass
@@ -197,6 +204,8 @@ def report(ours: list[Run], peer: list[Run], per_client: int) -> str:
                 break
     lines = [
         "# Benchmarks: copygen vs transformers serve",
+        "",
+        HEADLINE,
         "",
         f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}. "
         "Model: the embedded SmolLM2-135M-Instruct as a plain safetensors directory, bf16, "
