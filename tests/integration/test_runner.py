@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,11 +20,36 @@ from tests.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="module")
-def runner(tmp_path_factory: pytest.TempPathFactory) -> TransformersRunner:
-    directory = build_tiny_model(tmp_path_factory.mktemp("tiny"), chat=False)
-    runner = TransformersRunner(str(directory), cache_dir=directory, device="cpu", dtype="float32")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"), chat=False)
+
+
+@pytest.fixture(scope="module")
+def runner(tiny: Path) -> TransformersRunner:
+    runner = TransformersRunner(str(tiny), cache_dir=tiny, device="cpu", dtype="float32")
     runner.load()
     return runner
+
+
+def _reference(directory: Path) -> Any:
+    """The same weights as transformers loads them, for comparisons: the runner's own model
+    gave its projection weights up to the fused forward."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def reference(tiny: Path) -> Any:
+    return _reference(tiny)
+
+
+def test_the_fused_runner_holds_each_weight_once(runner: TransformersRunner) -> None:
+    assert runner.loaded is not None
+    assert runner.loaded.fused is not None
+    for block in runner.loaded.model.model.layers:
+        assert block.self_attn.q_proj.weight.numel() == 0
+        assert block.mlp.down_proj.weight.numel() == 0
 
 
 def _request(text: str, n: int = 1, **sampling: float | int | None) -> GenerationRequest:
@@ -189,10 +215,12 @@ def test_shared_prefixes_are_prefilled_once_and_change_nothing(tmp_path: Path) -
     assert run(fresh, requests, join_at={0: 0, 1: 0, 2: 3}) == expected
 
 
-def test_greedy_decoding_matches_transformers_generate(runner: TransformersRunner) -> None:
+def test_greedy_decoding_matches_transformers_generate(
+    runner: TransformersRunner, reference: Any
+) -> None:
     """The own decoding loop (growing KV buffer, joins, fan-out) against the reference."""
     assert runner.loaded is not None
-    model, tokenizer = runner.loaded.model, runner.loaded.tokenizer
+    model, tokenizer = reference, runner.loaded.tokenizer
     prompts = ["sun power", "the solar phone charge trail go now fast light day"]
     requests = [
         _request(p, temperature=0.0, repetition_penalty=1.0, max_new_tokens=12) for p in prompts
@@ -232,9 +260,10 @@ def test_the_tiny_model_runs_the_fused_forward(runner: TransformersRunner) -> No
 
 def test_fused_forward_matches_transformers_with_padding_and_a_cache(
     runner: TransformersRunner,
+    reference: Any,
 ) -> None:
     assert runner.loaded is not None
-    model, cache_kwarg = runner.loaded.model, runner.loaded.cache_kwarg
+    model, cache_kwarg = reference, runner.loaded.cache_kwarg
     fused = FusedLlama(model)
     ids = torch.tensor([[1, 1, 1, 5, 6, 7, 8], [4, 9, 10, 11, 12, 13, 14]])
     mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
@@ -368,9 +397,9 @@ def test_sampled_rows_do_not_guess(runner: TransformersRunner) -> None:
     assert runner.drafted_tokens_total == drafted
 
 
-def _manual_mean_logprob(runner: TransformersRunner, prompt: str, text: str) -> float:
+def _manual_mean_logprob(model: Any, runner: TransformersRunner, prompt: str, text: str) -> float:
     assert runner.loaded is not None
-    model, loaded = runner.loaded.model, runner.loaded
+    loaded = runner.loaded
     p = loaded.encode([loaded.render([ChatMessage("user", prompt)])])[0]
     t = loaded.encode([text])[0]
     with torch.inference_mode():
@@ -389,10 +418,12 @@ def test_score_is_the_mean_token_logprob_whatever_shares_the_batch(
         str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", fused_forward=fused
     )
     runner.load()
+    reference = _reference(directory)
     pairs = [("sun power", "go now fast"), ("the solar phone charge trail", "hike"), ("a", "day")]
     requests = [ScoreRequest((ChatMessage("user", p),), t) for p, t in pairs]
     scores = runner.score(requests)
     for (prompt, text), got in zip(pairs, scores, strict=True):
-        assert got == pytest.approx(_manual_mean_logprob(runner, prompt, text), abs=1e-4)
+        expected = _manual_mean_logprob(reference, runner, prompt, text)
+        assert got == pytest.approx(expected, abs=1e-4)
     assert runner.score(requests[1:2]) == pytest.approx(scores[1:2], abs=1e-4)
     assert runner.score([ScoreRequest((ChatMessage("user", "sun"),), "")]) == [0.0]
