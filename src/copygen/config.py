@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         description="also guess from what followed a token pair in recently finished rows "
         "(more guesses land; in bf16 a greedy result may then depend on what ran before)",
     )
+    speculative_sampled: bool = Field(
+        False,
+        description="sampled rows guess too (exact speculative sampling: a guess is kept with "
+        "the probability the model gives it); measured slower on 2 CPU cores, docs/batching.md",
+    )
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
 
     backend_url: str | None = Field(

@@ -390,11 +390,26 @@ def test_squeezing_out_rejected_guesses_changes_nothing(
     assert max(squeezed) > 0
 
 
-def test_sampled_rows_do_not_guess(runner: TransformersRunner) -> None:
+def test_sampled_rows_do_not_guess_by_default(runner: TransformersRunner) -> None:
     drafted = runner.drafted_tokens_total
     run(runner, [_request(GREEDY_PROMPTS[0], temperature=0.8, seed=3, max_new_tokens=16)])
-    run(runner, [_greedy(GREEDY_PROMPTS[0], repetition_penalty=1.2)])
     assert runner.drafted_tokens_total == drafted
+
+
+def test_sampled_rows_guess_when_asked_and_a_seed_still_fixes_their_text(tiny: Path) -> None:
+    runner = TransformersRunner(
+        str(tiny), cache_dir=tiny, device="cpu", dtype="float32", speculative_sampled=True
+    )
+    runner.load()
+    request = _request(GREEDY_PROMPTS[0], temperature=0.8, seed=3, max_new_tokens=16)
+    drafted = runner.drafted_tokens_total
+    alone = run(runner, [request])
+    assert runner.drafted_tokens_total > drafted
+    mate = _request(GREEDY_PROMPTS[1], temperature=0.9, seed=4, max_new_tokens=16)
+    assert run(runner, [mate, request], join_at={0: 0, 1: 2})[1] == alone[0]
+    before = runner.drafted_tokens_total
+    run(runner, [_greedy(GREEDY_PROMPTS[0], repetition_penalty=1.2)])
+    assert runner.drafted_tokens_total == before  # greedy with a penalty: no guesses
 
 
 def _manual_mean_logprob(model: Any, runner: TransformersRunner, prompt: str, text: str) -> float:

@@ -99,6 +99,7 @@ class Engine:
             fused_forward=settings.fused_forward,
             speculative_tokens=settings.speculative_tokens,
             speculative_shared=settings.speculative_shared,
+            speculative_sampled=settings.speculative_sampled,
         )
         return cls(settings, runner)
 

@@ -152,7 +152,8 @@ class DecodeBatch:
         """Each row's new tokens. A row that guessed keeps its guesses up to the first the
         model disagrees with, plus the model's own token there; the rejected guesses' KV
         columns are masked out and the row's position moves past the kept ones."""
-        chosen = self.sampler.sample(self.logits, self.seen).tolist()
+        drawing = {i for i, row in enumerate(self.rows) if row.draft_logits is not None}
+        chosen = self.sampler.sample(self.logits, self.seen, skip=drawing).tolist()
         width, fed = self.attention.shape[1], self.fed_width
         result: list[list[int]] = []
         moved: list[int] = []
@@ -163,7 +164,13 @@ class DecodeBatch:
                 moved.append(0)
                 continue
             guessed = len(guesses.drafts)
-            yielded, kept = self.drafter.settle(guesses)
+            drawn = None
+            if row.draft_logits is not None:
+                drawn = self.sampler.speculate(
+                    index, row.draft_logits, self.seen[index], guesses.drafts
+                )
+                row.draft_logits = None
+            yielded, kept = self.drafter.settle(guesses, drawn)
             result.append(yielded)
             moved.append(kept)
             if kept < guessed:
@@ -278,6 +285,8 @@ class DecodeBatch:
             if row.guesses is not None and d:
                 row.guesses.drafts = d
                 row.guesses.targets = targets[first : first + 1 + len(d)]
+                if row.spec.request.sampling.temperature > 0:
+                    row.draft_logits = logits[first : first + 1 + len(d)].float()
 
     def _propose(self, row: LiveRow) -> list[int]:
         if self.drafter is None or row.guesses is None:

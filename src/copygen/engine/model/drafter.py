@@ -1,5 +1,6 @@
-"""Speculative decoding from n-grams: guess a greedy row's next tokens, let the model check them
-all in one forward pass, keep the ones it agrees with. Pure Python (no torch), like vLLM's
+"""Speculative decoding from n-grams: guess a row's next tokens, let the model check them all in
+one forward pass, keep the ones it agrees with (greedy rows) or the ones speculative sampling
+keeps (sampled rows: engine/model/sampler.py). Pure Python (no torch), like vLLM's
 ``v1/spec_decode/ngram_proposer.py``.
 
 A guess comes from the row's own prompt and output (the most recent token that followed the
@@ -27,10 +28,14 @@ from copygen.domain import SamplingParams
 MAX_GUESS_LIMIT = 16
 
 
-def speculates(sampling: SamplingParams) -> bool:
-    """Guesses are checked against the greedy choice, so only greedy rows without a
-    repetition penalty guess (a sampled token has no single right answer to check against)."""
-    return sampling.temperature == 0 and sampling.repetition_penalty == 1.0
+def speculates(sampling: SamplingParams, *, sampled_rows: bool = False) -> bool:
+    """Greedy rows guess unless they have a repetition penalty (their guesses are checked
+    against the raw greedy token); sampled rows guess only with ``sampled_rows`` (speculative
+    sampling keeps a guess with the probability the model gives it: RowSampler.speculate;
+    measured on the copy workload it halved briefs/s on 2 CPU cores, docs/batching.md)."""
+    if sampling.temperature > 0:
+        return sampled_rows
+    return sampling.repetition_penalty == 1.0
 
 
 @dataclass(slots=True)
@@ -64,7 +69,12 @@ class RowGuesses:
         kept = 0
         while kept < len(drafts) and drafts[kept] == targets[kept]:
             kept += 1
-        yielded = drafts[:kept] + [targets[kept]]
+        return self.settle_drawn(drafts[:kept] + [targets[kept]])
+
+    def settle_drawn(self, yielded: list[int]) -> tuple[list[int], int]:
+        """Like ``settle``, for a sampled row whose step ``yielded`` these tokens (its kept
+        guesses, then one drawn token)."""
+        kept = len(yielded) - 1
         self.limit = kept + 2
         self.drafts, self.targets = [], []
         return yielded, kept
@@ -74,9 +84,13 @@ class NgramDrafter:
     """Proposes guesses for rows (``propose``) and remembers finished rows (``learn``, only
     when ``shared``). Counts what it proposed and what the model accepted."""
 
-    def __init__(self, max_tokens: int, *, shared: bool, table_size: int = 1 << 16) -> None:
+    def __init__(
+        self, max_tokens: int, *, shared: bool, sampled: bool = False, table_size: int = 1 << 16
+    ) -> None:
         self.max_tokens = max_tokens
         self.shared = shared
+        #: Whether sampled rows guess too (speculative sampling).
+        self.sampled = sampled
         self.table_size = table_size
         self.recent: dict[tuple[int, int], int] = {}
         self.drafted_total = 0
@@ -101,9 +115,9 @@ class NgramDrafter:
         self.drafted_total += len(guesses)
         return guesses
 
-    def settle(self, row: RowGuesses) -> tuple[list[int], int]:
-        """``row.settle()``, counted."""
-        yielded, kept = row.settle()
+    def settle(self, row: RowGuesses, drawn: list[int] | None = None) -> tuple[list[int], int]:
+        """``row.settle()`` (or ``row.settle_drawn(drawn)`` for a sampled row), counted."""
+        yielded, kept = row.settle() if drawn is None else row.settle_drawn(drawn)
         self.accepted_total += kept
         return yielded, kept
 

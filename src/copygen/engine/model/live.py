@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from copygen.engine.model.detokenize import Detokenizer
 from copygen.engine.model.drafter import RowGuesses
 from copygen.engine.protocols import RowSpec
@@ -12,7 +14,9 @@ from copygen.engine.protocols import RowSpec
 @dataclass(slots=True)
 class LiveRow:
     """One row being decoded: its output tokens (a final stop token included), its text so far
-    and how much of it was reported, and its speculation state (greedy rows only)."""
+    and how much of it was reported, and its speculation state: guesses, and for a sampled row
+    the logits at each position of its latest guesses (speculative sampling needs the whole
+    distribution there, not only the greedy token)."""
 
     spec: RowSpec
     prompt_tokens: int
@@ -20,3 +24,4 @@ class LiveRow:
     tokens: list[int] = field(default_factory=list)
     emitted: int = 0
     guesses: RowGuesses | None = None
+    draft_logits: torch.Tensor | None = None

@@ -78,7 +78,9 @@ class Prefilled:
         for spec, text in zip(specs, texts, strict=True):
             prompt = token_lists[slot[text]]
             live = LiveRow(spec, len(prompt), Detokenizer(model.decode, spec.request.prefix))
-            if drafter is not None and speculates(spec.request.sampling):
+            if drafter is not None and speculates(
+                spec.request.sampling, sampled_rows=drafter.sampled
+            ):
                 live.guesses = RowGuesses()
                 live.guesses.extend(prompt)
             rows.append(live)

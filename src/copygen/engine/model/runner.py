@@ -50,6 +50,7 @@ class TransformersRunner:
         fused_forward: bool = True,
         speculative_tokens: int = 4,
         speculative_shared: bool = False,
+        speculative_sampled: bool = False,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -59,6 +60,7 @@ class TransformersRunner:
         self._fused_request = fused_forward
         self._speculative_tokens = speculative_tokens
         self._speculative_shared = speculative_shared
+        self._speculative_sampled = speculative_sampled
         self.info: RunnerInfo | None = None
         #: What the batch uses; None until ``load``.
         self.loaded: LoadedModel | None = None
@@ -142,7 +144,11 @@ class TransformersRunner:
                 log.info("transformers' forward pass runs this model (fused forward: %s)", reason)
         self.loaded = LoadedModel(model, tokenizer, device, fused)
         self.drafter = (
-            NgramDrafter(self._speculative_tokens, shared=self._speculative_shared)
+            NgramDrafter(
+                self._speculative_tokens,
+                shared=self._speculative_shared,
+                sampled=self._speculative_sampled,
+            )
             if fused is not None and self._speculative_tokens > 0
             else None
         )

@@ -63,7 +63,10 @@ def test_the_shared_table_is_bounded_oldest_out() -> None:
     assert list(drafter.recent) == [(2, 3), (3, 4)]
 
 
-def test_only_greedy_rows_without_a_penalty_speculate() -> None:
+def test_greedy_rows_without_a_penalty_speculate_and_sampled_rows_when_asked() -> None:
     assert speculates(SamplingParams(temperature=0.0, repetition_penalty=1.0))
     assert not speculates(SamplingParams(temperature=0.7, repetition_penalty=1.0))
+    assert speculates(SamplingParams(temperature=0.7), sampled_rows=True)
+    assert speculates(SamplingParams(temperature=0.7, repetition_penalty=1.2), sampled_rows=True)
+    # A greedy row's guesses are checked against the raw greedy token: no penalty then.
     assert not speculates(SamplingParams(temperature=0.0, repetition_penalty=1.2))

@@ -43,3 +43,73 @@ def test_keep_and_append_follow_the_rows_generators_included() -> None:
     assert sampler.temperature.shape == (2,)
     picked = sampler.sample(logits.repeat(2, 1), torch.zeros(2, vocab, dtype=torch.bool))
     assert [int(picked[0])] == expected  # row 2 moved to place 0 with its own generator
+
+
+def _two_steps_directly(sampler: RowSampler, logits: torch.Tensor, seen: torch.Tensor) -> tuple:
+    """Two tokens drawn one per step, as without speculation (the reference distribution)."""
+    first = int(sampler.sample(logits[0:1].clone(), seen[None].clone())[0])
+    seen = seen.clone()
+    seen[first] = True
+    second = int(sampler.sample(logits[1:2].clone(), seen[None].clone())[0])
+    return first, second
+
+
+def test_speculative_sampling_draws_exactly_the_models_distribution() -> None:
+    """With a guess that is often right and often wrong, the first two tokens of a step
+    (the kept guess and the next, or the replacement) are distributed as drawing them one by
+    one: total variation below what 20,000 draws can tell apart, penalty and top-p included."""
+    torch.manual_seed(0)
+    vocab, trials = 6, 20_000
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0, -1.0], [0.5, 2.0, 0.0, 1.0, 1.5, -0.5]])
+    seen = torch.zeros(vocab, dtype=torch.bool)
+    seen[3] = True
+    params = SamplingParams(temperature=0.8, top_p=0.95, top_k=0, repetition_penalty=1.3)
+    draft = [1]  # the model's second choice at the first position
+    speculative: dict[tuple[int, ...], int] = {}
+    direct: dict[tuple[int, ...], int] = {}
+    for seed in range(trials):
+        sampler = RowSampler([(params, seed)], vocab, torch.device("cpu"))
+        tokens = sampler.speculate(0, logits, seen, draft)
+        if len(tokens) == 1:  # the guess was rejected: the replacement ends the step
+            reference_first = tokens[0]
+            key: tuple[int, ...] = (reference_first,)
+        else:
+            key = tuple(tokens)
+        speculative[key] = speculative.get(key, 0) + 1
+        reference = RowSampler([(params, seed + trials)], vocab, torch.device("cpu"))
+        first, second = _two_steps_directly(reference, logits, seen)
+        key = (first, second) if first == draft[0] else (first,)
+        direct[key] = direct.get(key, 0) + 1
+    keys = set(speculative) | set(direct)
+    distance = sum(abs(speculative.get(k, 0) - direct.get(k, 0)) for k in keys) / (2 * trials)
+    assert distance < 0.02, (speculative, direct)
+    # The guess is kept about as often as the model draws it.
+    kept = sum(n for k, n in speculative.items() if len(k) == 2) / trials
+    assert 0.1 < kept < 0.6
+
+
+def test_a_seed_fixes_what_speculative_sampling_yields() -> None:
+    logits = torch.randn(4, 50)
+    seen = torch.zeros(50, dtype=torch.bool)
+    params = SamplingParams(temperature=0.7, top_p=0.9, top_k=20, repetition_penalty=1.1)
+    drafts = [int(logits[0].argmax()), int(logits[1].argmax()), int(logits[2].argmax())]
+
+    def draw(seed: int) -> list[int]:
+        sampler = RowSampler([(params, seed)], 50, torch.device("cpu"))
+        return sampler.speculate(0, logits, seen, drafts)
+
+    assert draw(7) == draw(7)
+    assert len({tuple(draw(seed)) for seed in range(30)}) > 1
+
+
+def test_a_guess_top_p_leaves_alone_is_always_kept() -> None:
+    """Top-p keeps only the top token (p = 0.93 > top_p): drawn one by one it is certain, so
+    guessing it is always right, and a wrong guess is always replaced by it."""
+    logits = torch.tensor([[5.0, 2.0, 1.0, 0.0], [0.0, 6.0, 0.0, 0.0]])
+    seen = torch.zeros(4, dtype=torch.bool)
+    params = SamplingParams(temperature=1.0, top_p=0.9, top_k=0, repetition_penalty=1.0)
+    for seed in range(200):
+        sampler = RowSampler([(params, seed)], 4, torch.device("cpu"))
+        assert sampler.speculate(0, logits, seen, [0]) == [0, 1]
+        sampler = RowSampler([(params, seed)], 4, torch.device("cpu"))
+        assert sampler.speculate(0, logits, seen, [2]) == [0]
