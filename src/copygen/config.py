@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     backend_max_concurrency: int = Field(
         64, ge=1, le=4096, description="requests in flight to the backend; more wait in a queue"
     )
+    backend_routes: str = Field(
+        "",
+        description="channels the backend writes while the in-process model writes the rest, "
+        "e.g. linkedin_post,product_description (empty: the backend writes every channel)",
+    )
     backend_timeout_s: float = Field(
         10.0, gt=0, le=600, description="connect and between-bytes timeout of a backend call"
     )
@@ -213,6 +218,18 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("backend_routes")
+    @classmethod
+    def _routed_channels(cls, value: str) -> str:
+        from copygen.copywriting.channels import CHANNELS
+
+        unknown = sorted(
+            c.strip() for c in value.split(",") if c.strip() and c.strip() not in CHANNELS
+        )
+        if unknown:
+            raise ValueError(f"COPYGEN_BACKEND_ROUTES names unknown channels: {', '.join(unknown)}")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: str) -> str:
@@ -245,6 +262,10 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def backend_route_channels(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.backend_routes.split(",") if c.strip())
 
     def backend_key(self) -> str | None:
         """The backend's bearer key, read from its file when given as ``@path``."""

@@ -254,3 +254,47 @@ def test_a_backend_killed_mid_stream_opens_the_breaker_and_a_restart_recovers(
     finally:
         stop_server(front)
         stop_server(backend)
+
+
+def test_routed_channels_go_to_the_backend_and_the_rest_stay_local(
+    tiny: Path, pair: tuple[Server, Server]
+) -> None:
+    _, backend = pair
+    front = start_server(
+        {
+            "COPYGEN_MODEL": str(tiny),
+            "COPYGEN_BACKEND_URL": f"{backend.url}/v1",
+            "COPYGEN_BACKEND_ROUTES": "sms",
+            "COPYGEN_LOG_LEVEL": "warning",
+            "COPYGEN_MAX_ROUNDS": "1",
+        }
+    )
+    try:
+        wait_ready(front)
+        health = httpx.get(f"{front.url}/health", timeout=5).json()
+        assert health["routes"] == {"sms": "backend"}
+        assert health["backend"]["state"] == "up"
+        assert health["model"]["device"] == "cpu"  # the in-process model writes the rest
+
+        def jobs(server: Server) -> int:
+            stats = httpx.get(f"{server.url}/health", timeout=5).json()["engine"]
+            return int(stats["jobs_submitted"])
+
+        brief = {"product": "sun lamp", "variants": 1, "seed": 2, "cache": "bypass"}
+        local, remote = jobs(front), jobs(backend)
+        sms = httpx.post(f"{front.url}/v1/copy", json={**brief, "channel": "sms"}, timeout=60)
+        assert sms.status_code == 200, sms.text
+        assert (jobs(front), jobs(backend)) == (local, remote + 1)
+        headline = httpx.post(f"{front.url}/v1/copy", json=brief, timeout=60)
+        assert headline.status_code == 200, headline.text
+        assert (jobs(front), jobs(backend)) == (local + 1, remote + 1)
+        # Both in one batch: each generator writes its own briefs.
+        batch = httpx.post(
+            f"{front.url}/v1/copy/batch",
+            json={"items": [{**brief, "channel": "sms"}, brief]},
+            timeout=60,
+        )
+        assert batch.json()["succeeded"] == 2
+        assert (jobs(front), jobs(backend)) == (local + 2, remote + 2)
+    finally:
+        stop_server(front)

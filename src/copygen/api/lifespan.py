@@ -31,7 +31,7 @@ def lifespan(settings: Settings, build: Callable[[], Copywriter], metrics: Metri
     @contextlib.asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
         copywriter = build()
-        copywriter.engine.metrics = metrics
+        copywriter.observe(metrics)
         app.state.copywriter = copywriter
         starting = asyncio.create_task(
             _start_quietly(copywriter, settings.cache_warmup_file), name="copygen-engine-start"

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from copygen.auth import ANONYMOUS
 from copygen.backends.remote import RemoteBackend
@@ -26,7 +26,7 @@ from copygen.copywriting.safety import brand_safety_words
 from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, new_copy_id
 from copygen.engine.engine import Engine
 from copygen.errors import CopygenError, DeadlineExceeded
-from copygen.generation import Generator, RowEvent
+from copygen.generation import Generator, MetricsSink, RowEvent
 from copygen.resilience.breaker import CircuitBreaker
 
 log = logging.getLogger("copygen.copywriter")
@@ -38,9 +38,17 @@ DraftHook = Callable[[int, RowEvent], None]
 class Copywriter:
     """Owns the result cache and writes copy with the engine."""
 
-    def __init__(self, settings: Settings, engine: Generator, cache: TieredCache) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Generator,
+        cache: TieredCache,
+        routes: Mapping[str, Generator] | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
+        #: Channels another generator writes (COPYGEN_BACKEND_ROUTES); the rest: ``engine``.
+        self.routes = dict(routes or {})
         self.cache = cache
         self._banned_always = brand_safety_words(settings.brand_safety_words)
         self._policy = (
@@ -52,8 +60,29 @@ class Copywriter:
     @classmethod
     def from_settings(cls, settings: Settings, engine: Generator | None = None) -> Copywriter:
         """The copywriter the settings describe: the given generator, else a remote backend
-        when COPYGEN_BACKEND_URL is set, else the in-process engine."""
-        return cls(settings, engine or _generator(settings), build_cache(settings))
+        when COPYGEN_BACKEND_URL is set, else the in-process engine; with
+        COPYGEN_BACKEND_ROUTES, the in-process engine and the backend for those channels."""
+        cache = build_cache(settings)
+        if engine is not None:
+            return cls(settings, engine, cache)
+        routed = settings.backend_route_channels
+        if settings.backend_url and routed:
+            backend = RemoteBackend(settings)
+            routes: dict[str, Generator] = dict.fromkeys(routed, backend)
+            return cls(settings, Engine.from_settings(settings), cache, routes)
+        return cls(settings, _generator(settings), cache)
+
+    @property
+    def generators(self) -> list[Generator]:
+        """Every generator, the default one first."""
+        return list(dict.fromkeys([self.engine, *self.routes.values()]))
+
+    def generator_for(self, channel: str) -> Generator:
+        return self.routes.get(channel, self.engine)
+
+    def observe(self, metrics: MetricsSink) -> None:
+        for generator in self.generators:
+            generator.metrics = metrics
 
     async def start(self) -> None:
         """Warm L1 from the shared cache, then start the engine. Cache hits are served while
@@ -63,17 +92,18 @@ class Copywriter:
         if warmed:
             log.info("cache warmed with %d entries from redis", warmed)
         lexicon = asyncio.create_task(asyncio.to_thread(english_words), name="copygen-lexicon")
-        await self.engine.start()
+        await asyncio.gather(*(generator.start() for generator in self.generators))
         await lexicon
 
     async def stop(self) -> None:
-        await self.engine.stop()
+        for generator in self.generators:
+            await generator.stop()
         await self.cache.stop()
 
     def breakers(self) -> list[CircuitBreaker]:
         l2 = self.cache.l2
-        model = self.engine.breaker
-        return [model, l2.breaker] if l2 is not None else [model]
+        own = [generator.breaker for generator in self.generators]
+        return [*own, l2.breaker] if l2 is not None else own
 
     async def prefill(self, briefs: Sequence[CopyBrief], chunk: int = 8) -> int:
         """Generate briefs into the cache (those already cached are hits); how many were new."""
@@ -98,11 +128,14 @@ class Copywriter:
     def from_l1(self, brief: CopyBrief, tenant: str) -> CopyResult | None:
         """This brief's copy when L1 holds it, without waiting on anything (the fast path)."""
         started = time.perf_counter()
-        result = self.cache.peek_l1(copy_cache_key(brief, self.key_context(tenant)))
+        result = self.cache.peek_l1(copy_cache_key(brief, self.key_context(tenant, brief.channel)))
         return None if result is None else _served(result, started, cached=True, tier="l1")
 
-    def key_context(self, tenant: str) -> KeyContext:
-        return KeyContext(tenant, self.engine.model_id, self.engine.revision, self._policy)
+    def key_context(self, tenant: str, channel: str = "") -> KeyContext:
+        """What besides the brief a cache key names: the tenant, and the model (and where it
+        runs) that writes this channel."""
+        generator = self.generator_for(channel)
+        return KeyContext(tenant, generator.model_id, generator.revision, self._policy)
 
     async def generate_many(
         self,
@@ -119,8 +152,7 @@ class Copywriter:
         Streaming callers (``on_event``) never join another request's generation.
         """
         started = time.perf_counter()
-        context = self.key_context(tenant)
-        keys = [copy_cache_key(brief, context) for brief in briefs]
+        keys = [copy_cache_key(brief, self.key_context(tenant, brief.channel)) for brief in briefs]
         results: list[CopyResult | None] = [None] * len(briefs)
         for i, (brief, key) in enumerate(zip(briefs, keys, strict=True)):
             if brief.cache is CachePolicy.USE and (hit := await self.cache.get(key)) is not None:
@@ -199,6 +231,30 @@ class Copywriter:
         on_event: DraftHook | None,
         started: float,
     ) -> list[CopyResult]:
+        """Each generator's briefs in their own rounds, the generators concurrently."""
+        groups: dict[int, tuple[Generator, list[int]]] = {}
+        for i, brief in enumerate(briefs):
+            generator = self.generator_for(brief.channel)
+            groups.setdefault(id(generator), (generator, []))[1].append(i)
+        written = await asyncio.gather(
+            *(
+                self._rounds(generator, [briefs[i] for i in group], on_event, started)
+                for generator, group in groups.values()
+            )
+        )
+        results: list[CopyResult | None] = [None] * len(briefs)
+        for (_, group), group_results in zip(groups.values(), written, strict=True):
+            for i, result in zip(group, group_results, strict=True):
+                results[i] = result
+        return [result for result in results if result is not None]
+
+    async def _rounds(
+        self,
+        generator: Generator,
+        briefs: Sequence[CopyBrief],
+        on_event: DraftHook | None,
+        started: float,
+    ) -> list[CopyResult]:
         """Generate, in rounds that share runner calls across the briefs.
 
         Round 1 samples about twice as many rows as variants wanted. Later rounds regenerate
@@ -222,7 +278,7 @@ class Copywriter:
             requests = [w.request(rounds) for w in pending]
             try:
                 forward = None if on_event is None else functools.partial(on_event, rounds)
-                finished = await self.engine.run(
+                finished = await generator.run(
                     requests, budget_s - elapsed, forward, follow_up=rounds > 0
                 )
                 jobs.append(finished.job_id)
@@ -243,17 +299,19 @@ class Copywriter:
         relevance: list[dict[str, float]] = [{} for _ in works]
         if self.settings.relevance:
             scoring_started = time.perf_counter()
-            relevance = await self._relevance(works)
+            relevance = await self._relevance(generator, works)
             timings["relevance"] = (time.perf_counter() - scoring_started) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
         timings = {key: round(value, 2) for key, value in timings.items()}
-        model_id = self.engine.model_id
+        model_id = generator.model_id
         return [
             work.result(model_id, rounds, timings, tuple(jobs), scores)
             for work, scores in zip(works, relevance, strict=True)
         ]
 
-    async def _relevance(self, works: Sequence[BriefRounds]) -> list[dict[str, float]]:
+    async def _relevance(
+        self, generator: Generator, works: Sequence[BriefRounds]
+    ) -> list[dict[str, float]]:
         """Per brief, text → how much the brief raises the model's likelihood of the text
         (nats per token), for each brief's shortlist, in one scoring pass. Ranking without
         it is still a ranking: on any failure the briefs get none."""
@@ -263,7 +321,7 @@ class Copywriter:
         if not requests:
             return [{} for _ in works]
         try:
-            scores = await self.engine.score(requests)
+            scores = await generator.score(requests)
         except CopygenError as exc:
             log.warning("relevance scoring skipped: %s", exc.type)
             return [{} for _ in works]

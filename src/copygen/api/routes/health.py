@@ -43,10 +43,14 @@ async def ready(engine: EngineDep) -> dict[str, str] | JSONResponse:
 async def health(copywriter: CopywriterDep, request: Request) -> dict[str, Any]:
     engine = copywriter.engine
     limiter = getattr(request.app.state, "limiter", None)
+    sections = engine.describe()
+    for routed in copywriter.generators[1:]:  # e.g. the backend some channels go to
+        sections |= {k: v for k, v in routed.describe().items() if k not in sections}
     return {
         "status": _status(engine),
         "version": __version__,
-        **engine.describe(),
+        **sections,
+        "routes": {channel: "backend" for channel in sorted(copywriter.routes)},
         "redis": _redis_status(copywriter.cache),
         "rate_limit": limiter.status() if limiter is not None else None,
         "memory": {
