@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
 
     max_queue: int = Field(256, ge=1, le=100_000)
-    max_batch_size: int = Field(64, ge=1, le=512)
+    max_batch_size: int = Field(128, ge=1, le=512)
     max_batch_wait_ms: float = Field(150.0, ge=0, le=10_000)
     batching: Literal["continuous", "static"] = "continuous"
     prefix_cache: bool = Field(
