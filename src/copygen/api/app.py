@@ -106,10 +106,11 @@ def _draining(app: FastAPI) -> bool:
 
 
 def begin_drain(app: FastAPI) -> None:
-    """Readiness fails and new work is refused from now on (SIGTERM)."""
-    engine = _engine(app)
-    if engine is not None:
-        engine.draining = True
+    """Readiness fails and new work is refused from now on (SIGTERM), by every generator."""
+    copywriter = getattr(app.state, "copywriter", None)
+    if isinstance(copywriter, Copywriter):
+        for generator in copywriter.generators:
+            generator.draining = True
 
 
 def _drain_layer(app: FastAPI) -> DrainMiddleware | None:

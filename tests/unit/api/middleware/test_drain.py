@@ -45,3 +45,16 @@ async def test_requests_running_at_the_deadline_get_503_draining_or_a_final_erro
     assert name == "error"
     assert '"draining"' in data
     assert in_flight(app) == 0
+
+
+def test_draining_reaches_every_generator_routed_channels_included() -> None:
+    from copygen.cache.tiered import build_cache
+    from copygen.service.copywriter import Copywriter
+
+    config = Settings(warmup=False)
+    local, routed = Engine(config, FakeRunner()), Engine(config, FakeRunner())
+    app = create_app(config, engine=local)
+    app.state.copywriter = Copywriter(config, local, build_cache(config), {"sms": routed})
+    begin_drain(app)
+    assert local.draining
+    assert routed.draining
