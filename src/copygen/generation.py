@@ -8,6 +8,7 @@ rounds, ranking, caching, HTTP) is the same whichever generator is behind it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -125,6 +126,18 @@ class GenerationStream(Protocol):
     def events(self) -> AsyncGenerator[RowEvent, None]: ...
 
     def finished(self) -> FinishedJob: ...
+
+
+async def relay(
+    stream: GenerationStream, on_event: Callable[[RowEvent], None] | None
+) -> FinishedJob:
+    """Read a stream to its end, handing each row event to ``on_event``; what the job made.
+    Leaving early (an error, a cancelled caller) closes the stream, which drops the job."""
+    async with contextlib.aclosing(stream.events()) as events:
+        async for event in events:
+            if on_event is not None:
+                on_event(event)
+    return stream.finished()
 
 
 class Generator(Protocol):

@@ -24,7 +24,8 @@ DEFAULT_RETRY_AFTER_S = 1
 @dataclass(eq=False)
 class BackendCallError(Exception):
     """A failed call. ``reason`` labels the metrics (connect, timeout, status_5xx, …);
-    ``counts`` feeds the breaker; ``sent`` is false only when nothing reached the server."""
+    ``counts`` feeds the breaker; ``detail`` is the server's own message, kept off every
+    answer and log (it may quote the prompt)."""
 
     reason: str
     counts: bool

@@ -36,7 +36,7 @@ from copygen.errors import (
     NotReady,
     QueueFull,
 )
-from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent, RowKey
+from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent, RowKey, relay
 from copygen.resilience.breaker import BreakerState, CircuitBreaker
 from copygen.resilience.memory import MemoryGuard
 
@@ -134,12 +134,7 @@ class RemoteBackend:
         *,
         follow_up: bool = False,
     ) -> FinishedJob:
-        stream = self._open(requests, timeout_s, follow_up=follow_up)
-        async with contextlib.aclosing(stream.events()) as events:
-            async for event in events:
-                if on_event is not None:
-                    on_event(event)
-        return stream.finished()
+        return await relay(self._open(requests, timeout_s, follow_up=follow_up), on_event)
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         return (await self.run(requests)).generations

@@ -5,7 +5,6 @@ knows nothing of copy, caches or HTTP (service/copywriter.py builds copy on top 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import math
@@ -27,7 +26,7 @@ from copygen.errors import (
     MemoryPressure,
     NotReady,
 )
-from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent
+from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent, relay
 from copygen.resilience.breaker import BreakerState, CircuitBreaker
 from copygen.resilience.memory import MemoryGuard, cgroup_limit_bytes
 
@@ -318,10 +317,7 @@ class Engine:
             await stream.result()
             return stream.finished()
         stream = self._submit(requests, timeout_s, stream=True, follow_up=follow_up)
-        async with contextlib.aclosing(stream.events()) as events:
-            async for event in events:
-                on_event(event)
-        return stream.finished()
+        return await relay(stream, on_event)
 
     async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         """Mean log-probability per token of each text after its messages, on the model

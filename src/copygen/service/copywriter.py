@@ -65,12 +65,14 @@ class Copywriter:
         cache = build_cache(settings)
         if engine is not None:
             return cls(settings, engine, cache)
+        if not settings.backend_url:
+            return cls(settings, Engine.from_settings(settings), cache)
+        backend = RemoteBackend(settings)
         routed = settings.backend_route_channels
-        if settings.backend_url and routed:
-            backend = RemoteBackend(settings)
-            routes: dict[str, Generator] = dict.fromkeys(routed, backend)
-            return cls(settings, Engine.from_settings(settings), cache, routes)
-        return cls(settings, _generator(settings), cache)
+        if not routed:
+            return cls(settings, backend, cache)
+        routes: dict[str, Generator] = dict.fromkeys(routed, backend)
+        return cls(settings, Engine.from_settings(settings), cache, routes)
 
     @property
     def generators(self) -> list[Generator]:
@@ -331,13 +333,6 @@ class Copywriter:
             result.append(BriefRounds.relevance(texts, scores[position:end]))
             position = end
         return result
-
-
-def _generator(settings: Settings) -> Generator:
-    """A remote backend when COPYGEN_BACKEND_URL is set, else the in-process engine."""
-    if settings.backend_url:
-        return RemoteBackend(settings)
-    return Engine.from_settings(settings)
 
 
 def _served(
