@@ -238,6 +238,47 @@ def test_greedy_decoding_matches_transformers_generate(
         assert text == tokenizer.decode(new, skip_special_tokens=True)
 
 
+def test_a_conversation_prefix_is_prefilled_once_and_changes_nothing(tmp_path: Path) -> None:
+    """The default (prefix_cache off): a chat prompt's turns before its last message are
+    prefilled alone once and reused; every answer is transformers' own, hit or miss."""
+    directory = build_tiny_model(tmp_path, chat=True)
+    runner = TransformersRunner(
+        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", prefix_cache=False
+    )
+    runner.load()
+    assert runner.loaded is not None
+    head = (
+        ChatMessage("system", "sun power trail"),
+        ChatMessage("user", "the solar phone charge"),
+        ChatMessage("assistant", "go now fast light day"),
+    )
+    asks = ["hike night", "sun", "a phone charge"]
+    requests = [
+        GenerationRequest(
+            messages=(*head, ChatMessage("user", ask)),
+            sampling=SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=10),
+        )
+        for ask in asks
+    ]
+    prefix = runner.loaded.conversation_prefix(requests[0])
+    assert prefix is not None
+    ours = run(runner, requests, join_at={0: 0, 1: 0, 2: 3})
+    assert list(runner.prefixes.shared_entries) == [prefix]  # prefilled once, for all three
+    assert runner.prefixes.reused_tokens_total == 2 * len(prefix)  # the first one prefilled it
+    assert runner.prefixes.entries == {}  # the opportunistic store stays off
+    reference, tokenizer = _reference(directory), runner.loaded.tokenizer
+    for request, [text] in zip(requests, ours, strict=True):
+        encoded = tokenizer(runner.render(request.messages), return_tensors="pt")
+        with torch.inference_mode():
+            output = reference.generate(
+                **encoded, max_new_tokens=10, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        new = output[0, encoded["input_ids"].shape[1] :].tolist()
+        if tokenizer.eos_token_id in new:
+            new = new[: new.index(tokenizer.eos_token_id)]
+        assert text == tokenizer.decode(new, skip_special_tokens=True)
+
+
 def test_prefix_reuse_off_stores_nothing(tmp_path: Path) -> None:
     directory = build_tiny_model(tmp_path, chat=False)
     runner = TransformersRunner(
