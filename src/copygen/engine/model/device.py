@@ -31,6 +31,15 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def tune_attention(device: torch.device) -> None:
+    """Keep cuDNN's attention out of CUDA decoding. Its kernels plan a graph per shape, and
+    a decoding batch's KV length changes every step: on an H200 each of a step's 30 attention
+    calls spent 1.8 ms of CPU planning (53 of a 65 ms forward at 256 rows) for 0.05 ms of GPU
+    work. PyTorch then picks the memory-efficient kernel, which takes the padding mask."""
+    if device.type == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
 def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     """auto: bf16 on GPUs and CPUs that support it, fp16 on older GPUs, else fp32."""
     if requested != "auto":

@@ -83,6 +83,7 @@ class TransformersRunner:
             torch.set_num_threads(self._threads)
         source, local = resolve_model_source(self.model_id, self._cache_dir)
         device = devices.resolve_device(self._device_request)
+        devices.tune_attention(device)
         dtype = devices.resolve_dtype(self._dtype_request, device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
