@@ -34,13 +34,13 @@ run: setup
 test: setup services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The tests start their own redis-server processes and drive Debian's Chromium; install what
-# is missing when allowed.
-SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
+# The tests start their own redis-server and PostgreSQL processes and drive Debian's Chromium;
+# install what is missing when allowed (a command on the PATH, or a path, then the package).
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium /usr/lib/postgresql:postgresql
 
 services:
 	@for pair in $(SYSTEM_PACKAGES); do \
-		command -v $${pair%%:*} >/dev/null && continue; \
+		command -v $${pair%%:*} >/dev/null || test -e $${pair%%:*} && continue; \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && apt-get install -y -qq $${pair#*:} >/dev/null || exit 1; \
 		else echo "$${pair#*:} is needed: sudo apt-get install -y $${pair#*:}" >&2; exit 1; fi; \

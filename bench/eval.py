@@ -19,8 +19,9 @@ from copygen.config import Settings
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.frameworks import FRAMEWORKS, TONES
 from copygen.copywriting.grounding import Evidence, check_grounding
-from copygen.copywriting.postprocess import check_variant, keywords_missing, rank
+from copygen.copywriting.postprocess import check_variant, keywords_missing
 from copygen.copywriting.prompts import render_prompt
+from copygen.copywriting.ranking import rank
 from copygen.copywriting.rounds import BriefRounds
 from copygen.domain import CachePolicy, CopyBrief, GenerationRequest, Grounding, SamplingParams
 from copygen.service.copywriter import Copywriter

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.services import PostgresServer
 
 TESTS = Path(__file__).parent
 
@@ -13,6 +17,9 @@ TESTS = Path(__file__).parent
 # torch and several models at once, so on a tightly limited CI container it could start
 # shedding work mid-suite; tests that exercise the guard set their own mark.
 os.environ.setdefault("COPYGEN_MEMORY_HIGH_BYTES", str(1 << 40))
+# Brands and feedback: a throwaway SQLite database per test session (and the servers it starts),
+# never the user's own data directory. Tests about the store give each app its own directory.
+os.environ.setdefault("COPYGEN_DATA_DIR", tempfile.mkdtemp(prefix="copygen-test-data-"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,3 +27,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         kind = Path(item.fspath).relative_to(TESTS).parts[0]
         if kind in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session; tests take fresh databases of it."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()

@@ -98,6 +98,58 @@ class RedisServer:
             self.process = None
 
 
+class PostgresServer:
+    """A throwaway PostgreSQL cluster from Debian's ``postgresql`` package (initdb and pg_ctl
+    under /usr/lib/postgresql/*/bin) on a loopback port, trust authentication. PostgreSQL
+    refuses to run as root, so as root it runs as the package's ``postgres`` user."""
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not found:
+            pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql)")
+        self.bin = found[-1].parent
+        self.workdir = Path(tempfile.mkdtemp(prefix="copygen-pg-"))
+        self.data = self.workdir / "data"
+        self.port = free_port()
+        self._databases = 0
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres", "postgres")
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def url(self, database: str = "copygen") -> str:
+        return f"postgresql://copygen@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self._run("initdb", "-D", str(self.data), "-U", "copygen", "-A", "trust",
+                      "--no-sync", "-E", "UTF8")  # fmt: skip
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
+                  str(self.workdir / "log"), "-w", "start")  # fmt: skip
+        if self._databases == 0:
+            self.new_database("copygen")
+
+    def new_database(self, name: str | None = None) -> str:
+        """A new empty database on this cluster; its URL."""
+        self._databases += 1
+        name = name or f"copygen_{self._databases}"
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "copygen", name)
+        return self.url(name)
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 READY_TIMEOUT_S = 300
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,12 @@ def decode_key(text: str) -> bytes:
 
 def default_model_cache_dir() -> Path:
     return Path.home() / ".cache" / "copygen" / "models"
+
+
+def default_data_dir() -> Path:
+    """Where user-authored data lives by default (the SQLite database): XDG's data home."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "copygen"
 
 
 class Settings(BaseSettings):
@@ -167,6 +174,19 @@ class Settings(BaseSettings):
         None, ge=1, description="RSS that sheds new work; default: 90% of the cgroup limit"
     )
     cuda_memory_high_ratio: float = Field(0.95, gt=0, le=1)
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="the SQLite database (brands, feedback) lives here unless DATABASE_URL",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:pass@host/db (what replicas share) or sqlite:///path; "
+        "unset: SQLite in DATA_DIR (one replica only)",
+    )
+    feedback_ttl_days: int = Field(
+        30, ge=1, le=3650, description="how long responses' variants are kept for feedback"
+    )
 
     shutdown_drain_s: float = Field(20.0, ge=0, le=600)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

@@ -38,6 +38,46 @@ class SamplingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class BrandExample:
+    """Copy that worked for a brand, on one channel; ``source``: manual, feedback or import."""
+
+    channel: str
+    text: str
+    source: str = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class BrandProfile:
+    """What a brand's owner writes: the voice and terms for the prompt, the facts that extend
+    what grounding allows, examples of copy that worked, and whether up-rated copy becomes
+    one (``auto_learn``)."""
+
+    name: str
+    voice: str = ""
+    tone: str = ""
+    audience: str = ""
+    preferred_terms: tuple[str, ...] = ()
+    forbidden_terms: tuple[str, ...] = ()
+    facts: tuple[str, ...] = ()
+    examples: tuple[BrandExample, ...] = ()
+    auto_learn: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BrandVoice:
+    """What a brief takes from a stored brand: its profile at one version, and what feedback
+    taught (``avoid``: recent down-rated texts; ``learned``: the last feedback applied, part
+    of the cache key with the version, so neither an edit nor new feedback serves stale
+    copy)."""
+
+    id: str
+    version: int
+    profile: BrandProfile
+    avoid: tuple[str, ...] = ()
+    learned: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CopyBrief:
     """What a marketer asks for. Field values are data, never instructions to the model."""
 
@@ -63,6 +103,8 @@ class CopyBrief:
     facts: tuple[str, ...] = ()
     #: None: the server's default (COPYGEN_GROUNDING).
     grounding: Grounding | None = None
+    #: The stored brand the brief names, resolved by the API (None: no brand).
+    brand: BrandVoice | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +179,9 @@ class Variant:
     cta: bool | None = None
     #: How much the brief raises the model's likelihood of the text (None: not measured).
     relevance: float | None = None
+    #: How the brief's brand moves it in the ranking: preferred terms up, phrasing like
+    #: down-rated copy down (None: no brand).
+    voice: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,3 +97,21 @@ class BackendOverloaded(CopygenError):
     """The remote model server asked copygen to slow down (its 429 or 503)."""
 
     type = "backend_overloaded"
+
+
+class NotFound(CopygenError):
+    """The tenant has no such resource (another tenant's is "not found" too, never 403)."""
+
+    type = "not_found"
+
+
+class PreconditionFailed(CopygenError):
+    """If-Match named a version that is no longer the stored one: someone wrote in between."""
+
+    type = "precondition_failed"
+
+
+class StoreUnavailable(CopygenError):
+    """The database (brands, examples, feedback) could not be reached or failed."""
+
+    type = "store_unavailable"

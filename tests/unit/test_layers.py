@@ -28,6 +28,8 @@ CONFINED = {
     "sse_starlette": ("copygen.api",),
     "redis": ("copygen.cache", "copygen.ratelimit"),
     "httpx": ("copygen.backends",),
+    "sqlalchemy": ("copygen.store",),
+    "alembic": ("copygen.store",),
 }
 #: copygen packages a part must not import: the direction api → service → {engine, cache,
 #: copywriting} → {domain, errors, resilience}.
@@ -52,6 +54,10 @@ FORBIDDEN = {
         "copygen.api",
     ),
     "copygen.observability": ("copygen.api",),
+    "copygen.store": (
+        "copygen.engine", "copygen.backends", "copygen.copywriting", "copygen.cache",
+        "copygen.service", "copygen.api",
+    ),
 }  # fmt: skip
 #: Pure parts: the standard library, regex, and each other only.
 PURE = ("copygen.domain", "copygen.errors", "copygen.copywriting")

@@ -7,7 +7,9 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from copygen.api import state
+from copygen.errors import StoreUnavailable
 from copygen.generation import Generator
+from copygen.service.brands import BrandBook
 from copygen.service.copywriter import Copywriter
 
 
@@ -21,6 +23,13 @@ async def get_engine(request: Request) -> Generator:
     return cast(Copywriter, request.app.state.copywriter).engine
 
 
+async def get_book(request: Request) -> BrandBook:
+    book = cast(Copywriter, request.app.state.copywriter).book
+    if book is None:
+        raise StoreUnavailable("this server keeps no brands or feedback")
+    return book
+
+
 async def get_tenant(request: Request) -> str:
     """The caller's tenant, resolved by the auth middleware ("anonymous" without keys)."""
     return state.tenant(request.scope)
@@ -29,3 +38,4 @@ async def get_tenant(request: Request) -> str:
 CopywriterDep = Annotated[Copywriter, Depends(get_copywriter)]
 EngineDep = Annotated[Generator, Depends(get_engine)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+BookDep = Annotated[BrandBook, Depends(get_book)]

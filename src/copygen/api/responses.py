@@ -27,8 +27,11 @@ from copygen.errors import (
     MemoryPressure,
     ModelNotFound,
     ModelUnavailable,
+    NotFound,
     NotReady,
+    PreconditionFailed,
     QueueFull,
+    StoreUnavailable,
 )
 
 log = logging.getLogger("copygen.api")
@@ -49,9 +52,9 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         (504, "deadline exceeded"),
     )
 }
-#: What the generating routes answer besides 200.
+#: What the generating routes answer besides 200 (404: a brief naming an unknown brand).
 GENERATION_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 422, 502, 503, 504)
+    code: {"model": ErrorBody} for code in (400, 404, 422, 502, 503, 504)
 }
 #: Streaming routes also answer 200 as text/event-stream.
 STREAM_OK: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
@@ -71,6 +74,9 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     CacheUnavailable: (503, 5),
     BackendUnavailable: (502, 5),
     BackendOverloaded: (503, 5),
+    NotFound: (404, None),
+    PreconditionFailed: (412, None),
+    StoreUnavailable: (503, 5),
 }
 
 HTTP_TYPES = {

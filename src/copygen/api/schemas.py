@@ -61,21 +61,23 @@ class CopyRequest(BaseModel):
         "(returned with flags) or off; default: the server's COPYGEN_GROUNDING.",
     )
 
+    brand: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        description="A stored brand's id (POST /v1/brands): its voice, terms, facts and "
+        "examples apply, and its tone and audience where the brief sets none.",
+    )
+
     @field_validator("tone")
     @classmethod
     def _tone(cls, value: str) -> str:
-        """A preset id (any case) or free text, made safe to embed."""
-        if value.lower() in TONES:
-            return value.lower()
-        cleaned = as_data(value, FIELD_CAPS["tone"])
-        if not cleaned:
-            raise ValueError("tone has no printable text")
-        return cleaned
+        return clean_tone(value)
 
     @field_validator("channel")
     @classmethod
     def _known_channel(cls, value: str) -> str:
-        return _known(value, CHANNELS, "channel", "/v1/channels")
+        return known_channel(value)
 
     @field_validator("framework")
     @classmethod
@@ -85,7 +87,7 @@ class CopyRequest(BaseModel):
     def to_brief(self) -> CopyBrief:
         """The domain brief, with text in Unicode NFC so that equivalent spellings of the same
         text make the same prompt (and share a cache entry)."""
-        data = self.model_dump(exclude={"stream", "keywords", "banned_words", "facts"})
+        data = self.model_dump(exclude={"stream", "keywords", "banned_words", "facts", "brand"})
         for name in ("product", "description", "audience", "tone"):
             data[name] = unicodedata.normalize("NFC", data[name])
         return CopyBrief(
@@ -94,6 +96,20 @@ class CopyRequest(BaseModel):
             banned_words=tuple(unicodedata.normalize("NFC", w) for w in self.banned_words),
             facts=tuple(unicodedata.normalize("NFC", f) for f in self.facts),
         )
+
+
+def clean_tone(value: str) -> str:
+    """A preset id (any case) or free text, made safe to embed."""
+    if value.lower() in TONES:
+        return value.lower()
+    cleaned = as_data(value, FIELD_CAPS["tone"])
+    if not cleaned:
+        raise ValueError("tone has no printable text")
+    return cleaned
+
+
+def known_channel(value: str) -> str:
+    return _known(value, CHANNELS, "channel", "/v1/channels")
 
 
 def _known(value: str, table: Mapping[str, object], what: str, route: str) -> str:
@@ -126,6 +142,11 @@ class ChecksOut(BaseModel):
     relevance: float | None = Field(
         description="How much the brief raises the model's likelihood of the text, in nats "
         "per token (null unless COPYGEN_RELEVANCE is on)."
+    )
+    voice: float | None = Field(
+        None,
+        description="How the brief's brand moved it in the ranking: up for preferred terms, "
+        "down for phrasing like copy its users rated down (null: no brand).",
     )
 
 
@@ -208,6 +229,7 @@ def _variant(v: Variant) -> dict[str, Any]:
             "readability": None if ease is None else {"ease": ease.ease, "grade": ease.grade},
             "cta": v.cta,
             "relevance": v.relevance,
+            "voice": v.voice,
         },
     }
 

@@ -53,6 +53,7 @@ def _number(value: float) -> str:
 def canonical_brief(brief: CopyBrief) -> dict[str, object]:
     """The brief's fields in one canonical form (without the cache policy itself)."""
     channel = CHANNELS[brief.channel]
+    brand = brief.brand
     return {
         "product": _nfc(brief.product),
         "description": _nfc(brief.description),
@@ -73,6 +74,10 @@ def canonical_brief(brief: CopyBrief) -> dict[str, object]:
         "seed": brief.seed,
         "facts": [_nfc(fact) for fact in brief.facts],  # in order, as the prompt lists them
         "grounding": brief.grounding,
+        # A brand's id, version and the feedback it learned from: editing it (or rating its
+        # copy down) changes the key, so no stale copy is served. Absent without a brand, so
+        # the keys of briefs without one stay what they were.
+        **({"brand": [brand.id, brand.version, brand.learned]} if brand else {}),
     }
 
 

@@ -1,6 +1,5 @@
-"""Turn raw model completions into copy: clean, measure, check, de-duplicate, rank.
-
-The engine calls ``check_completion`` on every completion and ``select`` on what it has.
+"""Turn raw model completions into copy: clean, measure and check each one
+(``check_completion``); ranking.py chooses among the checked ones.
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ _QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'", "‘": "’", "«": "»", "„
 _SENTENCE_END = re.compile(r"[.!?…](?=[\"”'’)]?(?:\s|$))")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SUFFIXES = ("ing", "ed", "es", "s", "ly", "er")
-
-NEAR_DUPLICATE_JACCARD = 0.8
 
 
 def clean_text(raw: str, *, single_line: bool, truncated: bool) -> str:
@@ -98,7 +95,7 @@ def _stem(word: str) -> str:
     return word
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFC", text).casefold())
 
 
@@ -106,10 +103,10 @@ def keywords_missing(text: str, keywords: Iterable[str]) -> tuple[str, ...]:
     """Keywords absent from ``text``, tolerant of case and simple inflection
     ("charger" matches "Chargers", "run" matches "running"); a keyword of symbols only
     (an emoji) must appear as it is."""
-    stems = {_stem(word) for word in _words(text)}
+    stems = {_stem(word) for word in words(text)}
     missing = []
     for keyword in keywords:
-        wanted = [_stem(word) for word in _words(keyword)]
+        wanted = [_stem(word) for word in words(keyword)]
         if not wanted:  # no letters or digits (an emoji, a symbol): it must appear as it is
             if keyword.strip() not in text:
                 missing.append(keyword)
@@ -120,11 +117,11 @@ def keywords_missing(text: str, keywords: Iterable[str]) -> tuple[str, ...]:
 
 def banned_found(text: str, banned: Iterable[str]) -> tuple[str, ...]:
     """Banned words present in ``text``, matched like keywords (case and inflection)."""
-    stems = [_stem(word) for word in _words(text)]
+    stems = [_stem(word) for word in words(text)]
     joined = " " + " ".join(stems) + " "
     found = []
     for phrase in banned:
-        wanted = " ".join(_stem(word) for word in _words(phrase))
+        wanted = " ".join(_stem(word) for word in words(phrase))
         if wanted and f" {wanted} " in joined:
             found.append(phrase)
     return tuple(found)
@@ -154,14 +151,6 @@ def shorten_to_fit(text: str, channel: Channel, limit: int | None) -> str:
     if best and channel.measure(best).units >= MIN_SHORTENED_SHARE * limit:
         return best
     return text
-
-
-def _normalised(text: str) -> str:
-    return " ".join(_words(text))
-
-
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
 
 
 _PLACEHOLDER = re.compile(r"\[[^\]]{1,40}\]|\{[^}]{1,40}\}|<[^>]{1,40}>")
@@ -195,6 +184,9 @@ class Checked:
         if relevance is None:
             return self
         return replace(self, variant=replace(self.variant, relevance=round(relevance, 4)))
+
+    def with_voice(self, voice: float) -> Checked:
+        return replace(self, variant=replace(self.variant, voice=voice))
 
 
 #: How the score combines the checks (weights sum to 1; each flag let through costs FLAG_COST).
@@ -233,8 +225,8 @@ def score_variant(
     if ease is not None:
         reads = min(1.0, max(0.0, ease.ease / 100))
     else:
-        words = _words(text)
-        mean_len = sum(map(len, words)) / len(words) if words else 0.0
+        found = words(text)
+        mean_len = sum(map(len, found)) / len(found) if found else 0.0
         reads = 1.0 if 3.0 <= mean_len <= 7.0 else 0.6
     parts = {"fit": fit, "keywords": coverage, "readability": reads, "cta": cta is not False}
     score = sum(SCORE_WEIGHTS[name] * float(value) for name, value in parts.items())
@@ -291,60 +283,6 @@ def check_variant(
     return Checked(variant, tuple(hard), tuple(soft), flags)
 
 
-def deduplicate(variants: Iterable[Variant], keep: Sequence[Variant] = ()) -> list[Variant]:
-    """Drop exact duplicates (after normalisation) and near duplicates (word Jaccard >= 0.8),
-    keeping the better-scored one. Variants in ``keep`` were chosen already: the result never
-    repeats them and nothing close to them gets in."""
-    kept: list[tuple[str, set[str]]] = []
-    for variant in keep:
-        norm = _normalised(variant.text)
-        kept.append((norm, set(norm.split())))
-    result: list[Variant] = []
-    for variant in sorted(variants, key=merit, reverse=True):
-        norm = _normalised(variant.text)
-        words = set(norm.split())
-        if not norm or any(
-            norm == other or _jaccard(words, other_words) >= NEAR_DUPLICATE_JACCARD
-            for other, other_words in kept
-        ):
-            continue
-        kept.append((norm, words))
-        result.append(variant)
-    return result
-
-
-VARIETY_WEIGHT = 0.15
-#: How much a nat per token of relevance moves a variant in the ranking (clipped at ±2 nats).
-RELEVANCE_WEIGHT = 0.1
-
-
-def merit(variant: Variant) -> float:
-    """What ranking orders by: the score, plus the relevance where it was measured."""
-    if variant.relevance is None:
-        return variant.score
-    return variant.score + RELEVANCE_WEIGHT * max(-2.0, min(2.0, variant.relevance))
-
-
-def rank(variants: Sequence[Variant]) -> list[Variant]:
-    """Best first: greedily pick the highest merit, discounted by word overlap with the
-    variants already picked, so the top of the list is not three takes on one idea."""
-    remaining = list(variants)
-    picked: list[Variant] = []
-    picked_words: list[set[str]] = []
-    while remaining:
-
-        def adjusted(v: Variant) -> float:
-            words = set(_words(v.text))
-            overlap = max((_jaccard(words, other) for other in picked_words), default=0.0)
-            return merit(v) - VARIETY_WEIGHT * overlap
-
-        best = max(remaining, key=adjusted)
-        remaining.remove(best)
-        picked.append(best)
-        picked_words.append(set(_words(best.text)))
-    return picked
-
-
 def check_completion(
     raw: str,
     truncated: bool,
@@ -380,14 +318,3 @@ def check_completion(
         if repaired and (fixed := check(repaired)).acceptable:
             return fixed
     return checked
-
-
-def select(checked: Iterable[Checked], wanted: int) -> list[Variant]:
-    """Up to ``wanted`` distinct variants, best first: perfect ones, then ones that only miss
-    soft rules; never one that breaks a hard rule."""
-    pool = [c for c in checked if c.acceptable]
-    chosen = deduplicate(c.variant for c in pool if c.perfect)[:wanted]
-    if len(chosen) < wanted:
-        rest = deduplicate((c.variant for c in pool if not c.perfect), keep=chosen)
-        chosen += rest[: wanted - len(chosen)]
-    return rank(chosen)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from copygen.copywriting.brand import prompt_examples
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.frameworks import FRAMEWORKS, TONES
 from copygen.domain import ChatMessage, CopyBrief
@@ -14,7 +15,7 @@ TEMPLATE_VERSION = 2
 
 FIELD_CAPS = {
     "product": 200, "description": 1000, "audience": 200, "keyword": 50, "fact": 200,
-    "tone": 60,
+    "tone": 60, "brand": 100, "voice": 500, "term": 60, "example": 400,
 }  # fmt: skip
 
 SYSTEM_PROMPT = (
@@ -58,11 +59,39 @@ def render_prompt(brief: CopyBrief) -> tuple[ChatMessage, ...]:
     """
     channel = CHANNELS[brief.channel]
     return (
-        ChatMessage("system", SYSTEM_PROMPT),
+        ChatMessage("system", system_prompt(brief)),
         ChatMessage("user", _brief_message(EXAMPLE_BRIEF)),
         ChatMessage("assistant", channel.example),
         ChatMessage("user", _brief_message(brief)),
     )
+
+
+def system_prompt(brief: CopyBrief) -> str:
+    """The system message: copygen's rules, then the brief's brand (its voice, terms, facts
+    and examples for the channel). Everything here is the same for every brief of one brand
+    version and channel, so the conversation before the brief is a stable prefix that prefix
+    caches (copygen's own and a remote engine's) reuse."""
+    if brief.brand is None:
+        return SYSTEM_PROMPT
+    brand = brief.brand.profile
+    lines = [SYSTEM_PROMPT, "", "<brand>", "Brand: " + as_data(brand.name, FIELD_CAPS["brand"])]
+    if brand.voice:
+        lines.append("Voice: " + as_data(brand.voice, FIELD_CAPS["voice"]))
+    for label, terms in (
+        ("Prefer these words", brand.preferred_terms),
+        ("Never use these words", brand.forbidden_terms),
+    ):
+        if terms:
+            lines.append(f"{label}: " + ", ".join(as_data(t, FIELD_CAPS["term"]) for t in terms))
+    if brand.facts:
+        lines.append("Facts about the brand (claims allowed):")
+        lines += ["- " + as_data(fact, FIELD_CAPS["fact"]) for fact in brand.facts]
+    examples = prompt_examples(brand, brief.channel)
+    if examples:
+        lines.append("Copy of this brand that worked:")
+        lines += ["- " + as_data(e.text, FIELD_CAPS["example"]) for e in examples]
+    lines.append("</brand>")
+    return "\n".join(lines)
 
 
 def relevance_prompts(
@@ -71,7 +100,7 @@ def relevance_prompts(
     """Two prompts to score a candidate under: the brief, and the brief's channel alone. How
     much more likely the first makes a text says how much it is about this brief."""
     channel = CHANNELS[brief.channel]
-    system = ChatMessage("system", SYSTEM_PROMPT)
+    system = ChatMessage("system", system_prompt(brief))
     return (
         (system, ChatMessage("user", _brief_message(brief))),
         (system, ChatMessage("user", f"Write {channel.guidance}.")),

@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from copygen.copywriting.brand import voice_adjustment
 from copygen.copywriting.channels import CHANNELS, Channel
 from copygen.copywriting.grounding import Evidence
-from copygen.copywriting.postprocess import Checked, check_completion, deduplicate, select
+from copygen.copywriting.postprocess import Checked, check_completion
 from copygen.copywriting.prompts import relevance_prompts, render_prompt
+from copygen.copywriting.ranking import deduplicate, select
 from copygen.domain import (
     ChatMessage,
     CopyBrief,
@@ -51,12 +53,17 @@ class BriefRounds:
         cls, brief: CopyBrief, banned_always: tuple[str, ...], grounding: Grounding = "strict"
     ) -> BriefRounds:
         """``grounding`` is the server's policy, for briefs that do not name one."""
+        brand = brief.brand.profile if brief.brand else None
         return cls(
             brief=brief,
             channel=CHANNELS[brief.channel],
-            banned=(*brief.banned_words, *banned_always),
+            # A brand's forbidden terms are a hard rule, like the brief's banned words.
+            banned=(*brief.banned_words, *banned_always, *(brand.forbidden_terms if brand else ())),
             messages=render_prompt(brief),
-            evidence=Evidence.of(brief),
+            # Its name, preferred terms and facts are what the copy may say about it.
+            evidence=Evidence.of(
+                brief, (brand.name, *brand.preferred_terms, *brand.facts) if brand else ()
+            ),
             grounding=brief.grounding or grounding,
         )
 
@@ -138,6 +145,8 @@ class BriefRounds:
         checked = self.checked
         if relevance:
             checked = [c.with_relevance(relevance.get(c.variant.text)) for c in checked]
+        if (brand := self.brief.brand) is not None:
+            checked = [c.with_voice(voice_adjustment(c.variant.text, brand)) for c in checked]
         return CopyResult(
             id=new_copy_id(),
             model=model_id,

@@ -292,6 +292,24 @@ class _ServiceCollector(Collector):
         if cache.l2 is not None:
             yield _gauge("copygen_redis_up", "1 while Redis answers.", int(cache.l2.up))
             yield _counter("copygen_redis_errors", "Failed Redis calls.", cache.l2.errors_total)
+        if (book := copywriter.book) is not None:
+            figures = book.figures
+            yield _gauge("copygen_store_up", "1 once the database is migrated.", int(book.migrated))
+            yield _gauge("copygen_brands", "Stored brands, every tenant.", figures["brands"])
+            yield _gauge(
+                "copygen_brand_examples", "Examples the stored brands hold.", figures["examples"]
+            )
+            feedback = GaugeMetricFamily(
+                "copygen_feedback_stored", "Stored feedback by rating.", labels=["rating"]
+            )
+            for rating in ("up", "down"):
+                feedback.add_metric([rating], figures[rating])
+            yield feedback
+            yield _counter(
+                "copygen_store_remember_failures",
+                "Responses whose variants could not be kept for feedback.",
+                book.remember_failures,
+            )
         for name, value in engine.device_stats().items():
             yield _gauge(f"copygen_{name}", f"Accelerator figure {name}.", value)
 

@@ -28,6 +28,7 @@ from copygen.engine.engine import Engine
 from copygen.errors import CopygenError, DeadlineExceeded
 from copygen.generation import Generator, MetricsSink, RowEvent
 from copygen.resilience.breaker import CircuitBreaker
+from copygen.service.brands import BrandBook
 
 log = logging.getLogger("copygen.copywriter")
 
@@ -44,8 +45,11 @@ class Copywriter:
         engine: Generator,
         cache: TieredCache,
         routes: Mapping[str, Generator] | None = None,
+        book: BrandBook | None = None,
     ) -> None:
         self.settings = settings
+        #: Brands and feedback (None: a copywriter without a database, in tests).
+        self.book = book
         self.engine = engine
         #: Channels another generator writes (COPYGEN_BACKEND_ROUTES); the rest: ``engine``.
         self.routes = dict(routes or {})
@@ -63,16 +67,17 @@ class Copywriter:
         when COPYGEN_BACKEND_URL is set, else the in-process engine; with
         COPYGEN_BACKEND_ROUTES, the in-process engine and the backend for those channels."""
         cache = build_cache(settings)
+        book = BrandBook.from_settings(settings)
         if engine is not None:
-            return cls(settings, engine, cache)
+            return cls(settings, engine, cache, book=book)
         if not settings.backend_url:
-            return cls(settings, Engine.from_settings(settings), cache)
+            return cls(settings, Engine.from_settings(settings), cache, book=book)
         backend = RemoteBackend(settings)
         routed = settings.backend_route_channels
         if not routed:
-            return cls(settings, backend, cache)
+            return cls(settings, backend, cache, book=book)
         routes: dict[str, Generator] = dict.fromkeys(routed, backend)
-        return cls(settings, Engine.from_settings(settings), cache, routes)
+        return cls(settings, Engine.from_settings(settings), cache, routes, book)
 
     @property
     def generators(self) -> list[Generator]:
@@ -94,6 +99,8 @@ class Copywriter:
         if warmed:
             log.info("cache warmed with %d entries from redis", warmed)
         lexicon = asyncio.create_task(asyncio.to_thread(english_words), name="copygen-lexicon")
+        if self.book is not None:
+            await self.book.start()
         await asyncio.gather(*(generator.start() for generator in self.generators))
         await lexicon
 
@@ -101,6 +108,8 @@ class Copywriter:
         for generator in self.generators:
             await generator.stop()
         await self.cache.stop()
+        if self.book is not None:
+            await self.book.stop()
 
     def breakers(self) -> list[CircuitBreaker]:
         l2 = self.cache.l2
@@ -131,7 +140,12 @@ class Copywriter:
         """This brief's copy when L1 holds it, without waiting on anything (the fast path)."""
         started = time.perf_counter()
         result = self.cache.peek_l1(copy_cache_key(brief, self.key_context(tenant, brief.channel)))
-        return None if result is None else _served(result, started, cached=True, tier="l1")
+        if result is None:
+            return None
+        served = _served(result, started, cached=True, tier="l1")
+        if self.book is not None:
+            self.book.remember(tenant, [brief], [served])
+        return served
 
     def key_context(self, tenant: str, channel: str = "") -> KeyContext:
         """What besides the brief a cache key names: the tenant, and the model (and where it
@@ -200,7 +214,10 @@ class Copywriter:
                 results[i] = _served(await asyncio.shield(future), started, cached=False)
             except LeaderGone:
                 [results[i]] = await self.generate_many([briefs[i]], tenant=tenant)
-        return [result for result in results if result is not None]
+        answered = [result for result in results if result is not None]
+        if self.book is not None:
+            self.book.remember(tenant, briefs, answered)
+        return answered
 
     async def _claim_across_replicas(
         self,

@@ -13,7 +13,8 @@ from copygen.copywriting.grounding import (
     unsupported_entities,
     unsupported_numbers,
 )
-from copygen.copywriting.postprocess import check_variant, select
+from copygen.copywriting.postprocess import check_variant
+from copygen.copywriting.ranking import select
 from copygen.domain import CopyBrief, Flag
 
 CHARGER = CopyBrief(

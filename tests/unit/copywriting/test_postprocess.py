@@ -8,12 +8,10 @@ from copygen.copywriting.postprocess import (
     check_completion,
     check_variant,
     clean_text,
-    deduplicate,
     keywords_missing,
-    rank,
-    select,
     shorten_to_fit,
 )
+from copygen.copywriting.ranking import deduplicate, rank, select
 
 HEADLINE = CHANNELS["google_ads_headline"]
 

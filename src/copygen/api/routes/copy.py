@@ -23,9 +23,10 @@ from copygen.api.schemas import (
 )
 from copygen.api.sse import sse_response
 from copygen.domain import CopyBrief
-from copygen.errors import NotReady
+from copygen.errors import NotFound, NotReady, StoreUnavailable
 from copygen.generation import RowEvent
 from copygen.observability.logging import copy_log_fields
+from copygen.service.brands import with_brand
 from copygen.service.copywriter import Copywriter
 
 router = APIRouter(tags=["copy"])
@@ -44,16 +45,29 @@ async def create_copy(
     """``stream: true`` answers with Server-Sent Events: ``draft`` events carry every
     candidate's tokens as they are decoded (round, row, delta), then one ``result`` event
     carries the checked, ranked response, then ``data: [DONE]``."""
+    brief = await brief_of(body, copywriter, tenant)
     if body.stream:
         if not copywriter.engine.ready:
             raise NotReady("the model is still loading; retry shortly")
-        return sse_response(_stream_copy(copywriter, body.to_brief(), tenant))
-    brief = body.to_brief()
+        return sse_response(_stream_copy(copywriter, brief, tenant))
     result = await copywriter.generate(brief, tenant=tenant)
-    # the fast path may answer these bytes next time
-    state.state(request.scope)[state.COPY_BRIEF] = brief
+    if brief.brand is None:
+        # the fast path may answer these bytes next time (not with a brand: the same bytes
+        # mean new copy once the brand changes)
+        state.state(request.scope)[state.COPY_BRIEF] = brief
     state.set_log_fields(request.scope, copy_log_fields(result))
     return copy_response(result)
+
+
+async def brief_of(body: CopyRequest, copywriter: Copywriter, tenant: str) -> CopyBrief:
+    """The domain brief of ``body``, with its brand (the tenant's) resolved."""
+    brief = body.to_brief()
+    if body.brand is None:
+        return brief
+    if copywriter.book is None:
+        raise StoreUnavailable("this server keeps no brands")
+    voice = await copywriter.book.voice(tenant, body.brand)
+    return with_brand(brief, voice, body.model_fields_set)
 
 
 async def _stream_copy(
@@ -105,7 +119,10 @@ async def create_copy_batch(
         if request.stream:
             items.append(_failed(index, "invalid_request", STREAM_IN_BATCH, "stream"))
             continue
-        valid.append((index, request.to_brief()))
+        try:
+            valid.append((index, await brief_of(request, copywriter, tenant)))
+        except (NotFound, StoreUnavailable) as exc:
+            items.append(_failed(index, exc.type, exc.message, exc.field))
     if valid:
         results = await copywriter.generate_many([brief for _, brief in valid], tenant=tenant)
         state.set_log_fields(http.scope, {

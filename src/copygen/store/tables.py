@@ -1,0 +1,80 @@
+"""The database tables (SQLAlchemy 2.0 declarative). Every change comes with a migration in
+migrations/versions/; tests/unit/store checks that the migrations build exactly these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class BrandRow(Base):
+    """A tenant's brand. ``version`` rises on every write (optimistic concurrency, ETag)."""
+
+    __tablename__ = "brands"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(100))
+    voice: Mapped[str] = mapped_column(Text)
+    tone: Mapped[str] = mapped_column(String(60))
+    audience: Mapped[str] = mapped_column(String(200))
+    preferred_terms: Mapped[list[str]] = mapped_column(JSON)
+    forbidden_terms: Mapped[list[str]] = mapped_column(JSON)
+    facts: Mapped[list[str]] = mapped_column(JSON)
+    examples: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    example_count: Mapped[int] = mapped_column(Integer)
+    auto_learn: Mapped[bool] = mapped_column(Boolean)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_brands_tenant_id", "tenant", "id"),)
+
+
+class ResponseRow(Base):
+    """The variants of one /v1/copy response, kept COPYGEN_FEEDBACK_TTL_DAYS so feedback can
+    name them; ``prompt`` is the chat the model saw (for the preference export)."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(200))
+    brand_id: Mapped[str | None] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(40))
+    prompt: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    variants: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class FeedbackRow(Base):
+    """One rating of one variant. Ids rise, so they serve as export cursors."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(200))
+    copy_id: Mapped[str] = mapped_column(String(40))
+    brand_id: Mapped[str | None] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(40))
+    prompt: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    variant_index: Mapped[int] = mapped_column(Integer)
+    variant_text: Mapped[str] = mapped_column(Text)
+    #: The response's other variants, for the rejected side of a preference pair.
+    others: Mapped[list[str]] = mapped_column(JSON)
+    rating: Mapped[str] = mapped_column(String(8))
+    edited_text: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_feedback_tenant_id", "tenant", "id"),
+        Index("ix_feedback_brand_id", "brand_id", "id"),
+    )

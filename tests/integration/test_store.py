@@ -1,0 +1,171 @@
+"""The store against real databases: a SQLite file and a PostgreSQL server (a fresh database
+of a throwaway cluster per test). Same tests, both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from copygen.domain import BrandExample, BrandProfile
+from copygen.errors import InvalidRequest, NotFound, PreconditionFailed
+from copygen.service.brands import BrandBook
+from copygen.store.brands import MAX_EXAMPLES
+from copygen.store.database import Database
+from copygen.store.feedback import StoredResponse
+from copygen.store.tables import Base
+from tests.services import PostgresServer
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'copygen.db'}"
+    else:
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        url = postgres.new_database().replace("postgresql://", "postgresql+asyncpg://")
+    database = Database(url)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def book(db: Database) -> BrandBook:
+    book = BrandBook(db, feedback_ttl_days=30)
+    await book.ready()
+    return book
+
+
+ACME = BrandProfile(
+    name="Acme",
+    voice="Plain and warm",
+    preferred_terms=("sunny",),
+    forbidden_terms=("cheap",),
+    facts=("Founded in 1999",),
+    examples=(BrandExample("sms", "Sunny days ahead with Acme"),),
+)
+
+
+async def test_migrations_build_every_table_from_an_empty_database(db: Database) -> None:
+    await db.migrate()
+    await db.migrate()  # at head: nothing to do
+
+    def tables(connection: object) -> dict[str, set[str]]:
+        inspector = inspect(connection)
+        return {
+            name: {column["name"] for column in inspector.get_columns(name)}
+            for name in inspector.get_table_names()
+        }
+
+    async with db.engine.connect() as connection:
+        found = await connection.run_sync(tables)
+    expected = {table.name: set(table.columns.keys()) for table in Base.metadata.tables.values()}
+    assert found.pop("alembic_version") == {"version_num"}
+    assert found == expected
+
+
+async def test_a_tenant_never_sees_or_changes_another_tenants_brand(book: BrandBook) -> None:
+    mine = await book.brands.create("alice", ACME)
+    assert (await book.brands.get("alice", mine.id)).profile == ACME
+    assert await book.brands.page("bob", None, 10) == []
+    for attempt in (
+        book.brands.get("bob", mine.id),
+        book.brands.replace("bob", mine.id, ACME, None),
+        book.brands.delete("bob", mine.id, None),
+        book.voice("bob", mine.id),
+    ):
+        with pytest.raises(NotFound):
+            await attempt
+    assert (await book.brands.get("alice", mine.id)).version == 1
+
+
+async def test_a_write_with_a_stale_version_fails_and_changes_nothing(book: BrandBook) -> None:
+    brand = await book.brands.create("t", ACME)
+    renamed = dataclasses.replace(ACME, name="Acme Corp")
+    written = await book.brands.replace("t", brand.id, renamed, expected=1)
+    assert written.version == 2
+    with pytest.raises(PreconditionFailed):
+        await book.brands.replace("t", brand.id, ACME, expected=1)
+    with pytest.raises(PreconditionFailed):
+        await book.brands.delete("t", brand.id, expected=1)
+    stored = await book.brands.get("t", brand.id)
+    assert (stored.version, stored.profile.name) == (2, "Acme Corp")
+
+
+async def test_concurrent_writes_without_a_version_all_apply(book: BrandBook) -> None:
+    brand = await book.brands.create("t", dataclasses.replace(ACME, examples=()))
+    examples = [BrandExample("sms", f"Example number {i}") for i in range(6)]
+    await asyncio.gather(*(book.brands.add_example("t", brand.id, e) for e in examples))
+    stored = await book.brands.get("t", brand.id)
+    assert sorted(e.text for e in stored.profile.examples) == sorted(e.text for e in examples)
+    assert stored.version == 7
+
+
+async def test_a_brand_holds_at_most_50_examples(book: BrandBook) -> None:
+    full = tuple(BrandExample("sms", f"Example {i}") for i in range(MAX_EXAMPLES))
+    brand = await book.brands.create("t", dataclasses.replace(ACME, examples=full))
+    with pytest.raises(InvalidRequest):
+        await book.brands.add_example("t", brand.id, BrandExample("sms", "one more"))
+    # the same text again is not a new example
+    assert (await book.brands.add_example("t", brand.id, full[0])).version == 2
+
+
+async def test_brands_page_oldest_first(book: BrandBook) -> None:
+    ids = [(await book.brands.create("t", ACME)).id for _ in range(5)]
+    first = await book.brands.page("t", None, 2)
+    rest = await book.brands.page("t", first[-1].id, 10)
+    assert [b.id for b in first + rest] == ids
+
+
+async def test_feedback_on_a_remembered_response_exports_preference_pairs(
+    book: BrandBook,
+) -> None:
+    brand = await book.brands.create("t", dataclasses.replace(ACME, auto_learn=True))
+    prompt = (("system", "rules"), ("user", "brief"))
+    response = StoredResponse("copy-1", brand.id, "sms", prompt, ("First", "Second", "Third"))
+    await book.feedback.remember("t", [response])
+    up, learned = await book.rate("t", "copy-1", "Second", "up", None, None)
+    down, _ = await book.rate("t", "copy-1", 2, "down", None, "too pushy")
+    edit, _ = await book.rate("t", "copy-1", 0, "up", "First, better", None)
+    assert learned is not None
+    assert [e.text for e in learned.profile.examples][-1] == "Second"
+    with pytest.raises(NotFound):
+        await book.rate("other", "copy-1", 0, "up", None, None)
+    with pytest.raises(InvalidRequest):
+        await book.rate("t", "copy-1", 7, "up", None, None)
+
+    pairs, cursor = await book.export("t", brand.id, None, 0, 10)
+    assert cursor is None
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [
+        ("Second", "First"),
+        ("First", "Third"),
+        ("First, better", "First"),
+    ]
+    assert pairs[0]["prompt"] == [
+        {"role": "system", "content": "rules"},
+        {"role": "user", "content": "brief"},
+    ]
+    page, cursor = await book.export("t", None, None, 0, 2)
+    assert (len(page), cursor) == (2, down.id)
+    page, cursor = await book.export("t", None, None, cursor, 2)
+    assert ([p["feedback_id"] for p in page], cursor) == ([edit.id], None)
+
+    voice = await book.voice("t", brand.id)
+    assert (voice.avoid, voice.learned) == (("Third",), down.id)
+    assert book.figures["up"] == 2
+    assert book.figures["down"] == 1
+    assert up.id < down.id < edit.id
+
+
+async def test_responses_past_the_feedback_window_cannot_be_rated(db: Database) -> None:
+    book = BrandBook(db, feedback_ttl_days=0)
+    await book.ready()
+    response = StoredResponse("copy-old", None, "sms", (), ("Only",))
+    await book.feedback.remember("t", [response])
+    with pytest.raises(NotFound):
+        await book.rate("t", "copy-old", 0, "up", None, None)
+    assert await book.feedback.purge() == 1
