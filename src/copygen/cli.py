@@ -1,4 +1,5 @@
-"""Command line: ``copygen serve``, ``copygen generate``, ``copygen prepare-model``."""
+"""Command line: ``copygen serve``, ``copygen generate``, ``copygen prepare-model``,
+``copygen migrate``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from copygen.config import Settings
+from copygen.errors import CopygenError
 
 if TYPE_CHECKING:
     from copygen.observability.logging import LogFormat
@@ -95,6 +97,30 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the database (COPYGEN_DATABASE_URL, else the SQLite file) to the newest schema;
+    ``serve`` does this at start too, so this is for a deploy step that runs it once."""
+    from copygen.store.database import Database
+
+    settings = Settings()
+    _configure_logging("info")
+    database = Database.from_settings(settings)
+
+    async def run() -> None:
+        try:
+            await database.migrate()
+        finally:
+            await database.close()
+
+    try:
+        asyncio.run(run())
+    except CopygenError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps({"database": database.kind, "migrated": True}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copygen", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare-model", help="convert the embedded model once, then exit")
     model_options(prep)
     prep.set_defaults(func=cmd_prepare_model)
+
+    migrate = sub.add_parser("migrate", help="migrate the database to the newest schema, then exit")
+    migrate.set_defaults(func=cmd_migrate)
     return parser
 
 

@@ -169,3 +169,17 @@ async def test_responses_past_the_feedback_window_cannot_be_rated(db: Database) 
     with pytest.raises(NotFound):
         await book.rate("t", "copy-old", 0, "up", None, None)
     assert await book.feedback.purge() == 1
+
+
+def test_copygen_migrate_builds_the_schema_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from copygen.cli import main
+
+    monkeypatch.setenv("COPYGEN_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("COPYGEN_DATABASE_URL", raising=False)
+    assert main(["migrate"]) == 0
+    assert capsys.readouterr().out.strip().endswith('{"database": "sqlite", "migrated": true}')
+    assert (tmp_path / "copygen.db").exists()
+    monkeypatch.setenv("COPYGEN_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert main(["migrate"]) == 1

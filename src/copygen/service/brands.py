@@ -57,6 +57,9 @@ class BrandBook:
     async def start(self) -> None:
         """Migrate (a database that is down now is tried again on use) and start the
         background writer."""
+        if self.db.sqlite:
+            log.info("brands and feedback in SQLite (one replica only; COPYGEN_DATABASE_URL "
+                     "names a PostgreSQL database that several share)")  # fmt: skip
         with contextlib.suppress(StoreUnavailable):
             await self.ready()
         self._task = asyncio.create_task(self._background(), name="copygen-brand-book")
