@@ -8,13 +8,49 @@ import torch
 
 from copygen.domain import SamplingParams
 
+#: splitmix64's constants as signed 64-bit integers (torch has no unsigned int64 arithmetic).
+_GOLDEN = 0x9E3779B97F4A7C15 - 2**64
+_MIX_1 = 0xBF58476D1CE4E5B9 - 2**64
+_MIX_2 = 0x94D049BB133111EB - 2**64
+_TOKEN = 0xD6E8FEB86659FD93 - 2**64
+
+
+def _shift(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """Logical right shift of int64 values (torch's >> is arithmetic)."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser: every input bit reaches every output bit."""
+    z = (z ^ _shift(z, 30)) * _MIX_1
+    z = (z ^ _shift(z, 27)) * _MIX_2
+    return z ^ _shift(z, 31)
+
+
+def uniforms(seeds: torch.Tensor, draws: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Uniform numbers in (0, 1), one per (row, token): a counter-based generator keyed by the
+    row's seed, how many draws the row made before, and the token id. Nothing else (not the
+    batch, not the order of the candidates) enters, so a seeded row draws the same tokens
+    whatever shares its batch, and a whole batch draws in a few vectorised operations."""
+    key = _mix(seeds[:, None] + _GOLDEN * (draws[:, None] + 1))
+    z = _mix(key + tokens.long() * _TOKEN)
+    return (_shift(z, 11).double() + 0.5) / 2.0**53
+
+
+def race(probs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Per row, the index i maximising probs[i] / E[i] with E = -log(noise) exponential: the
+    exponential race picks i with probability probs[i] / sum(probs) (zeros never win)."""
+    return (probs.double() / -noise.log()).argmax(dim=-1)
+
 
 class RowSampler:
     """Per-row logits processing and sampling, vectorised over the batch.
 
     Same order as transformers' processors: repetition penalty, temperature, top-k, top-p.
-    Each row has its own ``torch.Generator``, so a seeded row draws the same tokens whatever
-    else shares its batch.
+    Randomness comes from ``uniforms`` keyed by each row's seed and draw count, so a seeded
+    row draws the same tokens whatever else shares its batch, and a step samples every row at
+    once (a ``torch.multinomial`` per row cost 0.2 ms of CPU each: 50 ms a step at 256 rows
+    on an H200, more than the forward pass).
     """
 
     def __init__(
@@ -24,7 +60,8 @@ class RowSampler:
         self.top_p = torch.tensor([p.top_p for p, _ in rows], device=device)
         self.top_k = torch.tensor([p.top_k or vocab_size for p, _ in rows], device=device)
         self.penalty = torch.tensor([p.repetition_penalty for p, _ in rows], device=device)
-        self.generators = [torch.Generator(device=device).manual_seed(seed) for _, seed in rows]
+        self.seeds = torch.tensor([seed for _, seed in rows], device=device, dtype=torch.long)
+        self.draws = torch.zeros(len(rows), device=device, dtype=torch.long)
         self.vocab_size = vocab_size
 
     def keep(self, order: list[int]) -> None:
@@ -34,7 +71,8 @@ class RowSampler:
         self.top_p = self.top_p[index]
         self.top_k = self.top_k[index]
         self.penalty = self.penalty[index]
-        self.generators = [self.generators[i] for i in order]
+        self.seeds = self.seeds[index]
+        self.draws = self.draws[index]
 
     def append(self, other: RowSampler) -> None:
         """Add ``other``'s rows after these."""
@@ -42,7 +80,8 @@ class RowSampler:
         self.top_p = torch.cat([self.top_p, other.top_p])
         self.top_k = torch.cat([self.top_k, other.top_k])
         self.penalty = torch.cat([self.penalty, other.penalty])
-        self.generators += other.generators
+        self.seeds = torch.cat([self.seeds, other.seeds])
+        self.draws = torch.cat([self.draws, other.draws])
 
     def sample(
         self, logits: torch.Tensor, seen: torch.Tensor, skip: Collection[int] = ()
@@ -52,14 +91,15 @@ class RowSampler:
         every = slice(None)
         self._penalise(logits, seen, every)
         chosen = logits.max(dim=-1).indices  # max() is ~2.5x faster than argmax() on the CPU
-        sampled = [r for r in (self.temperature > 0).nonzero().flatten().tolist() if r not in skip]
-        if not sampled:
+        drawing = self.temperature > 0
+        if skip:
+            drawing[list(skip)] = False
+        if not bool(drawing.any()):
             return chosen
         probs, indices = self._top(logits, every)
-        for row in sampled:
-            pick = torch.multinomial(probs[row], 1, generator=self.generators[row])
-            chosen[row] = indices[row, pick[0]]
-        return chosen
+        picked = indices.gather(1, race(probs, uniforms(self.seeds, self.draws, indices))[:, None])
+        self.draws += drawing.long()
+        return torch.where(drawing, picked[:, 0], chosen)
 
     def speculate(
         self, row: int, logits: torch.Tensor, seen: torch.Tensor, drafts: Sequence[int]
@@ -71,10 +111,10 @@ class RowSampler:
         otherwise a token is drawn from p without the guess, renormalised, and the step ends.
         When every guess is kept, one more token is drawn from the last position. The tokens
         are distributed exactly as drawing one per step would give, and only the row's own
-        generator is used, so a seed fixes them whatever shares the batch."""
+        seed and draw count are used, so a seed fixes them whatever shares the batch."""
         seen = seen[None].clone()
-        generator = self.generators[row]
         own = slice(row, row + 1)
+        seeds = self.seeds[own]
         yielded: list[int] = []
         for position, scores in enumerate(logits):
             scores = scores[None].float()
@@ -85,16 +125,24 @@ class RowSampler:
                 guess = drafts[position]
                 hit = (index == guess).nonzero().flatten()
                 p_guess = float(probs[hit[0]]) if len(hit) else 0.0
-                if float(torch.rand((), generator=generator)) < p_guess:
+                # token -1: the acceptance test's own number, never a candidate's
+                accept = uniforms(seeds, self._draw(row), torch.tensor([[-1]], device=seeds.device))
+                if float(accept) < p_guess:
                     yielded.append(guess)
                     seen[0, guess] = True
                     continue
                 if len(hit):
                     probs[hit[0]] = 0.0
-            pick = int(torch.multinomial(probs, 1, generator=generator)[0])
+            pick = int(race(probs[None], uniforms(seeds, self._draw(row), index[None]))[0])
             yielded.append(int(index[pick]))
             return yielded
         raise AssertionError("unreachable: the last position always draws")
+
+    def _draw(self, row: int) -> torch.Tensor:
+        """The row's draw count before this draw, as a one-row tensor; counts the draw."""
+        count = self.draws[row : row + 1].clone()
+        self.draws[row] += 1
+        return count
 
     def _penalise(self, logits: torch.Tensor, seen: torch.Tensor, rows: slice) -> None:
         """The repetition penalty of ``rows``, in place, on their seen tokens only: a few
