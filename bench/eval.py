@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import brand_eval
+from brand_eval import distinct_2
+
 from copygen.config import Settings
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.frameworks import FRAMEWORKS, TONES
@@ -135,11 +138,6 @@ class Tally:
             else 0.0,
             "latency_s": statistics.mean(self.latencies) if self.latencies else 0.0,
         }
-
-
-def distinct_2(texts: list[str]) -> float:
-    bigrams = [pair for text in texts for pair in itertools.pairwise(text.casefold().split())]
-    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
 async def run_pipeline(
@@ -372,6 +370,7 @@ async def main() -> None:
     pipeline = await run_pipeline(copywriter, selected, "strict")
     decoys = await run_decoys(copywriter, pipeline)
     text = report(pipeline, raw, unchecked, decoys, len(selected), settings, copywriter)
+    text += "\n" + await brand_eval.run(copywriter, selected, CHUNK) + "\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)
