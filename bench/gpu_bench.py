@@ -211,6 +211,8 @@ def runner_direct(model_dir: Path, rows: int) -> None:
             (OUT / f"profile_{rows}.txt").write_text(table)
             print(table, flush=True)
             profile = None
+    if rows >= 256:
+        python_profile(runner, done)
     middle = sorted(steps[10:-10])
     forwards = sorted(spent[11:-10])
     report(
@@ -219,6 +221,29 @@ def runner_direct(model_dir: Path, rows: int) -> None:
         median_step_ms=round(1000 * middle[len(middle) // 2], 2),
         median_forward_ms=round(1000 * forwards[len(forwards) // 2], 2),
     )
+
+
+def python_profile(runner: TransformersRunner, done: set[tuple[int, int, int]]) -> None:
+    """cProfile of 20 more steps (the rows of the last test restart if they finished): where
+    the Python time of a step goes, top functions by own time, in OUT/python_profile.txt."""
+    import cProfile
+    import io
+    import pstats
+
+    from copygen.engine.protocols import RowSpec
+
+    specs = [RowSpec((1, i, 0), request(3000 + i, 0.7), i) for i in range(256)]
+    runner.step(specs, done)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(20):
+        runner.step((), ())
+    sync()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+    (OUT / "python_profile.txt").write_text(text.getvalue())
+    print(text.getvalue()[:6000], flush=True)
 
 
 class StaticLayer:

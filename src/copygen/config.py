@@ -188,6 +188,27 @@ class Settings(BaseSettings):
         30, ge=1, le=3650, description="how long responses' variants are kept for feedback"
     )
 
+    jobs_max_active: int = Field(
+        4, ge=1, le=1000, description="queued or running jobs per tenant; more get 429"
+    )
+    jobs_max_items_per_day: int = Field(
+        10_000, ge=1, description="job items a tenant may submit in 24 hours; more get 429"
+    )
+    job_lease_s: float = Field(
+        15.0, gt=0, le=3600, description="a job whose replica stops renewing is resumed after"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="signs webhooks (each tenant gets its own key derived from it)"
+    )
+    webhook_allow_private: bool = Field(
+        False, description="allow webhooks to loopback, link-local and private addresses"
+    )
+    webhook_retries: int = Field(3, ge=0, le=10, description="after a failed delivery")
+    webhook_backoff_s: float = Field(
+        2.0, gt=0, le=3600, description="first retry delay; each next one is 4x longer"
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+
     shutdown_drain_s: float = Field(20.0, ge=0, le=600)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["auto", "json", "console"] = Field(

@@ -115,3 +115,9 @@ class StoreUnavailable(CopygenError):
     """The database (brands, examples, feedback) could not be reached or failed."""
 
     type = "store_unavailable"
+
+
+class LimitExceeded(CopygenError):
+    """A per-tenant quota (concurrent jobs, job items a day) is used up."""
+
+    type = "limit_exceeded"

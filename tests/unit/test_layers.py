@@ -27,7 +27,7 @@ CONFINED = {
     "uvicorn": ("copygen.api",),
     "sse_starlette": ("copygen.api",),
     "redis": ("copygen.cache", "copygen.ratelimit"),
-    "httpx": ("copygen.backends",),
+    "httpx": ("copygen.backends", "copygen.webhooks"),
     "sqlalchemy": ("copygen.store",),
     "alembic": ("copygen.store",),
 }

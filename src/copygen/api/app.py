@@ -17,7 +17,17 @@ from copygen.api.middleware.request_id import RequestIdMiddleware
 from copygen.api.middleware.request_log import RequestLogMiddleware
 from copygen.api.openai import routes as openai
 from copygen.api.responses import COMMON_ERRORS, install_error_handlers
-from copygen.api.routes import admin, brands, catalog, copy, feedback, health, ui
+from copygen.api.routes import (
+    admin,
+    assets,
+    brands,
+    catalog,
+    copy,
+    feedback,
+    health,
+    jobs,
+    ui,
+)
 from copygen.api.routes import metrics as metrics_route
 from copygen.auth import KeyRing, parse_api_keys
 from copygen.config import Settings
@@ -49,10 +59,12 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
     app.state.metrics = metrics
     metrics.info.labels(__version__, settings.model).set(1)
     metrics.watch(lambda: getattr(app.state, "copywriter", None))
+    metrics.watch_jobs(lambda: getattr(app.state, "jobs", None))
     limiter = Limiter(settings.redis_url, timeout_s=settings.redis_timeout_s)
     app.state.limiter = limiter
     install_error_handlers(app)
-    for module in (copy, brands, feedback, openai, catalog, admin, health, metrics_route):
+    routers = (copy, assets, jobs, brands, feedback, openai, catalog, admin, health, metrics_route)
+    for module in routers:
         app.include_router(module.router, responses=COMMON_ERRORS)
     if settings.ui:
         app.include_router(ui.router)

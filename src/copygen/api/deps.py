@@ -11,6 +11,7 @@ from copygen.errors import StoreUnavailable
 from copygen.generation import Generator
 from copygen.service.brands import BrandBook
 from copygen.service.copywriter import Copywriter
+from copygen.service.jobs import JobRunner
 
 
 # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, which costs a
@@ -30,6 +31,13 @@ async def get_book(request: Request) -> BrandBook:
     return book
 
 
+async def get_jobs(request: Request) -> JobRunner:
+    jobs = getattr(request.app.state, "jobs", None)
+    if jobs is None:
+        raise StoreUnavailable("this server runs no jobs")
+    return cast(JobRunner, jobs)
+
+
 async def get_tenant(request: Request) -> str:
     """The caller's tenant, resolved by the auth middleware ("anonymous" without keys)."""
     return state.tenant(request.scope)
@@ -39,3 +47,4 @@ CopywriterDep = Annotated[Copywriter, Depends(get_copywriter)]
 EngineDep = Annotated[Generator, Depends(get_engine)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 BookDep = Annotated[BrandBook, Depends(get_book)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]

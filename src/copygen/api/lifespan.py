@@ -17,6 +17,7 @@ from copygen.config import Settings
 from copygen.errors import CopygenError
 from copygen.generation import MetricsSink
 from copygen.service.copywriter import Copywriter
+from copygen.service.jobs import JobRunner
 
 log = logging.getLogger("copygen.api")
 
@@ -33,6 +34,12 @@ def lifespan(settings: Settings, build: Callable[[], Copywriter], metrics: Metri
         copywriter = build()
         copywriter.observe(metrics)
         app.state.copywriter = copywriter
+        jobs = None
+        if copywriter.book is not None:
+            # It takes jobs once the model is ready and the database migrated.
+            jobs = JobRunner(copywriter, copywriter.book, settings)
+            app.state.jobs = jobs
+            await jobs.start()
         starting = asyncio.create_task(
             _start_quietly(copywriter, settings.cache_warmup_file), name="copygen-engine-start"
         )
@@ -42,6 +49,8 @@ def lifespan(settings: Settings, build: Callable[[], Copywriter], metrics: Metri
             starting.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(starting, STARTUP_CANCEL_TIMEOUT_S)
+            if jobs is not None:
+                await jobs.stop()
             await copywriter.stop()
 
     return run

@@ -24,6 +24,7 @@ from copygen.errors import (
     Draining,
     GenerationFailed,
     InvalidRequest,
+    LimitExceeded,
     MemoryPressure,
     ModelNotFound,
     ModelUnavailable,
@@ -77,6 +78,7 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     NotFound: (404, None),
     PreconditionFailed: (412, None),
     StoreUnavailable: (503, 5),
+    LimitExceeded: (429, 60),
 }
 
 HTTP_TYPES = {

@@ -87,7 +87,15 @@ class CopyRequest(BaseModel):
     def to_brief(self) -> CopyBrief:
         """The domain brief, with text in Unicode NFC so that equivalent spellings of the same
         text make the same prompt (and share a cache entry)."""
-        data = self.model_dump(exclude={"stream", "keywords", "banned_words", "facts", "brand"})
+        # CopyRequest's own fields only: subclasses (the asset routes) add fields of their own.
+        own = set(CopyRequest.model_fields) - {
+            "stream",
+            "keywords",
+            "banned_words",
+            "facts",
+            "brand",
+        }
+        data = self.model_dump(include=own)
         for name in ("product", "description", "audience", "tone"):
             data[name] = unicodedata.normalize("NFC", data[name])
         return CopyBrief(

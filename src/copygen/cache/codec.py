@@ -29,9 +29,8 @@ class Codec:
         self._aead = AESGCM(key) if key else None
 
     def encode(self, cache_key: str, result: CopyResult) -> bytes:
-        stored = dataclasses.asdict(result)
-        del stored["jobs"]  # which runner jobs made it matters only to the request that ran them
-        envelope = {"v": CACHE_SCHEMA_VERSION, "result": stored}
+        # which runner jobs made it matters only to the request that ran them
+        envelope = {"v": CACHE_SCHEMA_VERSION, "result": result_to_dict(result)}
         raw = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
         if len(raw) >= self.compress_min_bytes:
             inner = _ZLIB + zlib.compress(raw, 6)
@@ -58,12 +57,19 @@ class Codec:
             envelope = json.loads(body)
             if envelope.get("v") != CACHE_SCHEMA_VERSION:
                 return None
-            return _result_from_dict(envelope["result"])
+            return result_from_dict(envelope["result"])
         except Exception:  # noqa: BLE001 - any undecodable value is a miss
             return None
 
 
-def _result_from_dict(data: dict[str, Any]) -> CopyResult:
+def result_to_dict(result: CopyResult) -> dict[str, Any]:
+    """A result as JSON-ready data (without the runner jobs that made it)."""
+    stored = dataclasses.asdict(result)
+    del stored["jobs"]
+    return stored
+
+
+def result_from_dict(data: dict[str, Any]) -> CopyResult:
     variants = [_variant_from_dict(v) for v in data["variants"]]
     return CopyResult(
         id=str(data["id"]),

@@ -173,6 +173,7 @@ EXAMPLES = {
     "meta_primary_text": "Every trail feels shorter in shoes this light. Grip that holds on "
     "wet rock. Shop now!",
     "meta_headline": "Lighter Shoes, Longer Trails",
+    "meta_link_description": "Trail shoes with free returns",
     "x_post": "Mud, rocks, roots: bring it on. Our new trail shoes weigh less than your phone "
     "and grip like glue. Where will you run first? #TrailRunning",
     "linkedin_post": "Most runners lose time on technical descents, not on the climbs.\n\n"
@@ -209,6 +210,9 @@ CHANNELS: dict[str, Channel] = {
                 note="125 characters are shown before the text is cut", wants_cta=True),
         Channel("meta_headline", "Meta ad headline", 40, "soft", "chars",
                 "one Facebook/Instagram ad headline of at most 40 characters", 20),
+        Channel("meta_link_description", "Meta ad link description", 30, "soft", "chars",
+                "one Facebook ad link description (the line under the headline), at most 30 "
+                "characters", 16, note="about 30 characters are shown"),
         Channel("x_post", "X post", 280, "hard", "x_weighted",
                 "one post for X (Twitter), at most 280 characters", 80, single_line=False,
                 note="weighted: wide characters and emoji count 2, every URL counts 23"),

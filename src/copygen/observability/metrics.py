@@ -26,6 +26,7 @@ from copygen.resilience.breaker import STATE_VALUE
 
 if TYPE_CHECKING:
     from copygen.service.copywriter import Copywriter
+    from copygen.service.jobs import JobRunner
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 15, 20, 30, 60
@@ -183,8 +184,32 @@ class Metrics:
         """Read the engine's and the cache's own figures at every scrape."""
         self.registry.register(_ServiceCollector(copywriter))
 
+    def watch_jobs(self, jobs: Callable[[], JobRunner | None]) -> None:
+        """Jobs per status and job items done, read at every scrape."""
+        self.registry.register(_JobsCollector(jobs))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _JobsCollector(Collector):
+    def __init__(self, jobs: Callable[[], JobRunner | None]) -> None:
+        self._jobs = jobs
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = self._jobs()
+        if jobs is None:
+            return
+        family = GaugeMetricFamily("copygen_jobs", "Stored jobs by status.", labels=["status"])
+        for name in ("queued", "running", "succeeded", "cancelled"):
+            family.add_metric([name], jobs.figures.get(name, 0))
+        yield family
+        yield _counter(
+            "copygen_job_items_done", "Job items this process finished.", jobs.items_done_total
+        )
 
 
 #: (metric, help, key of Engine.stats())

@@ -78,3 +78,56 @@ class FeedbackRow(Base):
         Index("ix_feedback_tenant_id", "tenant", "id"),
         Index("ix_feedback_brand_id", "brand_id", "id"),
     )
+
+
+class JobRow(Base):
+    """A long batch run in the background. ``owner`` and ``lease_until``: the replica working
+    on it and until when; a lease that runs out (a killed process) lets any replica resume."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    #: What to generate: the briefs (domain fields, the brand as its id).
+    request: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12))
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(40))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_jobs_tenant_status", "tenant", "status"),
+        Index("ix_jobs_status_lease", "status", "lease_until"),
+    )
+
+
+class JobItemRow(Base):
+    """One finished item of a job. The primary key makes an item's result unique: a resumed
+    job can never write an item twice."""
+
+    __tablename__ = "job_items"
+
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class DeliveryRow(Base):
+    """One attempt to deliver a job's webhook."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(40), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(DateTime)

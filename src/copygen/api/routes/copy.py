@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from copygen.api import state
 from copygen.api.deps import CopywriterDep, TenantDep
+from copygen.api.exports import BATCH_HEADER, CSV, NDJSON, Cell, accepts, csv_response, csv_text
 from copygen.api.responses import GENERATION_ERRORS, STREAM_OK, validation_detail
 from copygen.api.schemas import (
     CopyBatchItem,
@@ -23,7 +25,7 @@ from copygen.api.schemas import (
 )
 from copygen.api.sse import sse_response
 from copygen.domain import CopyBrief
-from copygen.errors import NotFound, NotReady, StoreUnavailable
+from copygen.errors import CopygenError, NotFound, NotReady, StoreUnavailable
 from copygen.generation import RowEvent
 from copygen.observability.logging import copy_log_fields
 from copygen.service.brands import with_brand
@@ -101,12 +103,18 @@ async def _stream_copy(
             task.cancel()
 
 
-@router.post("/v1/copy/batch", response_model=CopyBatchResponse, responses=GENERATION_ERRORS)
+@router.post(
+    "/v1/copy/batch",
+    response_model=CopyBatchResponse,
+    responses={**GENERATION_ERRORS, 200: {"content": {CSV: {}, NDJSON: {}}}},
+)
 async def create_copy_batch(
     body: CopyBatchRequest, copywriter: CopywriterDep, tenant: TenantDep, http: Request
-) -> CopyBatchResponse:
+) -> Any:
     """Every valid item goes through the engine together, so they share forward passes;
-    invalid items get their own error and do not hold the others back."""
+    invalid items get their own error and do not hold the others back. ``Accept:
+    application/x-ndjson`` streams one JSON line per item as soon as it is ready (invalid items
+    first); ``Accept: text/csv`` answers a variant per row."""
     items: list[CopyBatchItem] = []
     valid: list[tuple[int, CopyBrief]] = []
     for index, raw in enumerate(body.items):
@@ -123,6 +131,9 @@ async def create_copy_batch(
             valid.append((index, await brief_of(request, copywriter, tenant)))
         except (NotFound, StoreUnavailable) as exc:
             items.append(_failed(index, exc.type, exc.message, exc.field))
+    if accepts(http, NDJSON):
+        state.set_log_fields(http.scope, {"briefs": len(valid)})
+        return StreamingResponse(_lines(copywriter, items, valid, tenant), media_type=NDJSON)
     if valid:
         results = await copywriter.generate_many([brief for _, brief in valid], tenant=tenant)
         state.set_log_fields(http.scope, {
@@ -133,8 +144,58 @@ async def create_copy_batch(
         for (index, _), result in zip(valid, results, strict=True):
             items.append(CopyBatchItem(index=index, result=CopyResponse.from_result(result)))
     items.sort(key=lambda item: item.index)
+    if accepts(http, CSV):
+        products = {index: brief.product for index, brief in valid}
+        return csv_response(csv_text(BATCH_HEADER, _rows(items, products)), "copy-batch.csv")
     failed = sum(1 for item in items if item.error is not None)
     return CopyBatchResponse(results=items, succeeded=len(items) - failed, failed=failed)
+
+
+async def _lines(
+    copywriter: Copywriter,
+    failed: list[CopyBatchItem],
+    valid: list[tuple[int, CopyBrief]],
+    tenant: str,
+) -> AsyncIterator[str]:
+    """The batch as JSON lines, each item as soon as it is ready. Each brief is its own
+    generation, so a finished one need not wait for the others; they still share forward
+    passes in the engine. A client that leaves cancels what is still running."""
+    for item in failed:
+        yield item.model_dump_json() + "\n"
+    running = {
+        asyncio.create_task(copywriter.generate(brief, tenant=tenant), name="copygen-batch-item"):
+        index
+        for index, brief in valid
+    }  # fmt: skip
+    try:
+        while running:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                index = running.pop(task)
+                if (error := task.exception()) is None:
+                    item = CopyBatchItem(
+                        index=index, result=CopyResponse.from_result(task.result())
+                    )
+                elif isinstance(error, CopygenError):
+                    item = _failed(index, error.type, error.message, error.field)
+                else:
+                    item = _failed(index, "internal_error", "internal error", None)
+                yield item.model_dump_json() + "\n"
+    finally:
+        for task in running:
+            task.cancel()
+
+
+def _rows(items: list[CopyBatchItem], products: dict[int, str]) -> Iterator[list[Cell]]:
+    for item in items:
+        if item.result is None:
+            error = item.error.type if item.error else "error"
+            yield [item.index, None, None, None, None, None, None, None, None, error]
+            continue
+        result = item.result
+        for rank, v in enumerate(result.variants, start=1):
+            yield [item.index, result.channel, products.get(item.index), rank, v.text, v.chars,
+                   v.limit, v.fits, v.score, None]  # fmt: skip
 
 
 def _failed(index: int, type_: str, message: str, field: str | None) -> CopyBatchItem:

@@ -1,0 +1,132 @@
+"""Jobs: a batch too long to hold an HTTP call open, run in the background and stored (it
+survives a restart). POST answers 202 at once; GET shows progress and results; DELETE cancels;
+a webhook gets one signed POST when the job ends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from copygen.api.deps import CopywriterDep, JobsDep, TenantDep
+from copygen.api.responses import validation_detail
+from copygen.api.routes.copy import brief_of
+from copygen.api.schemas import CopyBatchItem, CopyRequest, CopyResponse, ErrorBody, ErrorDetail
+from copygen.cache.codec import result_from_dict
+from copygen.errors import InvalidRequest
+from copygen.service.jobs import JobRunner
+from copygen.store.jobs import Job
+from copygen.webhooks import SIGNATURE_HEADER, check_url
+
+router = APIRouter(tags=["jobs"])
+
+MAX_ITEMS = 1000
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (404, 422, 429, 503)
+}
+JobId = Annotated[str, Path(max_length=40)]
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[dict[str, Any]] = Field(
+        min_length=1, max_length=MAX_ITEMS, description="Briefs, as POST /v1/copy takes them."
+    )
+    webhook_url: str | None = Field(
+        None, max_length=2048, description=f"Gets a POST signed in {SIGNATURE_HEADER} at the end."
+    )
+
+
+class DeliveryOut(BaseModel):
+    attempt: int
+    status_code: int | None
+    error: str | None
+    at: datetime
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str = Field(description="queued, running, succeeded or cancelled")
+    total: int
+    done: int
+    failed: int
+    progress: float = Field(description="Items done / total.")
+    created_at: datetime
+    finished_at: datetime | None
+    webhook_url: str | None
+    results: list[CopyBatchItem] | None = Field(None, description="Finished items, by index.")
+    deliveries: list[DeliveryOut] | None = None
+
+
+class SecretOut(BaseModel):
+    secret: str = Field(description=f"Your key for checking {SIGNATURE_HEADER}.")
+
+
+def _out(job: Job, **extra: Any) -> JobOut:
+    finished = job.finished_at.replace(tzinfo=UTC) if job.finished_at else None
+    return JobOut(
+        id=job.id, status=job.status, total=job.total, done=job.done, failed=job.failed,
+        progress=round(job.done / job.total, 4) if job.total else 1.0,
+        created_at=job.created_at.replace(tzinfo=UTC), finished_at=finished,
+        webhook_url=job.webhook_url, **extra,
+    )  # fmt: skip
+
+
+@router.post("/v1/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
+             responses=ERRORS)  # fmt: skip
+async def create_job(
+    body: JobIn, copywriter: CopywriterDep, jobs: JobsDep, tenant: TenantDep, response: Response
+) -> JobOut:
+    """Every item is validated now (a bad one refuses the job, naming it); the job is stored
+    and answered at once."""
+    if body.webhook_url is not None:
+        check_url(body.webhook_url)
+    briefs = []
+    for index, raw in enumerate(body.items):
+        try:
+            request = CopyRequest.model_validate(raw)
+        except ValidationError as exc:
+            message, field = validation_detail(exc.errors())
+            raise InvalidRequest(message, field=f"items.{index}.{field}") from None
+        if request.stream:
+            raise InvalidRequest("job items cannot stream", field=f"items.{index}.stream")
+        briefs.append((await brief_of(request, copywriter, tenant), request.brand))
+    job = await jobs.submit(tenant, briefs, body.webhook_url)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return _out(job)
+
+
+@router.get("/v1/jobs/webhook-secret", response_model=SecretOut, responses=ERRORS)
+async def webhook_secret(jobs: JobsDep, tenant: TenantDep) -> SecretOut:
+    """The key your webhook receiver checks signatures with: HMAC-SHA256 over
+    ``<t>.<body>``, sent as ``t=<unix seconds>,v1=<hex>``."""
+    return SecretOut(secret=jobs.secret_for(tenant))
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
+async def get_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobOut:
+    job = await jobs.repo.get(tenant, job_id)
+    return _out(job, results=await _results(jobs, job),
+                deliveries=[DeliveryOut(attempt=d.attempt, status_code=d.status_code,
+                                        error=d.error, at=d.at.replace(tzinfo=UTC))
+                            for d in await jobs.repo.deliveries(job.id)])  # fmt: skip
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
+async def cancel_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobOut:
+    """Stops the job after the items in progress; finished items stay; the webhook hears."""
+    return _out(await jobs.cancel(tenant, job_id))
+
+
+async def _results(jobs: JobRunner, job: Job) -> list[CopyBatchItem]:
+    items = []
+    for item in await jobs.repo.items(job.id):
+        if item.result is not None:
+            result = CopyResponse.from_result(result_from_dict(item.result))
+            items.append(CopyBatchItem(index=item.index, result=result))
+        else:
+            items.append(CopyBatchItem(index=item.index, error=ErrorDetail(**(item.error or {}))))
+    return items

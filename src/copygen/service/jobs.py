@@ -1,0 +1,234 @@
+"""Jobs: long batches run in the background, stored so they survive a restart.
+
+A submitted job's briefs are stored; a replica claims it with a lease (renewed after every
+chunk of items), writes each finished item once, and a job whose lease lapses (its process was
+killed) is resumed by whichever replica claims it next, from its first unfinished item. When a
+job ends, its webhook gets one signed POST, retried with backoff; every attempt is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from copygen import webhooks
+from copygen.cache.codec import result_to_dict
+from copygen.config import Settings
+from copygen.domain import CachePolicy, CopyBrief
+from copygen.errors import CopygenError, InvalidRequest, LimitExceeded, NotFound
+from copygen.service.brands import BrandBook, with_brand
+from copygen.service.copywriter import Copywriter
+from copygen.store.brands import now
+from copygen.store.jobs import ACTIVE, Job, JobItem, JobRepository
+
+log = logging.getLogger("copygen.jobs")
+
+#: Items generated together (they share forward passes); the lease is renewed between chunks.
+CHUNK = 8
+IDLE_S = 0.5
+#: After a chunk failed for a reason of the service (draining, breaker open, overload), the
+#: job is given back and tried again this much later.
+BACKOFF_S = 2.0
+
+
+def brief_to_dict(brief: CopyBrief, brand_id: str | None) -> dict[str, Any]:
+    """A brief as stored with its job: the brand by id (resolved again when the item runs)."""
+    data = dataclasses.asdict(dataclasses.replace(brief, brand=None))
+    data["cache"] = brief.cache.value
+    data["brand"] = brand_id
+    return data
+
+
+def brief_from_dict(data: dict[str, Any]) -> tuple[CopyBrief, str | None]:
+    fields = dict(data)
+    brand_id = fields.pop("brand", None)
+    for name in ("keywords", "banned_words", "facts"):
+        fields[name] = tuple(fields[name])
+    fields["cache"] = CachePolicy(fields["cache"])
+    return CopyBrief(**fields), brand_id
+
+
+class JobRunner:
+    def __init__(self, copywriter: Copywriter, book: BrandBook, settings: Settings) -> None:
+        self.copywriter = copywriter
+        self.book = book
+        self.settings = settings
+        self.repo = JobRepository(book.db)
+        self.owner = f"{socket.gethostname()[:24]}-{os.urandom(4).hex()}"
+        self.items_done_total = 0
+        self.figures: dict[str, int] = {}
+        self._current: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="copygen-jobs")
+
+    async def stop(self) -> None:
+        """Stop taking items; the job in hand is given back so a restart resumes it at once."""
+        current = self._current
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if current is not None:
+            with contextlib.suppress(CopygenError):
+                await self.repo.release(current, self.owner)
+        for task in list(self._deliveries):
+            task.cancel()
+
+    # --- submitting ---------------------------------------------------------------------
+
+    def secret_for(self, tenant: str) -> str:
+        if self.settings.webhook_secret is None:
+            raise InvalidRequest(
+                "webhooks need the server's COPYGEN_WEBHOOK_SECRET", field="webhook_url"
+            )
+        return webhooks.tenant_secret(self.settings.webhook_secret.get_secret_value(), tenant)
+
+    async def submit(
+        self,
+        tenant: str,
+        briefs: Sequence[tuple[CopyBrief, str | None]],
+        webhook_url: str | None,
+    ) -> Job:
+        """Store a job of ``briefs`` (each with its brand id), within the tenant's limits."""
+        await self.book.ready()
+        if webhook_url is not None:
+            self.secret_for(tenant)
+            await webhooks.check_target(webhook_url, self.settings.webhook_allow_private)
+        settings = self.settings
+        if await self.repo.active(tenant) >= settings.jobs_max_active:
+            raise LimitExceeded(f"at most {settings.jobs_max_active} jobs queued or running")
+        today = await self.repo.items_since(tenant, now() - timedelta(days=1))
+        if today + len(briefs) > settings.jobs_max_items_per_day:
+            raise LimitExceeded(f"at most {settings.jobs_max_items_per_day} job items a day")
+        request = [brief_to_dict(brief, brand) for brief, brand in briefs]
+        job = await self.repo.create(tenant, "batch", request, webhook_url)
+        await self.refresh_figures()
+        return job
+
+    async def cancel(self, tenant: str, job_id: str) -> Job:
+        """Stop the job after the items in progress (finished ones stay); its webhook hears
+        of it like of any other end."""
+        before = await self.repo.get(tenant, job_id)
+        job = await self.repo.cancel(tenant, job_id)
+        await self.refresh_figures()
+        if before.status in ACTIVE and job.webhook_url:
+            self._notify_later(job)
+        return job
+
+    async def refresh_figures(self) -> None:
+        with contextlib.suppress(CopygenError):
+            self.figures = await self.repo.counts()
+
+    # --- running ------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                if not self.book.migrated or not self.copywriter.engine.ready:
+                    await asyncio.sleep(IDLE_S)
+                    continue
+                job = await self.repo.claim(self.owner, self.settings.job_lease_s)
+                if job is None:
+                    await asyncio.sleep(IDLE_S)
+                    continue
+                self._current = job.id
+                await self._run(job)
+            except CopygenError as exc:
+                log.warning("job runner: %s", exc.type)
+                await asyncio.sleep(BACKOFF_S)
+            finally:
+                self._current = None
+
+    async def _run(self, job: Job) -> None:
+        await self.refresh_figures()
+        finished = {item.index for item in await self.repo.items(job.id)}
+        pending = [i for i in range(job.total) if i not in finished]
+        log.info("job %s: %d of %d items to go", job.id, len(pending), job.total)
+        for start in range(0, len(pending), CHUNK):
+            status = await self.repo.renew(job.id, self.owner, self.settings.job_lease_s)
+            if status != "running":
+                return  # cancelled meanwhile
+            chunk = pending[start : start + CHUNK]
+            try:
+                items = await self._items(job, chunk)
+            except CopygenError as exc:
+                # The service cannot generate now (draining, breaker, overload): give the job
+                # back rather than record items as failed.
+                log.warning("job %s paused: %s", job.id, exc.type)
+                await self.repo.release(job.id, self.owner)
+                await asyncio.sleep(BACKOFF_S)
+                return
+            await self.repo.record(job.id, items)
+            self.items_done_total += len(items)
+        await self.repo.finish(job.id, self.owner, "succeeded")
+        await self.refresh_figures()
+        log.info("job %s finished", job.id)
+        ended = await self.repo.get(job.tenant, job.id)
+        if ended.webhook_url:
+            self._notify_later(ended)
+
+    def _notify_later(self, job: Job) -> None:
+        task = asyncio.create_task(self._notify(job), name="copygen-webhook")
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _items(self, job: Job, indices: Sequence[int]) -> list[JobItem]:
+        """Generate these items; an item whose brand is gone fails alone."""
+        items: list[JobItem] = []
+        runnable: list[tuple[int, CopyBrief]] = []
+        for index in indices:
+            brief, brand_id = brief_from_dict(job.request[index])
+            if brand_id is not None:
+                try:
+                    voice = await self.book.voice(job.tenant, brand_id)
+                except NotFound as exc:
+                    items.append(JobItem(index, None, _error(exc)))
+                    continue
+                brief = with_brand(brief, voice, {"tone", "audience"})
+            runnable.append((index, brief))
+        if runnable:
+            results = await self.copywriter.generate_many(
+                [brief for _, brief in runnable], tenant=job.tenant
+            )
+            for (index, _), result in zip(runnable, results, strict=True):
+                items.append(JobItem(index, result_to_dict(result), None))
+        return sorted(items, key=lambda item: item.index)
+
+    async def _notify(self, job: Job) -> None:
+        """One signed POST when the job ends, retried with backoff; each attempt logged."""
+        assert job.webhook_url is not None
+        settings = self.settings
+        body = json.dumps({"event": "job.finished", "job": job.id, "status": job.status,
+                           "total": job.total, "done": job.done, "failed": job.failed},
+                          separators=(",", ":")).encode()  # fmt: skip
+        secret = self.secret_for(job.tenant)
+        delay = settings.webhook_backoff_s
+        for attempt in range(1, settings.webhook_retries + 2):
+            try:
+                await webhooks.check_target(job.webhook_url, settings.webhook_allow_private)
+            except InvalidRequest:
+                await self.repo.log_delivery(job.id, attempt, None, "refused_target")
+                return
+            outcome = await webhooks.deliver(
+                job.webhook_url, secret, body, settings.webhook_timeout_s, attempt
+            )
+            await self.repo.log_delivery(job.id, attempt, outcome.status_code, outcome.error)
+            if outcome.delivered:
+                return
+            await asyncio.sleep(delay)
+            delay *= 4
+
+
+def _error(exc: CopygenError) -> dict[str, Any]:
+    return {"type": exc.type, "message": exc.message, "field": exc.field}

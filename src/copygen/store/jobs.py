@@ -1,0 +1,208 @@
+"""Jobs: tenant-scoped, claimed by one replica at a time through a lease (one conditional
+UPDATE, so two replicas cannot both take a job), finished item by item (each item's row is
+written once: its primary key refuses a second), and their webhook deliveries."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+
+from copygen.errors import NotFound
+from copygen.store.brands import now
+from copygen.store.database import Database
+from copygen.store.tables import DeliveryRow, JobItemRow, JobRow
+
+ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    tenant: str
+    kind: str
+    request: list[dict[str, Any]]
+    status: str
+    total: int
+    done: int
+    failed: int
+    webhook_url: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobItem:
+    index: int
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    attempt: int
+    status_code: int | None
+    error: str | None
+    at: datetime
+
+
+def new_job_id() -> str:
+    return f"job-{time.time_ns() // 1000:012x}{os.urandom(4).hex()}"
+
+
+class JobRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self, tenant: str, kind: str, request: list[dict[str, Any]], webhook_url: str | None
+    ) -> Job:
+        stamp = now()
+        row = JobRow(
+            id=new_job_id(), tenant=tenant, kind=kind, request=request, status="queued",
+            total=len(request), done=0, failed=0, webhook_url=webhook_url, owner=None,
+            lease_until=None, created_at=stamp, updated_at=stamp, finished_at=None,
+        )  # fmt: skip
+        async with self._db.session() as session:
+            session.add(row)
+        return _job(row)
+
+    async def get(self, tenant: str, job_id: str) -> Job:
+        async with self._db.session() as session:
+            row = await session.get(JobRow, job_id)
+        if row is None or row.tenant != tenant:
+            raise NotFound("no such job", field="job")
+        return _job(row)
+
+    async def items(self, job_id: str) -> list[JobItem]:
+        query = select(JobItemRow).where(JobItemRow.job_id == job_id).order_by(JobItemRow.index)
+        async with self._db.session() as session:
+            rows = (await session.scalars(query)).all()
+        return [JobItem(r.index, r.result, r.error) for r in rows]
+
+    async def active(self, tenant: str) -> int:
+        query = select(func.count(JobRow.id)).where(
+            JobRow.tenant == tenant, JobRow.status.in_(ACTIVE)
+        )
+        async with self._db.session() as session:
+            return int(await session.scalar(query) or 0)
+
+    async def items_since(self, tenant: str, since: datetime) -> int:
+        query = select(func.coalesce(func.sum(JobRow.total), 0)).where(
+            JobRow.tenant == tenant, JobRow.created_at >= since
+        )
+        async with self._db.session() as session:
+            return int(await session.scalar(query) or 0)
+
+    async def claim(self, owner: str, lease_s: float) -> Job | None:
+        """Take the oldest job nobody holds (queued, or running under a lapsed lease)."""
+        stamp = now()
+        free = or_(JobRow.lease_until.is_(None), JobRow.lease_until < stamp)
+        async with self._db.session() as session:
+            candidates = (
+                await session.scalars(
+                    select(JobRow.id)
+                    .where(JobRow.status.in_(ACTIVE), free)
+                    .order_by(JobRow.created_at)
+                    .limit(4)
+                )
+            ).all()
+        for job_id in candidates:
+            async with self._db.session() as session:
+                taken = await session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status.in_(ACTIVE), free)
+                    .values(
+                        owner=owner,
+                        lease_until=stamp + timedelta(seconds=lease_s),
+                        status="running",
+                        updated_at=stamp,
+                    )  # fmt: skip
+                )
+                if taken.rowcount:  # type: ignore[attr-defined]
+                    row = await session.get(JobRow, job_id, populate_existing=True)
+                    assert row is not None
+                    return _job(row)
+        return None
+
+    async def renew(self, job_id: str, owner: str, lease_s: float) -> str:
+        """Extend the lease; the job's status (a cancelled job stops at the next item)."""
+        stamp = now()
+        async with self._db.session() as session:
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.owner == owner)
+                .values(lease_until=stamp + timedelta(seconds=lease_s), updated_at=stamp)
+            )
+            status = await session.scalar(select(JobRow.status).where(JobRow.id == job_id))
+        return str(status)
+
+    async def record(self, job_id: str, items: Sequence[JobItem]) -> None:
+        """Items finished, and the job's counts, in one transaction."""
+        failed = sum(1 for item in items if item.error is not None)
+        async with self._db.session() as session:
+            session.add_all(JobItemRow(job_id=job_id, index=i.index, result=i.result,
+                                       error=i.error) for i in items)  # fmt: skip
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(
+                    done=JobRow.done + len(items), failed=JobRow.failed + failed, updated_at=now()
+                )  # fmt: skip
+            )
+
+    async def finish(self, job_id: str, owner: str | None, status: str) -> None:
+        query = update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
+        if owner is not None:
+            query = query.where(JobRow.owner == owner)
+        stamp = now()
+        async with self._db.session() as session:
+            await session.execute(query.values(status=status, owner=None, lease_until=None,
+                                               finished_at=stamp, updated_at=stamp))  # fmt: skip
+
+    async def release(self, job_id: str, owner: str) -> None:
+        """Give a job back at shutdown, so a restart resumes it at once."""
+        async with self._db.session() as session:
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.owner == owner)
+                .values(owner=None, lease_until=None)
+            )
+
+    async def cancel(self, tenant: str, job_id: str) -> Job:
+        job = await self.get(tenant, job_id)
+        await self.finish(job.id, None, "cancelled")
+        return await self.get(tenant, job_id)
+
+    async def log_delivery(
+        self, job_id: str, attempt: int, status_code: int | None, error: str | None
+    ) -> None:
+        async with self._db.session() as session:
+            session.add(DeliveryRow(job_id=job_id, attempt=attempt, status_code=status_code,
+                                    error=error, at=now()))  # fmt: skip
+
+    async def deliveries(self, job_id: str) -> list[Delivery]:
+        query = select(DeliveryRow).where(DeliveryRow.job_id == job_id).order_by(DeliveryRow.id)
+        async with self._db.session() as session:
+            rows = (await session.scalars(query)).all()
+        return [Delivery(r.attempt, r.status_code, r.error, r.at) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs per status over every tenant, for /metrics."""
+        query = select(JobRow.status, func.count(JobRow.id)).group_by(JobRow.status)
+        async with self._db.session() as session:
+            rows = (await session.execute(query)).all()
+        return {str(status): int(n) for status, n in rows}
+
+
+def _job(row: JobRow) -> Job:
+    return Job(
+        id=row.id, tenant=row.tenant, kind=row.kind, request=list(row.request),
+        status=row.status, total=row.total, done=row.done, failed=row.failed,
+        webhook_url=row.webhook_url, created_at=row.created_at, finished_at=row.finished_at,
+    )  # fmt: skip

@@ -1,0 +1,203 @@
+"""Jobs over an app with a fake runner and a real SQLite file: submit (202), progress and
+results, validation, tenant isolation, limits, cancelling, and webhooks to a loopback
+receiver (one valid signature per job end; the documented retries when it fails)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from copygen.api.app import create_app
+from copygen.config import Settings
+from copygen.engine.engine import Engine
+from tests.client import wait_ready
+from tests.fakes import FakeRunner, spelled
+from tests.services import free_port
+
+KEY_A, KEY_B = "key-alice-0123456789abcdef", "key-bob-0123456789abcdef"
+ALICE = {"Authorization": f"Bearer {KEY_A}"}
+BOB = {"Authorization": f"Bearer {KEY_B}"}
+
+
+def items(count: int) -> list[dict[str, Any]]:
+    return [
+        {"product": f"Lamp {spelled(i)}", "channel": "sms", "variants": 1} for i in range(count)
+    ]
+
+
+async def client_for(tmp_path: Path, runner: FakeRunner, **settings: Any) -> Any:
+    config = Settings(warmup=False, data_dir=tmp_path, api_keys=f"alice:{KEY_A},bob:{KEY_B}",
+                      webhook_backoff_s=0.05, **settings)  # fmt: skip
+    return create_app(config, engine=Engine(config, runner))
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    runner = FakeRunner(lambda r, row: f"Bright light {spelled(row)}")
+    app = await client_for(
+        tmp_path, runner, webhook_secret="s3cret-master-key", webhook_allow_private=True
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await wait_ready(c)
+        yield c
+
+
+async def finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    for _ in range(400):
+        job = (await client.get(f"/v1/jobs/{job_id}", headers=ALICE)).json()
+        if job["status"] in ("succeeded", "cancelled") and (
+            not job["webhook_url"] or job["deliveries"]
+        ):
+            return dict(job)
+        await asyncio.sleep(0.025)
+    raise AssertionError("the job never finished")
+
+
+async def test_a_job_answers_at_once_and_finishes_every_item_once(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/v1/jobs", json={"items": items(20)}, headers=ALICE)
+    assert response.status_code == 202
+    job = response.json()
+    assert (job["status"], job["total"], job["done"]) == ("queued", 20, 0)
+    assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+    done = await finished(client, job["id"])
+    assert (done["status"], done["done"], done["failed"], done["progress"]) == (
+        "succeeded", 20, 0, 1.0,
+    )  # fmt: skip
+    assert [r["index"] for r in done["results"]] == list(range(20))
+    assert all(r["result"]["variants"] for r in done["results"])
+    metrics = (await client.get("/metrics")).text
+    assert 'copygen_jobs{status="succeeded"} 1.0' in metrics
+    assert "copygen_job_items_done_total 20.0" in metrics
+    assert (await client.get(f"/v1/jobs/{job['id']}", headers=BOB)).status_code == 404
+    assert (await client.delete(f"/v1/jobs/{job['id']}", headers=BOB)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"items": [{"product": "ok"}, {"product": ""}]}, "items.1.product"),
+        ({"items": []}, "items"),
+        ({"items": items(1), "webhook_url": "ftp://example.com"}, "webhook_url"),
+        ({"items": items(1), "webhook_url": "http://[::1"}, "webhook_url"),
+    ],
+)
+async def test_invalid_jobs_are_refused_whole(
+    client: httpx.AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    response = await client.post("/v1/jobs", json=body, headers=ALICE)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == field
+
+
+class Receiver:
+    """A loopback HTTP server that records webhook POSTs and answers ``status``."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.calls.append((dict(self.headers), body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(200)
+    yield server
+    server.server.shutdown()
+
+
+async def test_a_webhook_gets_one_valid_signature_when_the_job_ends(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    body = {"items": items(3), "webhook_url": receiver.url}
+    job = (await client.post("/v1/jobs", json=body, headers=ALICE)).json()
+    done = await finished(client, job["id"])
+    await asyncio.sleep(0.2)  # nothing more arrives
+    [(headers, payload)] = receiver.calls
+    secret = (await client.get("/v1/jobs/webhook-secret", headers=ALICE)).json()["secret"]
+    stamp, mac = (part.split("=", 1)[1] for part in headers["X-Copygen-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + payload, hashlib.sha256)
+    assert hmac.compare_digest(mac, expected.hexdigest())
+    other = (await client.get("/v1/jobs/webhook-secret", headers=BOB)).json()["secret"]
+    assert other != secret
+    assert b'"status":"succeeded"' in payload
+    assert [(d["attempt"], d["status_code"]) for d in done["deliveries"]] == [(1, 200)]
+
+
+async def test_a_failing_receiver_gets_the_documented_retries(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    job = (await client.post("/v1/jobs", json={"items": items(1), "webhook_url": receiver.url},
+                             headers=ALICE)).json()  # fmt: skip
+    for _ in range(200):
+        deliveries = (await client.get(f"/v1/jobs/{job['id']}", headers=ALICE)).json()["deliveries"]
+        if len(deliveries) == 4:
+            break
+        await asyncio.sleep(0.05)
+    assert [(d["attempt"], d["status_code"]) for d in deliveries] == [
+        (n, 500) for n in (1, 2, 3, 4)
+    ]
+    assert len(receiver.calls) == 4  # the first try and COPYGEN_WEBHOOK_RETRIES=3 more
+
+
+async def test_webhooks_to_private_addresses_are_refused_unless_allowed(tmp_path: Path) -> None:
+    app = await client_for(tmp_path, FakeRunner(), webhook_secret="k" * 20)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await wait_ready(c)
+        for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://10.0.0.1/"):
+            response = await c.post("/v1/jobs", json={"items": items(1), "webhook_url": url},
+                                    headers=ALICE)  # fmt: skip
+            assert (response.status_code, response.json()["error"]["field"]) == (422, "webhook_url")
+
+
+async def test_limits_and_cancelling(tmp_path: Path) -> None:
+    gate = threading.Event()  # the model never loads: jobs stay queued
+    app = await client_for(tmp_path, FakeRunner(gate=gate), jobs_max_active=1,
+                           jobs_max_items_per_day=5)  # fmt: skip
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        first = (await c.post("/v1/jobs", json={"items": items(2)}, headers=ALICE)).json()
+        second = await c.post("/v1/jobs", json={"items": items(1)}, headers=ALICE)
+        assert second.status_code == 429
+        assert second.json()["error"]["type"] == "limit_exceeded"
+        assert second.headers["retry-after"]
+        assert (await c.post("/v1/jobs", json={"items": items(1)}, headers=BOB)).status_code == 202
+        cancelled = (await c.delete(f"/v1/jobs/{first['id']}", headers=ALICE)).json()
+        assert cancelled["status"] == "cancelled"
+        too_many = await c.post("/v1/jobs", json={"items": items(4)}, headers=ALICE)
+        assert too_many.status_code == 429  # 2 + 4 items today > 5
+        gate.set()
