@@ -105,6 +105,9 @@ class CopyBrief:
     grounding: Grounding | None = None
     #: The stored brand the brief names, resolved by the API (None: no brand).
     brand: BrandVoice | None = None
+    #: Start every answer with a required keyword from the first round on (asset parts that
+    #: must carry one; briefs from the API prime only later rounds).
+    prime_keywords: bool = False
 
 
 @dataclass(frozen=True, slots=True)

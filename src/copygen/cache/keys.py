@@ -78,6 +78,7 @@ def canonical_brief(brief: CopyBrief) -> dict[str, object]:
         # copy down) changes the key, so no stale copy is served. Absent without a brand, so
         # the keys of briefs without one stay what they were.
         **({"brand": [brand.id, brand.version, brand.learned]} if brand else {}),
+        **({"prime_keywords": True} if brief.prime_keywords else {}),
     }
 
 

@@ -72,16 +72,17 @@ class BriefRounds:
         return max(0, self.brief.variants - len(perfect))
 
     def request(self, round_index: int) -> GenerationRequest:
-        """Round 1 samples freely. Later rounds prime the answer with a required keyword
-        (the model continues from it), since a missing keyword is the most common reason a
-        small model's variant fails."""
+        """Round 1 samples freely (unless the brief asks for ``prime_keywords``). Later rounds
+        prime the answer with a required keyword (the model continues from it), since a
+        missing keyword is the most common reason a small model's variant fails."""
         brief = self.brief
         seed = None
         if brief.seed is not None:
             seed = (brief.seed + round_index * _SEED_STRIDE) % 2**63
         prefix = ""
-        if round_index > 0 and brief.keywords:
-            keyword = brief.keywords[(round_index - 1) % len(brief.keywords)]
+        primed = round_index + brief.prime_keywords  # primed from round 1, or from round 2
+        if primed > 0 and brief.keywords:
+            keyword = brief.keywords[(primed - 1) % len(brief.keywords)]
             prefix = keyword[:1].upper() + keyword[1:] if keyword.islower() else keyword
         return GenerationRequest(
             messages=self.messages,

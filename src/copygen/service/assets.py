@@ -6,14 +6,23 @@ same rounds (shared forward passes) by the copywriter, then checked as a set
 from __future__ import annotations
 
 import dataclasses
+import secrets
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from copygen.auth import ANONYMOUS
 from copygen.copywriting.assets import AssetChecks, meta_checks, rsa_checks, suggest_pins
 from copygen.copywriting.ranking import deduplicate
-from copygen.domain import CopyBrief, CopyResult, Usage, Variant, new_copy_id
+from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, Variant, new_copy_id
 from copygen.service.copywriter import Copywriter
+
+#: Headlines that open with a keyword (the format wants at least three), and how many
+#: headlines one part asks for (each part samples twice as many rows per round).
+KEYWORD_HEADLINES = 4
+HEADLINES_PER_PART = 4
+#: Extra rounds for headlines the parts did not deliver distinct (each one more generation).
+TOP_UPS = 2
 
 #: The verb a call-to-action headline must use, per language (copywriting/readability.py's
 #: call-to-action patterns know each); other languages get no dedicated headline.
@@ -32,6 +41,23 @@ class AssetSet:
     usage: Usage
     timings_ms: dict[str, float]
     cached: bool
+
+
+def _seed_base(brief: CopyBrief) -> int:
+    """Where the headline parts' seeds start (each part needs its own, or identical parts
+    would share one generation): the brief's seed; without one, a hash of the brief when the
+    cache is used (the same brief, the same set, as the cache would answer anyway), else
+    random (``refresh``, ``bypass``: new copy)."""
+    if brief.seed is not None:
+        return brief.seed
+    if brief.cache is CachePolicy.USE:
+        return zlib.crc32(repr(brief).encode())
+    return secrets.randbits(62)
+
+
+def _split(total: int, size: int) -> list[int]:
+    """``total`` in parts of at most ``size``: 10, 4 → [4, 4, 2]."""
+    return [min(size, total - start) for start in range(0, max(0, total), size)]
 
 
 def part(brief: CopyBrief, channel: str, count: int, **changes: object) -> CopyBrief:
@@ -59,16 +85,38 @@ async def google_rsa(
     """The RSA's headlines and descriptions (and display paths where none were given: two
     generated path segments)."""
     verb = CTA_VERBS.get(brief.language.split("-")[0].lower())
+    keyworded = min(KEYWORD_HEADLINES, headlines - 1) if brief.keywords else 0
+    cta = int(verb is not None)
+    base = _seed_base(brief)
     wanted = [
-        ("headlines", part(brief, "google_ads_headline", headlines - (verb is not None))),
-        # One headline that must get the reader to act: the action verb is its required
-        # keyword (later rounds prime the answer with it, as with any keyword).
-        ("cta", part(brief, "google_ads_headline", int(verb is not None), keywords=(verb or "",))),
+        # Headlines that must open with a keyword (the rule of at least three), one that must
+        # open with an action verb (a call to action), and the rest in parts of a few each:
+        # every part samples its own rows, so more candidates are tried per round.
+        ("keyword", part(brief, "google_ads_headline", keyworded, prime_keywords=True)),
+        ("cta", part(brief, "google_ads_headline", cta, keywords=(verb or "",),
+                     prime_keywords=True)),
+        *(
+            (f"headlines{i}", part(brief, "google_ads_headline", count,
+                                   seed=(base + 7919 * (i + 1)) % 2**63))
+            for i, count in enumerate(_split(headlines - keyworded - cta, HEADLINES_PER_PART))
+        ),
         ("descriptions", part(brief, "google_ads_description", descriptions)),
         ("paths", part(brief, "google_ads_path", 0 if any(paths) else 2)),
-    ]
+    ]  # fmt: skip
     parts, results = await write_parts(copywriter, wanted, tenant)
-    parts["headlines"] += deduplicate(parts.pop("cta"), keep=parts["headlines"])
+    chosen: list[Variant] = []
+    for name in [name for name, _ in wanted if name.startswith(("keyword", "cta", "headlines"))]:
+        chosen += deduplicate(parts.pop(name), keep=chosen)
+    for attempt in range(TOP_UPS):  # parts can say the same thing: ask again for what is short
+        if (short := headlines - len(chosen)) <= 0:
+            break
+        extra = part(
+            brief, "google_ads_headline", short, seed=(base - 7919 * (attempt + 1)) % 2**63
+        )
+        [more] = await copywriter.generate_many([extra], tenant=tenant)
+        results.append(more)
+        chosen += deduplicate(more.variants, keep=chosen)[:short]
+    parts = {"headlines": chosen, **parts}
     if not any(paths):
         found = [v.text for v in parts["paths"]] + ["", ""]
         paths = (found[0], found[1])

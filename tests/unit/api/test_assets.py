@@ -9,6 +9,7 @@ import io
 import json
 import re
 import unicodedata
+import zlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -27,23 +28,24 @@ WORDS = ["Bright", "Quiet", "Sunny", "Swift", "Handy", "Clever", "Bold", "Fresh"
          "Sleek"]  # fmt: skip
 
 REPLIES = {
-    "Must include: Get": "Get the {w} charger",
-    "Google Ads headline": "{W} solar charger",
-    "Google Ads description": "{W} sun, {a} hikes, {b} days. Shop now.",
+    "Google Ads headline": "{W} {x} charger",
+    "Google Ads description": "{W} sun, {x} hikes, {y} days. Shop now.",
     "display path": "{W}-Sun",
-    "primary text": "{W} solar power for {a} hikers. Shop now!",
-    "Facebook/Instagram ad headline": "{W} solar charging",
-    "link description": "{W} and light",
+    "primary text": "{W} solar power for {x} hikers. Shop now!",
+    "Facebook/Instagram ad headline": "{W} {x} charging",
+    "link description": "{W} and {x}",
 }
 
 
 def reply(request: GenerationRequest, row: int) -> str:
+    """Distinct copy per (part seed, row); a primed answer ("Solar", "Get") continues it."""
     prompt = request.messages[-1].content
-    first = row + 7 * len(request.prefix)
-    word, a, b = (WORDS[(first + step) % len(WORDS)] for step in (0, 5, 11))
+    first = zlib.crc32(f"{request.sampling.seed}:{row}:{request.prefix}".encode())
+    word, x, y = (WORDS[(first >> shift) % len(WORDS)] for shift in (0, 8, 16))
     for marker, template in REPLIES.items():
         if marker in prompt:
-            return template.format(W=word, w=word.lower(), a=a.lower(), b=b.lower())
+            text = template.format(W=word, x=x.lower(), y=y.lower())
+            return f" {text[0].lower()}{text[1:]}" if request.prefix else text
     return f"{word} copy"
 
 
@@ -89,7 +91,7 @@ async def test_a_responsive_search_ad_meets_every_rule_of_the_format(
     assert all(0 < google_units(p) <= 15 and "/" not in p for p in body["paths"])
     assert near_duplicates(headlines) == near_duplicates(descriptions) == 0
     assert sum("solar" in t.casefold() for t in headlines) >= 3
-    assert any(t.startswith("Get ") for t in headlines)
+    assert any(t.startswith("Get ") for t in headlines)  # the call-to-action part
     assert not {t.casefold() for t in headlines} & {p.casefold() for p in body["paths"]}
     assert [h["pin"] for h in body["headlines"]].count(1) == 1
     assert body["checks"]["passed"] is True
