@@ -183,3 +183,47 @@ def test_copygen_migrate_builds_the_schema_and_says_so(
     assert (tmp_path / "copygen.db").exists()
     monkeypatch.setenv("COPYGEN_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     assert main(["migrate"]) == 1
+
+
+async def test_a_database_that_dies_answers_503_and_copy_goes_on() -> None:
+    """PostgreSQL stopped under a running app: brand and feedback routes answer 503
+    store_unavailable with Retry-After (never a 500), copy without a brand is still written,
+    and after the server comes back on the same port the routes work again."""
+    import httpx
+
+    from copygen.api.app import create_app
+    from copygen.config import Settings
+    from copygen.engine.engine import Engine
+    from tests.client import wait_ready
+    from tests.fakes import FakeRunner
+
+    server = PostgresServer()
+    server.start()
+    try:
+        config = Settings(warmup=False, database_url=server.url())  # type: ignore[arg-type]
+        app = create_app(config, engine=Engine(config, FakeRunner()))
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+        ):
+            await wait_ready(c)
+            brand = (await c.post("/v1/brands", json={"name": "Acme"})).json()
+            server.stop()
+            down = [
+                await c.post("/v1/brands", json={"name": "Other"}),
+                await c.get(f"/v1/brands/{brand['id']}"),
+                await c.post("/v1/copy", json={"product": "Lamp", "brand": brand["id"]}),
+                await c.post(
+                    "/v1/feedback", json={"copy_id": "copy-x", "variant": 0, "rating": "up"}
+                ),  # fmt: skip
+            ]
+            assert [(r.status_code, r.json()["error"]["type"]) for r in down] == [
+                (503, "store_unavailable")
+            ] * 4
+            assert all(r.headers["retry-after"] for r in down)
+            assert (await c.post("/v1/copy", json={"product": "Lamp"})).status_code == 200
+            server.start()
+            back = await c.get(f"/v1/brands/{brand['id']}")
+            assert (back.status_code, back.json()["name"]) == (200, "Acme")
+    finally:
+        server.remove()
