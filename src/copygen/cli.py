@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -49,6 +50,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     settings = _settings(args).model_copy(update={"warmup": False})
     _configure_logging("warning")
+    if args.briefs is not None:
+        return generate_csv(settings, args.briefs, args.csv or "-")
+    if args.product is None:
+        print("error: --product (or --briefs FILE) is required", file=sys.stderr)
+        return 2
     fields: dict[str, Any] = {
         "product": args.product,
         "channel": args.channel,
@@ -75,6 +81,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
             await copywriter.stop()
 
     response = asyncio.run(run())
+    if args.csv:
+        from copygen.api.exports import BATCH_HEADER, batch_rows, csv_text
+        from copygen.api.schemas import CopyBatchItem
+
+        rows = batch_rows([CopyBatchItem(index=0, result=response)], {0: brief.product})
+        _write(args.csv, csv_text(BATCH_HEADER, rows))
+        return 0
     if args.json:
         print(response.model_dump_json(indent=2))
         return 0
@@ -85,6 +98,65 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if response.delivered < response.requested:
         print(f"({response.delivered} of {response.requested} variants were distinct)")
     return 0
+
+
+def generate_csv(settings: Settings, source: str, target: str) -> int:
+    """Every brief of a JSON-lines file (``-``: stdin) into /v1/copy/batch's CSV, a chunk of
+    briefs at a time (they share forward passes), with a progress bar on stderr."""
+    from copygen.api.exports import BATCH_HEADER, batch_rows, csv_text
+    from copygen.api.responses import validation_detail
+    from copygen.api.schemas import CopyBatchItem, CopyRequest, CopyResponse, ErrorDetail
+    from copygen.service.copywriter import Copywriter
+
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    items: list[CopyBatchItem] = []
+    briefs = []
+    for index, line in enumerate(line for line in lines if line.strip()):
+        try:
+            briefs.append((index, CopyRequest.model_validate_json(line).to_brief()))
+        except ValidationError as exc:
+            message, field = validation_detail(exc.errors())
+            error = ErrorDetail(type="validation_error", message=message, field=field)
+            items.append(CopyBatchItem(index=index, error=error))
+
+    async def run() -> None:
+        copywriter = Copywriter.from_settings(settings)
+        await copywriter.start()
+        try:
+            for start in range(0, len(briefs), CSV_CHUNK):
+                chunk = briefs[start : start + CSV_CHUNK]
+                results = await copywriter.generate_many([brief for _, brief in chunk])
+                for (index, _), result in zip(chunk, results, strict=True):
+                    items.append(
+                        CopyBatchItem(index=index, result=CopyResponse.from_result(result))
+                    )
+                _progress(start + len(chunk), len(briefs))
+        finally:
+            await copywriter.stop()
+
+    asyncio.run(run())
+    items.sort(key=lambda item: item.index)
+    products = {index: brief.product for index, brief in briefs}
+    _write(target, csv_text(BATCH_HEADER, batch_rows(items, products)))
+    return 0
+
+
+CSV_CHUNK = 8
+
+
+def _progress(done: int, total: int, width: int = 30) -> None:
+    filled = width * done // max(1, total)
+    end = "\n" if done >= total else ""
+    print(f"\r[{'#' * filled}{'-' * (width - filled)}] {done}/{total} briefs", end=end,
+          file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _write(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text, encoding="utf-8", newline="")
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
@@ -137,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     gen = sub.add_parser("generate", help="write copy for one brief, without a server")
-    gen.add_argument("--product", required=True)
+    gen.add_argument("--product", help="what is sold (or --briefs)")
+    gen.add_argument("--briefs", help="a JSON-lines file of /v1/copy bodies (- for stdin)")
+    gen.add_argument("--csv", help="write /v1/copy/batch's CSV to this file (- for stdout)")
     gen.add_argument("--channel", default="google_ads_headline")
     gen.add_argument("--tone", default="friendly")
     gen.add_argument("--framework")

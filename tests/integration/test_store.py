@@ -171,18 +171,27 @@ async def test_responses_past_the_feedback_window_cannot_be_rated(db: Database) 
     assert await book.feedback.purge() == 1
 
 
-def test_copygen_migrate_builds_the_schema_and_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from copygen.cli import main
+def test_copygen_migrate_builds_the_schema_and_says_so(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("COPYGEN_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("COPYGEN_DATABASE_URL", raising=False)
-    assert main(["migrate"]) == 0
-    assert capsys.readouterr().out.strip().endswith('{"database": "sqlite", "migrated": true}')
+    def migrate(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "copygen", "migrate"],
+            env={**os.environ, "COPYGEN_DATA_DIR": str(tmp_path), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = migrate()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith('{"database": "sqlite", "migrated": true}')
     assert (tmp_path / "copygen.db").exists()
-    monkeypatch.setenv("COPYGEN_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
-    assert main(["migrate"]) == 1
+    failed = migrate(COPYGEN_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    assert failed.returncode == 1
+    assert "could not be migrated" in failed.stderr
 
 
 async def test_a_database_that_dies_answers_503_and_copy_goes_on() -> None:

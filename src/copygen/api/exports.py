@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from fastapi import Request, Response
+
+from copygen.api.schemas import CopyBatchItem
 
 BOM = "\ufeff"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -96,3 +98,20 @@ def meta_bulk(
 
 BATCH_HEADER = ["Item", "Channel", "Product", "Rank", "Text", "Characters", "Limit", "Fits",
                 "Score", "Error"]  # fmt: skip
+
+
+def batch_rows(items: list[CopyBatchItem], products: dict[int, str]) -> Iterator[list[Cell]]:
+    """A /v1/copy/batch answer as rows: a variant per row (an empty one for an item none of
+    whose variants passed), an error row per failed item."""
+    for item in items:
+        if item.result is None:
+            error = item.error.type if item.error else "error"
+            yield [item.index, None, None, None, None, None, None, None, None, error]
+            continue
+        result = item.result
+        if not result.variants:  # none passed: the item still has its row
+            yield [item.index, result.channel, products.get(item.index), None, None, None,
+                   None, None, None, None]  # fmt: skip
+        for rank, v in enumerate(result.variants, start=1):
+            yield [item.index, result.channel, products.get(item.index), rank, v.text, v.chars,
+                   v.limit, v.fits, v.score, None]  # fmt: skip

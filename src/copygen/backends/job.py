@@ -30,12 +30,17 @@ class Job:
         return job_generations(self.id, self.requests, self.completions, self.prompt_tokens)
 
     def record(self, index: int, rows: list[Row], usage: dict[str, Any]) -> list[RowEvent]:
-        """Keep one call's finished rows (token counts from its usage where it gave them);
-        their finishing events."""
+        """Keep one call's finished rows (token counts adding up to its usage where it gave
+        one); their finishing events."""
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         self.prompt_tokens[index] = prompt_tokens
-        if len(rows) == 1 and usage.get("completion_tokens"):
-            rows[0].tokens = int(usage["completion_tokens"])
+        total = int(usage.get("completion_tokens") or 0)
+        counted = sum(row.tokens for row in rows)
+        if rows and total and counted != total:
+            # Chunks are counted per row, but a chunk can carry two tokens' text (or none, for
+            # a stop token): the server's total is exact, so the difference goes to the last
+            # row, and the job's usage equals what the server generated.
+            rows[-1].tokens = max(0, rows[-1].tokens + total - counted)
         events = []
         for row in rows:
             finish = row.finish or "stop"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,7 +12,15 @@ from pydantic import ValidationError
 
 from copygen.api import state
 from copygen.api.deps import CopywriterDep, TenantDep
-from copygen.api.exports import BATCH_HEADER, CSV, NDJSON, Cell, accepts, csv_response, csv_text
+from copygen.api.exports import (
+    BATCH_HEADER,
+    CSV,
+    NDJSON,
+    accepts,
+    batch_rows,
+    csv_response,
+    csv_text,
+)
 from copygen.api.responses import GENERATION_ERRORS, STREAM_OK, validation_detail
 from copygen.api.schemas import (
     CopyBatchItem,
@@ -146,7 +154,7 @@ async def create_copy_batch(
     items.sort(key=lambda item: item.index)
     if accepts(http, CSV):
         products = {index: brief.product for index, brief in valid}
-        return csv_response(csv_text(BATCH_HEADER, _rows(items, products)), "copy-batch.csv")
+        return csv_response(csv_text(BATCH_HEADER, batch_rows(items, products)), "copy-batch.csv")
     failed = sum(1 for item in items if item.error is not None)
     return CopyBatchResponse(results=items, succeeded=len(items) - failed, failed=failed)
 
@@ -184,18 +192,6 @@ async def _lines(
     finally:
         for task in running:
             task.cancel()
-
-
-def _rows(items: list[CopyBatchItem], products: dict[int, str]) -> Iterator[list[Cell]]:
-    for item in items:
-        if item.result is None:
-            error = item.error.type if item.error else "error"
-            yield [item.index, None, None, None, None, None, None, None, None, error]
-            continue
-        result = item.result
-        for rank, v in enumerate(result.variants, start=1):
-            yield [item.index, result.channel, products.get(item.index), rank, v.text, v.chars,
-                   v.limit, v.fits, v.score, None]  # fmt: skip
 
 
 def _failed(index: int, type_: str, message: str, field: str | None) -> CopyBatchItem:
