@@ -28,6 +28,9 @@ SOAK_S = float(os.environ.get("COPYGEN_SOAK_S", "120"))
 CLIENTS = 12
 EXPLICIT = {"queue_full", "circuit_open", "deadline_exceeded", "generation_failed", "rate_limited"}
 
+#: The engine's counters of jobs that ended, one way or another.
+ENDED = ("jobs_completed", "jobs_failed", "jobs_cancelled_queued", "jobs_cancelled_running")
+
 
 class Faults:
     """Decides, step by step, whether the fake runner fails (1%) or stalls (0.2%)."""
@@ -149,8 +152,14 @@ async def test_mixed_load_with_faults_loses_nothing_and_rss_stays_flat(
             redis_server.start()
             await clients
             await sampler
-            await asyncio.sleep(1.5)  # let abandoned work and breakers settle
-            health = (await c.get("/health")).json()
+            # Let abandoned work and breakers settle: every accepted job ends (within 10 s).
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                health = (await c.get("/health")).json()
+                e = health["engine"]
+                ended = sum(e[k] for k in ENDED)
+                if ended == e["jobs_submitted"] and not e["running_rows"]:
+                    break
     finally:
         structlog.reset_defaults()
 
@@ -180,12 +189,7 @@ async def test_mixed_load_with_faults_loses_nothing_and_rss_stays_flat(
     assert not ledger.mismatches, ledger.mismatches[:5]
     assert not ledger.served  # no request line without a client outcome
     # Nothing accepted by the scheduler is unaccounted for, and nothing is left behind.
-    finished = (
-        engine["jobs_completed"]
-        + engine["jobs_failed"]
-        + engine["jobs_cancelled_queued"]
-        + engine["jobs_cancelled_running"]
-    )
+    finished = sum(engine[k] for k in ENDED)
     assert engine["jobs_submitted"] == finished
     assert engine["queued_jobs"] == 0
     assert engine["running_rows"] == 0

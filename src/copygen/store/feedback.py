@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from copygen.errors import NotFound
 from copygen.store.brands import now
@@ -51,17 +51,16 @@ class FeedbackRepository:
         self._ttl = timedelta(days=ttl_days)
 
     async def remember(self, tenant: str, responses: Sequence[StoredResponse]) -> None:
+        """One multi-row INSERT (no ORM objects: under load this runs for every response)."""
         stamp = now()
         rows = [
-            ResponseRow(
-                id=r.id, tenant=tenant, brand_id=r.brand_id, channel=r.channel,
-                prompt=[{"role": role, "content": text} for role, text in r.prompt],
-                variants=list(r.variants), created_at=stamp, expires_at=stamp + self._ttl,
-            )
+            {"id": r.id, "tenant": tenant, "brand_id": r.brand_id, "channel": r.channel,
+             "prompt": [{"role": role, "content": text} for role, text in r.prompt],
+             "variants": list(r.variants), "created_at": stamp, "expires_at": stamp + self._ttl}
             for r in responses
         ]  # fmt: skip
         async with self._db.session() as session:
-            session.add_all(rows)
+            await session.execute(insert(ResponseRow), rows)
 
     async def response(self, tenant: str, copy_id: str) -> StoredResponse:
         async with self._db.session() as session:

@@ -61,7 +61,10 @@ async def export_feedback(
     is chosen over its original; an up-rated variant over another variant of its response; a
     down-rated one loses to another. ``X-Next-Cursor`` names the next page."""
     if since is not None and since.tzinfo is not None:
-        since = since.astimezone(UTC).replace(tzinfo=None)
+        try:
+            since = since.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # within hours of year 1 or 9999: as early or late as can be
+            since = datetime.min if since.year == 1 else datetime.max
     pairs, cursor = await book.export(tenant, brand, since, after, limit)
     body = "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs)
     headers = {} if cursor is None else {"X-Next-Cursor": str(cursor)}
