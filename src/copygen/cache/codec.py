@@ -70,7 +70,7 @@ def result_to_dict(result: CopyResult) -> dict[str, Any]:
 
 
 def result_from_dict(data: dict[str, Any]) -> CopyResult:
-    variants = [_variant_from_dict(v) for v in data["variants"]]
+    variants = [variant_from_dict(v) for v in data["variants"]]
     return CopyResult(
         id=str(data["id"]),
         model=str(data["model"]),
@@ -83,7 +83,7 @@ def result_from_dict(data: dict[str, Any]) -> CopyResult:
     )
 
 
-def _variant_from_dict(data: dict[str, Any]) -> Variant:
+def variant_from_dict(data: dict[str, Any]) -> Variant:
     ease = data.get("readability")
     return Variant(
         **{

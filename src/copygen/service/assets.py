@@ -10,8 +10,10 @@ import secrets
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from copygen.auth import ANONYMOUS
+from copygen.cache.codec import variant_from_dict
 from copygen.copywriting.assets import AssetChecks, meta_checks, rsa_checks, suggest_pins
 from copygen.copywriting.ranking import deduplicate
 from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, Variant, new_copy_id
@@ -41,6 +43,25 @@ class AssetSet:
     usage: Usage
     timings_ms: dict[str, float]
     cached: bool
+
+
+def asset_to_dict(made: AssetSet) -> dict[str, Any]:
+    """A set as JSON-ready data (a job's stored result)."""
+    data = dataclasses.asdict(made)
+    data["checks"]["failures"] = list(made.checks.failures)
+    return data
+
+
+def asset_from_dict(data: dict[str, Any]) -> AssetSet:
+    checks = dict(data["checks"])
+    checks["failures"] = tuple(checks["failures"])
+    return AssetSet(
+        id=data["id"], model=data["model"],
+        parts={name: [variant_from_dict(v) for v in variants]
+               for name, variants in data["parts"].items()},
+        checks=AssetChecks(**checks), pins=list(data["pins"]), usage=Usage(**data["usage"]),
+        timings_ms=dict(data["timings_ms"]), cached=bool(data["cached"]),
+    )  # fmt: skip
 
 
 def _seed_base(brief: CopyBrief) -> int:

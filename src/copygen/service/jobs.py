@@ -23,7 +23,22 @@ from copygen import webhooks
 from copygen.cache.codec import result_to_dict
 from copygen.config import Settings
 from copygen.domain import CachePolicy, CopyBrief
-from copygen.errors import CopygenError, InvalidRequest, LimitExceeded, NotFound
+from copygen.errors import (
+    BackendOverloaded,
+    BackendUnavailable,
+    CircuitOpen,
+    CopygenError,
+    Draining,
+    InvalidRequest,
+    LimitExceeded,
+    MemoryPressure,
+    ModelUnavailable,
+    NotFound,
+    NotReady,
+    QueueFull,
+    StoreUnavailable,
+)
+from copygen.service import assets
 from copygen.service.brands import BrandBook, with_brand
 from copygen.service.copywriter import Copywriter
 from copygen.store.brands import now
@@ -31,6 +46,14 @@ from copygen.store.jobs import ACTIVE, Job, JobItem, JobRepository
 
 log = logging.getLogger("copygen.jobs")
 
+#: Errors that say the service cannot generate now, not that these items cannot be made: the
+#: job is given back and tried again later.
+TRANSIENT = (
+    Draining, NotReady, CircuitOpen, QueueFull, MemoryPressure, BackendOverloaded,
+    BackendUnavailable, ModelUnavailable, StoreUnavailable,
+)  # fmt: skip
+#: Where an asset job's brief keeps the route's own fields (final URL, counts, paths).
+ASSET_FIELDS = "_asset"
 #: Items generated together (they share forward passes); the lease is renewed between chunks.
 CHUNK = 8
 IDLE_S = 0.5
@@ -99,8 +122,11 @@ class JobRunner:
         tenant: str,
         briefs: Sequence[tuple[CopyBrief, str | None]],
         webhook_url: str | None,
+        kind: str = "batch",
+        asset: dict[str, Any] | None = None,
     ) -> Job:
-        """Store a job of ``briefs`` (each with its brand id), within the tenant's limits."""
+        """Store a job of ``briefs`` (each with its brand id), within the tenant's limits; an
+        asset kind (``google-ads-rsa``, ``meta-ad``) has one brief and its ``asset`` fields."""
         await self.book.ready()
         if webhook_url is not None:
             self.secret_for(tenant)
@@ -112,7 +138,9 @@ class JobRunner:
         if today + len(briefs) > settings.jobs_max_items_per_day:
             raise LimitExceeded(f"at most {settings.jobs_max_items_per_day} job items a day")
         request = [brief_to_dict(brief, brand) for brief, brand in briefs]
-        job = await self.repo.create(tenant, "batch", request, webhook_url)
+        if asset is not None:
+            request[0][ASSET_FIELDS] = asset
+        job = await self.repo.create(tenant, kind, request, webhook_url)
         await self.refresh_figures()
         return job
 
@@ -162,13 +190,15 @@ class JobRunner:
             chunk = pending[start : start + CHUNK]
             try:
                 items = await self._items(job, chunk)
-            except CopygenError as exc:
+            except TRANSIENT as exc:
                 # The service cannot generate now (draining, breaker, overload): give the job
                 # back rather than record items as failed.
                 log.warning("job %s paused: %s", job.id, exc.type)
                 await self.repo.release(job.id, self.owner)
                 await asyncio.sleep(BACKOFF_S)
                 return
+            except CopygenError as exc:  # these items failed (a deadline, a model error)
+                items = [JobItem(index, None, _error(exc)) for index in chunk]
             await self.repo.record(job.id, items)
             self.items_done_total += len(items)
         await self.repo.finish(job.id, self.owner, "succeeded")
@@ -188,7 +218,9 @@ class JobRunner:
         items: list[JobItem] = []
         runnable: list[tuple[int, CopyBrief]] = []
         for index in indices:
-            brief, brand_id = brief_from_dict(job.request[index])
+            stored = dict(job.request[index])
+            asset = stored.pop(ASSET_FIELDS, None)
+            brief, brand_id = brief_from_dict(stored)
             if brand_id is not None:
                 try:
                     voice = await self.book.voice(job.tenant, brand_id)
@@ -196,6 +228,9 @@ class JobRunner:
                     items.append(JobItem(index, None, _error(exc)))
                     continue
                 brief = with_brand(brief, voice, {"tone", "audience"})
+            if asset is not None:
+                items.append(JobItem(index, await self._asset(job, brief, asset), None))
+                continue
             runnable.append((index, brief))
         if runnable:
             results = await self.copywriter.generate_many(
@@ -204,6 +239,20 @@ class JobRunner:
             for (index, _), result in zip(runnable, results, strict=True):
                 items.append(JobItem(index, result_to_dict(result), None))
         return sorted(items, key=lambda item: item.index)
+
+    async def _asset(self, job: Job, brief: CopyBrief, asset: dict[str, Any]) -> dict[str, Any]:
+        """An asset job's one item: the set, as the asset route would make it."""
+        if job.kind == "google-ads-rsa":
+            made, paths = await assets.google_rsa(
+                self.copywriter, brief, asset["headlines"], asset["descriptions"],
+                (asset["path1"], asset["path2"]), job.tenant,
+            )  # fmt: skip
+            return {**assets.asset_to_dict(made), "paths": list(paths)}
+        made = await assets.meta_ad(
+            self.copywriter, brief, asset["primary_texts"], asset["headlines"],
+            asset["descriptions"], job.tenant,
+        )  # fmt: skip
+        return assets.asset_to_dict(made)
 
     async def _notify(self, job: Job) -> None:
         """One signed POST when the job ends, retried with backoff; each attempt logged."""

@@ -201,3 +201,25 @@ async def test_limits_and_cancelling(tmp_path: Path) -> None:
         too_many = await c.post("/v1/jobs", json={"items": items(4)}, headers=ALICE)
         assert too_many.status_code == 429  # 2 + 4 items today > 5
         gate.set()
+
+
+async def test_an_asset_job_makes_the_set_its_route_would(client: httpx.AsyncClient) -> None:
+    request = {"product": "Solar lamp", "final_url": "https://example.com/lamp", "headlines": 5,
+               "descriptions": 2, "path1": "Lamps"}  # fmt: skip
+    job = (await client.post("/v1/jobs", json={"kind": "google-ads-rsa", "request": request},
+                             headers=ALICE)).json()  # fmt: skip
+    assert (job["status"], job["total"]) == ("queued", 1)
+    done = await finished(client, job["id"])
+    assert (done["status"], done["done"], done["results"]) == ("succeeded", 1, None)
+    asset = done["asset"]
+    assert (asset["final_url"], asset["paths"]) == ("https://example.com/lamp", ["Lamps", ""])
+    assert 1 <= len(asset["headlines"]) <= 5
+    assert set(asset["checks"]) >= {"passed", "failures", "keyword_headlines"}
+    for body, field in (
+        ({"kind": "meta-ad", "request": {"product": "x", "channel": "sms"}}, "request"),
+        ({"kind": "meta-ad", "items": items(1)}, "request"),
+        ({"items": items(1), "request": request}, "items"),
+    ):
+        refused = await client.post("/v1/jobs", json=body, headers=ALICE)
+        assert refused.status_code == 422
+        assert refused.json()["error"]["field"] == field

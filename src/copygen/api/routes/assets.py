@@ -4,6 +4,7 @@ call, as JSON or (``Accept: text/csv``) in the columns its bulk tools import."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -50,14 +51,7 @@ async def google_rsa(
         text = google_ads_editor(headlines, [v.text for v in made.parts["descriptions"]],
                                  body.final_url, paths, body.campaign, body.ad_group)  # fmt: skip
         return csv_response(text, "google-ads-rsa.csv")
-    return RsaResponse(
-        **_head(made),
-        headlines=[HeadlineOut(**_asset(v), pin=pin)
-                   for v, pin in zip(made.parts["headlines"], made.pins, strict=True)],
-        descriptions=[AssetOut(**_asset(v)) for v in made.parts["descriptions"]],
-        paths=list(paths),
-        final_url=body.final_url,
-    )  # fmt: skip
+    return rsa_response(made, paths, body.final_url)
 
 
 @router.post("/v1/assets/meta-ad", response_model=MetaResponse, responses=ANSWERS)
@@ -75,13 +69,25 @@ async def meta_ad(
         text = meta_bulk(parts["primary_texts"], parts["headlines"], parts["descriptions"],
                          body.link or "", body.campaign, body.ad_set)  # fmt: skip
         return csv_response(text, "meta-ad.csv")
-    return MetaResponse(
+    return meta_response(made, body.link)
+
+
+def rsa_response(made: AssetSet, paths: Sequence[str], final_url: str) -> RsaResponse:
+    return RsaResponse(
         **_head(made),
-        link=body.link,
-        **{
-            name: [AssetOut(**_asset(v)) for v in variants] for name, variants in made.parts.items()
-        },
-    )
+        headlines=[HeadlineOut(**_asset(v), pin=pin)
+                   for v, pin in zip(made.parts["headlines"], made.pins, strict=True)],
+        descriptions=[AssetOut(**_asset(v)) for v in made.parts["descriptions"]],
+        paths=list(paths),
+        final_url=final_url,
+    )  # fmt: skip
+
+
+def meta_response(made: AssetSet, link: str | None) -> MetaResponse:
+    parts = {
+        name: [AssetOut(**_asset(v)) for v in variants] for name, variants in made.parts.items()
+    }
+    return MetaResponse(**_head(made), link=link, **parts)
 
 
 def _asset(variant: Variant) -> dict[str, Any]:

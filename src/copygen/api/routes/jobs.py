@@ -5,18 +5,22 @@ a webhook gets one signed POST when the job ends."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from copygen.api.asset_schemas import MetaRequest, MetaResponse, RsaRequest, RsaResponse
 from copygen.api.deps import CopywriterDep, JobsDep, TenantDep
 from copygen.api.responses import validation_detail
+from copygen.api.routes.assets import meta_response, rsa_response
 from copygen.api.routes.copy import brief_of
 from copygen.api.schemas import CopyBatchItem, CopyRequest, CopyResponse, ErrorBody, ErrorDetail
 from copygen.cache.codec import result_from_dict
 from copygen.errors import InvalidRequest
-from copygen.service.jobs import JobRunner
+from copygen.service.assets import asset_from_dict
+from copygen.service.copywriter import Copywriter
+from copygen.service.jobs import ASSET_FIELDS, JobRunner
 from copygen.store.jobs import Job
 from copygen.webhooks import SIGNATURE_HEADER, check_url
 
@@ -32,8 +36,14 @@ JobId = Annotated[str, Path(max_length=40)]
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items: list[dict[str, Any]] = Field(
-        min_length=1, max_length=MAX_ITEMS, description="Briefs, as POST /v1/copy takes them."
+    kind: Literal["batch", "google-ads-rsa", "meta-ad"] = Field(
+        "batch", description="batch: `items`; an asset kind: `request`, as its route takes it"
+    )
+    items: list[dict[str, Any]] | None = Field(
+        None, min_length=1, max_length=MAX_ITEMS, description="Briefs, as POST /v1/copy takes them."
+    )
+    request: dict[str, Any] | None = Field(
+        None, description="For google-ads-rsa or meta-ad: the body /v1/assets/... takes."
     )
     webhook_url: str | None = Field(
         None, max_length=2048, description=f"Gets a POST signed in {SIGNATURE_HEADER} at the end."
@@ -58,6 +68,9 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     webhook_url: str | None
     results: list[CopyBatchItem] | None = Field(None, description="Finished items, by index.")
+    asset: RsaResponse | MetaResponse | None = Field(
+        None, description="An asset job's set, once made."
+    )
     deliveries: list[DeliveryOut] | None = None
 
 
@@ -84,17 +97,39 @@ async def create_job(
     and answered at once."""
     if body.webhook_url is not None:
         check_url(body.webhook_url)
+    if body.kind != "batch":
+        return await _asset_job(body, copywriter, jobs, tenant, response)
+    if body.items is None or body.request is not None:
+        raise InvalidRequest("a batch job takes items (and no request)", field="items")
     briefs = []
     for index, raw in enumerate(body.items):
         try:
             request = CopyRequest.model_validate(raw)
         except ValidationError as exc:
             message, field = validation_detail(exc.errors())
-            raise InvalidRequest(message, field=f"items.{index}.{field}") from None
+            raise InvalidRequest(message, field=_within(f"items.{index}", field)) from None
         if request.stream:
             raise InvalidRequest("job items cannot stream", field=f"items.{index}.stream")
         briefs.append((await brief_of(request, copywriter, tenant), request.brand))
     job = await jobs.submit(tenant, briefs, body.webhook_url)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return _out(job)
+
+
+async def _asset_job(
+    body: JobIn, copywriter: Copywriter, jobs: JobRunner, tenant: str, response: Response
+) -> JobOut:
+    if body.request is None or body.items is not None:
+        raise InvalidRequest(f"a {body.kind} job takes request (and no items)", field="request")
+    schema = RsaRequest if body.kind == "google-ads-rsa" else MetaRequest
+    try:
+        request = schema.model_validate(body.request)
+    except ValidationError as exc:
+        message, field = validation_detail(exc.errors())
+        raise InvalidRequest(message, field=_within("request", field)) from None
+    brief = await brief_of(request, copywriter, tenant)
+    asset = request.model_dump(exclude=set(CopyRequest.model_fields))
+    job = await jobs.submit(tenant, [(brief, request.brand)], body.webhook_url, body.kind, asset)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return _out(job)
 
@@ -109,16 +144,42 @@ async def webhook_secret(jobs: JobsDep, tenant: TenantDep) -> SecretOut:
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
 async def get_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobOut:
     job = await jobs.repo.get(tenant, job_id)
-    return _out(job, results=await _results(jobs, job),
-                deliveries=[DeliveryOut(attempt=d.attempt, status_code=d.status_code,
-                                        error=d.error, at=d.at.replace(tzinfo=UTC))
-                            for d in await jobs.repo.deliveries(job.id)])  # fmt: skip
+    if job.kind != "batch":
+        return _out(job, asset=await _asset(jobs, job), deliveries=await _deliveries(jobs, job))
+    return _out(job, results=await _results(jobs, job), deliveries=await _deliveries(jobs, job))
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
 async def cancel_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobOut:
     """Stops the job after the items in progress; finished items stay; the webhook hears."""
     return _out(await jobs.cancel(tenant, job_id))
+
+
+def _within(prefix: str, field: str | None) -> str:
+    return prefix if field is None else f"{prefix}.{field}"
+
+
+async def _deliveries(jobs: JobRunner, job: Job) -> list[DeliveryOut]:
+    return [
+        DeliveryOut(
+            attempt=d.attempt, status_code=d.status_code, error=d.error, at=d.at.replace(tzinfo=UTC)
+        )
+        for d in await jobs.repo.deliveries(job.id)
+    ]
+
+
+async def _asset(jobs: JobRunner, job: Job) -> RsaResponse | MetaResponse | None:
+    """The stored set in its route's answer shape (None until made, or when it failed)."""
+    found = await jobs.repo.items(job.id)
+    if not found or found[0].result is None:
+        return None
+    item = found[0]
+    assert item.result is not None
+    made = asset_from_dict(item.result)
+    fields = job.request[0][ASSET_FIELDS]
+    if job.kind == "google-ads-rsa":
+        return rsa_response(made, item.result["paths"], fields["final_url"])
+    return meta_response(made, fields.get("link"))
 
 
 async def _results(jobs: JobRunner, job: Job) -> list[CopyBatchItem]:
