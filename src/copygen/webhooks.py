@@ -51,7 +51,7 @@ async def check_target(url: str, allow_private: bool) -> None:
     host = urlsplit(check_url(url)).hostname or ""
     try:
         infos = await asyncio.to_thread(socket.getaddrinfo, host, None)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
         raise InvalidRequest("webhook_url's host does not resolve", field="webhook_url") from exc
     if allow_private:
         return

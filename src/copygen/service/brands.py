@@ -29,6 +29,9 @@ from copygen.store.feedback import Feedback, FeedbackRepository, Rating, StoredR
 log = logging.getLogger("copygen.brands")
 
 FLUSH_S = 0.2
+#: Responses waiting for the database at most (while it is down); beyond, they are counted
+#: as remember failures and dropped, so an outage cannot grow the process without bound.
+MAX_PENDING = 10_000
 #: How often a database that failed its migration at start is tried again.
 RETRY_S = 5.0
 PURGE_EVERY_S = 3600.0
@@ -103,6 +106,15 @@ class BrandBook:
                 with contextlib.suppress(StoreUnavailable):
                     await self.feedback.purge()
 
+    def status(self) -> dict[str, Any]:
+        """The /health section: which database (never its URL) and whether it is usable."""
+        return {
+            "database": self.db.kind,
+            "migrated": self.migrated,
+            "responses_pending": len(self._pending),
+            "remember_failures": self.remember_failures,
+        }
+
     async def refresh_figures(self) -> None:
         brands, examples = await self.brands.counts()
         self.figures = {"brands": brands, "examples": examples, **await self.feedback.counts()}
@@ -125,6 +137,9 @@ class BrandBook:
             texts = tuple(v.text for v in result.variants)
             brand_id = brief.brand.id if brief.brand else None
             stored = StoredResponse(result.id, brand_id, result.channel, prompt, texts)
+            if len(self._pending) >= MAX_PENDING:  # the database is down: bounded, counted
+                self.remember_failures += 1
+                continue
             self._pending[(tenant, result.id)] = stored
 
     async def _flush(self) -> None:

@@ -219,6 +219,8 @@ async def test_feedback_teaches_the_brand_and_exports_preference_pairs(
 
     metrics = (await client.get("/metrics")).text
     assert "copygen_brands 1.0" in metrics
+    store = (await client.get("/health")).json()["store"]
+    assert (store["database"], store["migrated"], store["remember_failures"]) == ("sqlite", True, 0)
     assert 'copygen_feedback_stored{rating="down"} 1.0' in metrics
 
 

@@ -176,7 +176,9 @@ async def test_webhooks_to_private_addresses_are_refused_unless_allowed(tmp_path
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
     ):
         await wait_ready(c)
-        for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://10.0.0.1/"):
+        refused = ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://10.0.0.1/",
+                   "http://a..b/", "http://[::1]/")  # fmt: skip
+        for url in refused:
             response = await c.post("/v1/jobs", json={"items": items(1), "webhook_url": url},
                                     headers=ALICE)  # fmt: skip
             assert (response.status_code, response.json()["error"]["field"]) == (422, "webhook_url")

@@ -53,6 +53,7 @@ async def health(copywriter: CopywriterDep, request: Request) -> dict[str, Any]:
         "routes": {channel: "backend" for channel in sorted(copywriter.routes)},
         "redis": _redis_status(copywriter.cache),
         "rate_limit": limiter.status() if limiter is not None else None,
+        "store": copywriter.book.status() if copywriter.book is not None else None,
         "memory": {
             **engine.memory.status(),
             "rss_bytes": _PROCESS.memory_info().rss,
