@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import inspect
 
 from copygen.domain import BrandExample, BrandProfile
-from copygen.errors import InvalidRequest, NotFound, PreconditionFailed
+from copygen.errors import InvalidRequest, NotFound, PreconditionFailed, StoreUnavailable
 from copygen.service.brands import BrandBook
 from copygen.store.brands import MAX_EXAMPLES
 from copygen.store.database import Database
@@ -236,3 +236,26 @@ async def test_a_database_that_dies_answers_503_and_copy_goes_on() -> None:
             assert (back.status_code, back.json()["name"]) == (200, "Acme")
     finally:
         server.remove()
+
+
+async def test_a_job_is_held_by_one_replica_until_its_lease_lapses(book: BrandBook) -> None:
+    from copygen.store.jobs import JobItem, JobRepository
+
+    jobs = JobRepository(book.db)
+    job = await jobs.create("t", "batch", [{"n": 1}, {"n": 2}], None)
+    first = await jobs.claim("replica-a", lease_s=0.3)
+    assert first is not None
+    assert first.status == "running"
+    assert await jobs.claim("replica-b", lease_s=0.3) is None  # held
+    await jobs.record(job.id, [JobItem(0, {"ok": True}, None)])
+    await asyncio.sleep(0.4)  # replica-a stops renewing (killed)
+    second = await jobs.claim("replica-b", lease_s=30)
+    assert second is not None
+    assert (second.id, second.done) == (job.id, 1)
+    assert await jobs.renew(job.id, "replica-a", 30) == "lost"
+    assert await jobs.renew(job.id, "replica-b", 30) == "running"
+    with pytest.raises(StoreUnavailable):  # an item's result is written once, ever
+        await jobs.record(job.id, [JobItem(0, {"ok": False}, None)])
+    await jobs.finish(job.id, "replica-b", "succeeded")
+    assert [i.result for i in await jobs.items(job.id)] == [{"ok": True}]
+    assert (await jobs.get("t", job.id)).status == "succeeded"

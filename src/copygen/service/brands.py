@@ -100,6 +100,9 @@ class BrandBook:
         purged = time.monotonic()
         while True:
             await asyncio.sleep(FLUSH_S)
+            if not self.migrated:  # down at start: keep trying (at most every RETRY_S)
+                with contextlib.suppress(StoreUnavailable):
+                    await self.ready()
             await self._flush()
             if time.monotonic() - purged > PURGE_EVERY_S:
                 purged = time.monotonic()

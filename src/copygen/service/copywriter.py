@@ -216,7 +216,8 @@ class Copywriter:
                 [results[i]] = await self.generate_many([briefs[i]], tenant=tenant)
         answered = [result for result in results if result is not None]
         if self.book is not None:
-            self.book.remember(tenant, briefs, answered)
+            asked = [brief for brief, result in zip(briefs, results, strict=True) if result]
+            self.book.remember(tenant, asked, answered)
         return answered
 
     async def _claim_across_replicas(

@@ -171,12 +171,23 @@ class JobRunner:
                     await asyncio.sleep(IDLE_S)
                     continue
                 self._current = job.id
-                await self._run(job)
+                heartbeat = asyncio.create_task(self._heartbeat(job.id), name="copygen-job-lease")
+                try:
+                    await self._run(job)
+                finally:
+                    heartbeat.cancel()
             except CopygenError as exc:
                 log.warning("job runner: %s", exc.type)
                 await asyncio.sleep(BACKOFF_S)
             finally:
                 self._current = None
+
+    async def _heartbeat(self, job_id: str) -> None:
+        """Keep the lease while a chunk runs longer than it (a CPU can take that long)."""
+        while True:
+            await asyncio.sleep(self.settings.job_lease_s / 3)
+            with contextlib.suppress(CopygenError):
+                await self.repo.renew(job_id, self.owner, self.settings.job_lease_s)
 
     async def _run(self, job: Job) -> None:
         await self.refresh_figures()
@@ -186,7 +197,7 @@ class JobRunner:
         for start in range(0, len(pending), CHUNK):
             status = await self.repo.renew(job.id, self.owner, self.settings.job_lease_s)
             if status != "running":
-                return  # cancelled meanwhile
+                return  # cancelled meanwhile, or another replica took it over
             chunk = pending[start : start + CHUNK]
             try:
                 items = await self._items(job, chunk)

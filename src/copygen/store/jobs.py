@@ -131,16 +131,17 @@ class JobRepository:
         return None
 
     async def renew(self, job_id: str, owner: str, lease_s: float) -> str:
-        """Extend the lease; the job's status (a cancelled job stops at the next item)."""
+        """Extend the lease; the job's status, or ``lost`` when another replica holds it now
+        (a cancelled job stops at the next chunk, a lost one at once)."""
         stamp = now()
         async with self._db.session() as session:
-            await session.execute(
+            held = await session.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.owner == owner)
                 .values(lease_until=stamp + timedelta(seconds=lease_s), updated_at=stamp)
             )
             status = await session.scalar(select(JobRow.status).where(JobRow.id == job_id))
-        return str(status)
+        return str(status) if held.rowcount else "lost"  # type: ignore[attr-defined]
 
     async def record(self, job_id: str, items: Sequence[JobItem]) -> None:
         """Items finished, and the job's counts, in one transaction."""
