@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -93,6 +94,23 @@ def test_a_brief_streams_drafts_then_checked_variants_with_channel_counts(
     shot = SCREENSHOT if update else tmp_path / SCREENSHOT.name
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_a_variant_can_be_rated_and_the_rating_is_stored(page: Page, server: Server) -> None:
+    page.get_by_label("Product").fill("Cold brew subscription")
+    page.get_by_label("Channel").select_option("email_subject")
+    page.get_by_label("Variants").fill("2")
+    _generate(page)
+    good = page.get_by_role("button", name="Rate variant 1 good")
+    good.click()
+    expect(good).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#status")).to_contain_text("rated good")
+    expect(page.get_by_role("button", name="Rate variant 1 poor")).to_be_disabled()
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'copygen_feedback_stored{rating="up"}' in metrics
+    stored = [line for line in metrics.splitlines()
+              if line.startswith('copygen_feedback_stored{rating="up"}')]  # fmt: skip
+    assert float(stored[0].split()[-1]) >= 1
 
 
 def test_a_validation_error_shows_beside_its_field_and_nothing_typed_is_lost(page: Page) -> None:

@@ -184,7 +184,7 @@ function show(result) {
   state.result = result;
   $("draft").textContent = "";
   const channel = state.channels.get(result.channel);
-  const items = result.variants.map((v) => {
+  const items = result.variants.map((v, index) => {
     const li = document.createElement("li");
     const text = document.createElement("p");
     text.className = "copy";
@@ -206,7 +206,11 @@ function show(result) {
     copy.textContent = "Copy";
     copy.setAttribute("aria-label", `Copy variant: ${v.text.slice(0, 40)}`);
     copy.addEventListener("click", () => navigator.clipboard.writeText(v.text));
-    actions.append(copy);
+    const good = rateButton("Good", `Rate variant ${index + 1} good`);
+    const poor = rateButton("Poor", `Rate variant ${index + 1} poor`);
+    good.addEventListener("click", () => rate(result.id, index, "up", good, poor));
+    poor.addEventListener("click", () => rate(result.id, index, "down", poor, good));
+    actions.append(copy, good, poor);
     li.append(text, meta, actions);
     return li;
   });
@@ -214,6 +218,33 @@ function show(result) {
   const complete = result.complete ? "" : ` (${result.delivered} of ${result.requested} passed every check)`;
   $("status").textContent = `${result.delivered} variant(s) in ${Math.round(result.timings_ms.total)} ms${complete}.`;
   $("export").disabled = result.variants.length === 0;
+}
+
+function rateButton(label, aria) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "quiet";
+  button.textContent = label;
+  button.setAttribute("aria-label", aria);
+  button.setAttribute("aria-pressed", "false");
+  return button;
+}
+
+// Feedback on one variant (POST /v1/feedback): it can teach a stored brand its voice.
+async function rate(copyId, index, rating, chosen, other) {
+  chosen.disabled = other.disabled = true;
+  try {
+    const response = await fetch("/v1/feedback", {
+      method: "POST", headers: headers(),
+      body: JSON.stringify({ copy_id: copyId, variant: index, rating }),
+    });
+    if (!response.ok) throw await problem(response);
+    chosen.setAttribute("aria-pressed", "true");
+    $("status").textContent = `Thanks: variant ${index + 1} rated ${rating === "up" ? "good" : "poor"}.`;
+  } catch (error) {
+    chosen.disabled = other.disabled = false;
+    $("status").textContent = "Rating not saved: " + error.message;
+  }
 }
 
 function cell(value) {
