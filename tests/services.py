@@ -126,8 +126,9 @@ class PostgresServer:
 
     def start(self) -> None:
         if not self.data.exists():
+            # --no-locale: a CI image's LANG may name a locale it never generated.
             self._run("initdb", "-D", str(self.data), "-U", "copygen", "-A", "trust",
-                      "--no-sync", "-E", "UTF8")  # fmt: skip
+                      "--no-sync", "-E", "UTF8", "--no-locale")  # fmt: skip
         options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
                   str(self.workdir / "log"), "-w", "start")  # fmt: skip

@@ -160,14 +160,15 @@ class Scheduler:
     def cancel(self, job: Job, error: BaseException | None = None) -> None:
         """The caller gave up (``error`` None) or its deadline passed: drop the job wherever it
         is. A give-up counts as cancelled, a deadline as failed."""
-        queued = job in self._waiting and job.admitted_at is None
-        running = job.id in self._running or bool(job.live)
         if job in self._waiting:
             self._waiting.remove(job)
         if error is None and not job.future.done():
-            if queued:
+            # Admitted counts as running, also while its rows still wait to join the batch
+            # (after an out-of-memory split lowered the ceiling): such a job was counted in
+            # neither, and the soak's books did not balance.
+            if job.admitted_at is None:
                 self.stats.jobs_cancelled_queued += 1
-            elif running:
+            else:
                 self.stats.jobs_cancelled_running += 1
         self._release(job)
         self._fail(job, error or asyncio.CancelledError())

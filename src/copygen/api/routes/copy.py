@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +40,7 @@ from copygen.observability.logging import copy_log_fields
 from copygen.service.brands import with_brand
 from copygen.service.copywriter import Copywriter
 
+log = logging.getLogger("copygen.api")
 router = APIRouter(tags=["copy"])
 
 STREAM_IN_BATCH = "items of a batch cannot stream; send stream=false or use POST /v1/copy"
@@ -187,6 +189,7 @@ async def _lines(
                 elif isinstance(error, CopygenError):
                     item = _failed(index, error.type, error.message, error.field)
                 else:
+                    log.error("batch item failed: %s", type(error).__name__, exc_info=error)
                     item = _failed(index, "internal_error", "internal error", None)
                 yield item.model_dump_json() + "\n"
     finally:
