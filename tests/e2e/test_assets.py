@@ -22,6 +22,7 @@ RSA = {
     "path1": "Solar",
     "path2": "Chargers",
     "seed": 11,
+    "headlines": 10,  # a full set (Google takes 3 to 15); 15 only adds model time to the suite
 }
 #: Calls to action a reader would recognise (the test's own list).
 ACTIONS = re.compile(r"\b(get|shop|buy|order|try|discover|explore|start|grab|save|see|book|"
@@ -45,7 +46,7 @@ def test_the_embedded_model_writes_a_responsive_search_ad_that_meets_the_format(
     body = response.json()
     headlines = [h["text"] for h in body["headlines"]]
     descriptions = [d["text"] for d in body["descriptions"]]
-    assert 3 <= len(headlines) <= 15
+    assert 3 <= len(headlines) <= 10
     assert 2 <= len(descriptions) <= 4
     assert all(0 < google_units(t) <= 30 for t in headlines), headlines
     assert all(0 < google_units(t) <= 90 for t in descriptions), descriptions

@@ -13,7 +13,7 @@ import pytest
 from tests.services import start_server, stop_server, wait_ready
 from tests.tiny_model import build_tiny_model
 
-TOTAL = 48
+TOTAL = 32
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_a_job_killed_mid_run_finishes_after_restart_with_no_item_lost_or_double
     }
     items = [
         {"product": f"lamp {i}", "channel": "linkedin_post", "variants": 1,
-         "max_new_tokens": 160, "grounding": "off", "seed": i}
+         "max_new_tokens": 128, "grounding": "off", "seed": i}
         for i in range(TOTAL)
     ]  # fmt: skip
     server = start_server(env)
