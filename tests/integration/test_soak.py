@@ -24,7 +24,7 @@ from copygen.engine.engine import Engine
 from tests.fakes import FakeRunner
 from tests.services import RedisServer
 
-SOAK_S = float(os.environ.get("COPYGEN_SOAK_S", "120"))
+SOAK_S = float(os.environ.get("COPYGEN_SOAK_S", "90"))
 CLIENTS = 12
 EXPLICIT = {"queue_full", "circuit_open", "deadline_exceeded", "generation_failed", "rate_limited"}
 
