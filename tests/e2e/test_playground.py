@@ -106,7 +106,11 @@ def test_a_variant_can_be_rated_and_the_rating_is_stored(page: Page, server: Ser
     expect(good).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#status")).to_contain_text("rated good")
     expect(page.get_by_role("button", name="Rate variant 1 poor")).to_be_disabled()
-    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    for _ in range(50):  # the stored counts are re-read in the background after a write
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        if 'copygen_feedback_stored{rating="up"} 0.0' not in metrics:
+            break
+        time.sleep(0.1)
     assert 'copygen_feedback_stored{rating="up"}' in metrics
     stored = [line for line in metrics.splitlines()
               if line.startswith('copygen_feedback_stored{rating="up"}')]  # fmt: skip

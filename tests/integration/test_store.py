@@ -156,6 +156,7 @@ async def test_feedback_on_a_remembered_response_exports_preference_pairs(
 
     voice = await book.voice("t", brand.id)
     assert (voice.avoid, voice.learned) == (("Third",), down.id)
+    await book.refresh_figures()  # what the background does after writes
     assert book.figures["up"] == 2
     assert book.figures["down"] == 1
     assert up.id < down.id < edit.id

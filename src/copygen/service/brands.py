@@ -35,6 +35,7 @@ MAX_PENDING = 10_000
 #: How often a database that failed its migration at start is tried again.
 RETRY_S = 5.0
 PURGE_EVERY_S = 3600.0
+REFRESH_S = 1.0
 
 
 class BrandBook:
@@ -46,8 +47,11 @@ class BrandBook:
         #: Counts for /metrics, refreshed after writes: brands, examples, feedback per rating.
         self.figures: dict[str, int] = {"brands": 0, "examples": 0, "up": 0, "down": 0}
         self.remember_failures = 0
-        self._pending: dict[tuple[str, str], StoredResponse] = {}
+        #: (tenant, response id) → the brief and result, until the next write.
+        self._pending: dict[tuple[str, str], tuple[CopyBrief, CopyResult]] = {}
         self._failed_at = -RETRY_S
+        self._stale = False
+        self._refreshed_at = -REFRESH_S
         self._migrating = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -104,6 +108,9 @@ class BrandBook:
                 with contextlib.suppress(StoreUnavailable):
                     await self.ready()
             await self._flush()
+            if self._stale and time.monotonic() - self._refreshed_at >= REFRESH_S:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.refresh_figures()
             if time.monotonic() - purged > PURGE_EVERY_S:
                 purged = time.monotonic()
                 with contextlib.suppress(StoreUnavailable):
@@ -118,7 +125,13 @@ class BrandBook:
             "remember_failures": self.remember_failures,
         }
 
+    def changed(self) -> None:
+        """A write happened: /metrics' counts are read again in the background (counting is a
+        scan of the tables, so not on the request that wrote, and at most every REFRESH_S)."""
+        self._stale = True
+
     async def refresh_figures(self) -> None:
+        self._stale, self._refreshed_at = False, time.monotonic()
         brands, examples = await self.brands.counts()
         self.figures = {"brands": brands, "examples": examples, **await self.feedback.counts()}
 
@@ -134,24 +147,26 @@ class BrandBook:
     def remember(
         self, tenant: str, briefs: Sequence[CopyBrief], results: Sequence[CopyResult]
     ) -> None:
-        """Keep each response's variants (and the prompt) so feedback can name them."""
+        """Keep each response's variants (and the prompt) so feedback can name them. Only
+        the pair is queued here (a cache hit's fast path calls this); the prompt is rendered
+        when the queue is written."""
         for brief, result in zip(briefs, results, strict=True):
-            prompt = tuple((m.role, m.content) for m in render_prompt(brief))
-            texts = tuple(v.text for v in result.variants)
-            brand_id = brief.brand.id if brief.brand else None
-            stored = StoredResponse(result.id, brand_id, result.channel, prompt, texts)
             if len(self._pending) >= MAX_PENDING:  # the database is down: bounded, counted
                 self.remember_failures += 1
                 continue
-            self._pending[(tenant, result.id)] = stored
+            self._pending[(tenant, result.id)] = (brief, result)
+
+    def _waiting(self, tenant: str, copy_id: str) -> StoredResponse | None:
+        queued = self._pending.get((tenant, copy_id))
+        return None if queued is None else _stored(*queued)
 
     async def _flush(self) -> None:
         if not self._pending or not self.migrated:
             return
         pending, self._pending = self._pending, {}
         tenants: dict[str, list[StoredResponse]] = {}
-        for (tenant, _), stored in pending.items():
-            tenants.setdefault(tenant, []).append(stored)
+        for (tenant, _), queued in pending.items():
+            tenants.setdefault(tenant, []).append(_stored(*queued))
         for tenant, responses in tenants.items():
             try:
                 await self.feedback.remember(tenant, responses)
@@ -172,9 +187,7 @@ class BrandBook:
         """Record feedback on one variant of a response; an up-rated (or edited) variant of a
         brand with ``auto_learn`` becomes one of its examples (the brand, when it did)."""
         await self.ready()
-        response = self._pending.get((tenant, copy_id)) or await self.feedback.response(
-            tenant, copy_id
-        )
+        response = self._waiting(tenant, copy_id) or await self.feedback.response(tenant, copy_id)
         index = _variant_index(response.variants, variant)
         feedback = await self.feedback.add(tenant, response, index, rating, edited_text, note)
         learned = None
@@ -183,7 +196,7 @@ class BrandBook:
                 brand = await self.brands.get(tenant, response.brand_id)
                 if brand.profile.auto_learn:
                     learned = await self.brands.add_example(tenant, brand.id, _example(feedback))
-        await self.refresh_figures()
+        self.changed()
         return feedback, learned
 
     async def promote(
@@ -193,7 +206,7 @@ class BrandBook:
         await self.ready()
         feedback = await self.feedback.get(tenant, feedback_id)
         brand = await self.brands.add_example(tenant, brand_id, _example(feedback), expected)
-        await self.refresh_figures()
+        self.changed()
         return brand
 
     async def export(
@@ -237,6 +250,13 @@ def preference_pair(feedback: Feedback) -> dict[str, Any] | None:
         "copy_id": feedback.copy_id,
         "brand": feedback.brand_id,
     }
+
+
+def _stored(brief: CopyBrief, result: CopyResult) -> StoredResponse:
+    prompt = tuple((m.role, m.content) for m in render_prompt(brief))
+    brand_id = brief.brand.id if brief.brand else None
+    texts = tuple(v.text for v in result.variants)
+    return StoredResponse(result.id, brand_id, result.channel, prompt, texts)
 
 
 def _variant_index(variants: Sequence[str], variant: int | str) -> int:

@@ -4,6 +4,7 @@ cache keys), feedback, its export, and what logs and metrics never show."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -61,6 +62,17 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     ):
         await wait_ready(c)
         yield c
+
+
+async def counted(client: httpx.AsyncClient, line: str) -> str:
+    """/metrics once it shows ``line`` (the stored counts are re-read in the background, up to
+    a second after a write), or as it is after 5 s."""
+    for _ in range(50):
+        metrics = (await client.get("/metrics")).text
+        if line in metrics:
+            break
+        await asyncio.sleep(0.1)
+    return metrics
 
 
 async def _create(client: httpx.AsyncClient, body: dict[str, object] | None = None) -> dict:
@@ -217,7 +229,7 @@ async def test_feedback_teaches_the_brand_and_exports_preference_pairs(
     penalised = [v for v in again["variants"] if v["checks"]["voice"] < 0]
     assert penalised
 
-    metrics = (await client.get("/metrics")).text
+    metrics = await counted(client, 'copygen_feedback_stored{rating="down"} 1.0')
     assert "copygen_brands 1.0" in metrics
     store = (await client.get("/health")).json()["store"]
     assert (store["database"], store["migrated"], store["remember_failures"]) == ("sqlite", True, 0)

@@ -46,7 +46,7 @@ async def create_brand(
 ) -> BrandOut:
     await book.ready()
     brand = await book.brands.create(tenant, body.to_profile())
-    await book.refresh_figures()
+    book.changed()
     response.headers["Location"] = f"/v1/brands/{brand.id}"
     return _answer(brand, response)
 
@@ -84,7 +84,7 @@ async def replace_brand(
 ) -> BrandOut:
     await book.ready()
     brand = await book.brands.replace(tenant, brand_id, body.to_profile(), parse_if_match(if_match))
-    await book.refresh_figures()
+    book.changed()
     return _answer(brand, response)
 
 
@@ -106,7 +106,7 @@ async def patch_brand(
         lambda profile: dataclasses.replace(profile, **changes),
         parse_if_match(if_match),
     )
-    await book.refresh_figures()
+    book.changed()
     return _answer(brand, response)
 
 
@@ -116,7 +116,7 @@ async def delete_brand(
 ) -> Response:
     await book.ready()
     await book.brands.delete(tenant, brand_id, parse_if_match(if_match))
-    await book.refresh_figures()
+    book.changed()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -145,5 +145,5 @@ async def add_example(
     else:
         assert body.example is not None
         brand = await book.brands.add_example(tenant, brand_id, body.example.to_example(), expected)
-        await book.refresh_figures()
+        book.changed()
     return _answer(brand, response)
