@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from gpu_check import build_model  # the same random-weight SmolLM2 (.gpu/model)
+from transformers import AutoModelForCausalLM
 
 from copygen.config import Settings
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
@@ -37,7 +38,6 @@ from copygen.engine.engine import Engine
 from copygen.engine.model.llama import FusedLlama
 from copygen.engine.model.runner import TransformersRunner
 
-MODEL_FILES = Path(".gpu/model")
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp")
 NEW_TOKENS = 128
 #: "cpu" gives a quick local smoke run of the script itself (engine runs only, few rows).
@@ -49,18 +49,6 @@ def report(check: str, **figures: object) -> None:
     print(line, flush=True)
     with (OUT / "gpu_bench.jsonl").open("a") as out:
         out.write(line + "\n")
-
-
-def build_model(target: Path) -> Path:
-    config = AutoConfig.from_pretrained(MODEL_FILES)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target)
-    for file in MODEL_FILES.iterdir():
-        if file.name != "config.json":
-            (target / file.name).write_bytes(file.read_bytes())
-    return target
 
 
 def request(i: int, temperature: float, tokens: int = NEW_TOKENS) -> GenerationRequest:

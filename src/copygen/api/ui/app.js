@@ -249,7 +249,7 @@ async function rate(copyId, index, rating, chosen, other) {
 
 function cell(value) {
   let text = String(value ?? "");
-  if (/^[=+\-@]/.test(text)) text = "'" + text; // no formulas in spreadsheet apps
+  if (/^[=+\-@\t\r]/.test(text)) text = "'" + text; // no formulas in spreadsheet apps (as api/exports.py)
   return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
