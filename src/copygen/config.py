@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         None, description="comma list replacing the default brand-safety list; empty: none"
     )
     max_rounds: int = Field(3, ge=1, le=10, description="generation rounds per brief")
+    early_stop: bool = Field(
+        True,
+        description="stop a brief's other rows once enough distinct variants pass every rule "
+        "(the in-process engine; docs/batching.md measures it)",
+    )
     ui: bool = Field(True, description="serve the playground page at /")
     relevance: bool = Field(
         False,

@@ -23,14 +23,21 @@ RowKey = tuple[int, int, int]
 
 @dataclass(frozen=True, slots=True)
 class RowEvent:
-    """What one decoding step did to one row. ``text`` is the whole completion once finished."""
+    """What one decoding step did to one row. ``text`` is the whole completion once finished.
+    ``dropped``: the row was stopped because its request had what it needed (``Settle``)."""
 
     key: RowKey
     delta: str
-    finish_reason: Literal["stop", "length", "cancelled"] | None
+    finish_reason: Literal["stop", "length", "cancelled", "dropped"] | None
     text: str
     prompt_tokens: int
     completion_tokens: int
+
+
+#: ``settle(index, completions)``: request ``index`` has these rows finished (in row order);
+#: True when it needs no more, so its other rows stop and its generation holds only these.
+#: A generator may ignore it and run every row (a remote backend's ``n`` is one call).
+Settle = Callable[[int, Sequence[Completion]], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +55,16 @@ def job_generations(
     completions: Mapping[RowKey, Completion],
     prompt_tokens: Mapping[int, int],
 ) -> list[Generation]:
-    """A finished job's generations, one per request, its rows in order."""
+    """A finished job's generations, one per request, its rows in order (rows a ``Settle``
+    dropped are absent)."""
     return [
         Generation(
             prompt_tokens=prompt_tokens.get(index, 0),
-            completions=tuple(completions[(job_id, index, row)] for row in range(request.n)),
+            completions=tuple(
+                completions[key]
+                for row in range(request.n)
+                if (key := (job_id, index, row)) in completions
+            ),
         )
         for index, request in enumerate(requests)
     ]
@@ -181,6 +193,7 @@ class Generator(Protocol):
         on_event: Callable[[RowEvent], None] | None = None,
         *,
         follow_up: bool = False,
+        settle: Settle | None = None,
     ) -> FinishedJob: ...
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...

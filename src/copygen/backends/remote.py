@@ -36,7 +36,15 @@ from copygen.errors import (
     NotReady,
     QueueFull,
 )
-from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent, RowKey, relay
+from copygen.generation import (
+    FinishedJob,
+    MetricsSink,
+    NullMetrics,
+    RowEvent,
+    RowKey,
+    Settle,
+    relay,
+)
 from copygen.resilience.breaker import BreakerState, CircuitBreaker
 from copygen.resilience.memory import MemoryGuard
 
@@ -133,7 +141,9 @@ class RemoteBackend:
         on_event: Callable[[RowEvent], None] | None = None,
         *,
         follow_up: bool = False,
+        settle: Settle | None = None,
     ) -> FinishedJob:
+        """``settle`` is not used: a request's ``n`` rows are one call to the server."""
         return await relay(self._open(requests, timeout_s, follow_up=follow_up), on_event)
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:

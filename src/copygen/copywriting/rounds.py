@@ -15,6 +15,7 @@ from copygen.copywriting.prompts import relevance_prompts, render_prompt
 from copygen.copywriting.ranking import deduplicate, select
 from copygen.domain import (
     ChatMessage,
+    Completion,
     CopyBrief,
     CopyResult,
     Generation,
@@ -45,6 +46,8 @@ class BriefRounds:
     evidence: Evidence
     grounding: Grounding
     checked: list[Checked] = field(default_factory=list)
+    #: Each completion's check, kept from ``settled`` for ``absorb``.
+    _checks: dict[Completion, Checked | None] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -68,8 +71,33 @@ class BriefRounds:
         )
 
     def needed(self) -> int:
-        perfect = deduplicate(c.variant for c in self.checked if c.perfect)
+        return self._missing(self.checked)
+
+    def _missing(self, checked: Sequence[Checked]) -> int:
+        perfect = deduplicate(c.variant for c in checked if c.perfect)
         return max(0, self.brief.variants - len(perfect))
+
+    def settled(self, finished: Sequence[Completion]) -> bool:
+        """Whether this round's rows finished so far already fill every slot (with what
+        earlier rounds kept), so its other rows need not run. The engine asks after each
+        decoding step in which one of them finished."""
+        found = [c for completion in finished if (c := self._check(completion)) is not None]
+        return self._missing([*self.checked, *found]) == 0
+
+    def _check(self, completion: Completion) -> Checked | None:
+        if completion not in self._checks:
+            self._checks[completion] = check_completion(
+                completion.text,
+                completion.finish_reason == "length",
+                self.channel,
+                self.brief.keywords,
+                self.brief.max_chars,
+                self.banned,
+                evidence=self.evidence,
+                grounding=self.grounding,
+                language=self.brief.language,
+            )
+        return self._checks[completion]
 
     def request(self, round_index: int) -> GenerationRequest:
         """Round 1 samples freely (unless the brief asks for ``prime_keywords``). Later rounds
@@ -102,19 +130,9 @@ class BriefRounds:
         self.prompt_tokens += generation.prompt_tokens
         for completion in generation.completions:
             self.completion_tokens += completion.completion_tokens
-            checked = check_completion(
-                completion.text,
-                completion.finish_reason == "length",
-                self.channel,
-                self.brief.keywords,
-                self.brief.max_chars,
-                self.banned,
-                evidence=self.evidence,
-                grounding=self.grounding,
-                language=self.brief.language,
-            )
-            if checked is not None:
+            if (checked := self._check(completion)) is not None:
                 self.checked.append(checked)
+        self._checks.clear()
 
     def shortlist(self) -> list[str]:
         """The distinct returnable texts worth a relevance score: twice as many as wanted,

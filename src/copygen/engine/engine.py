@@ -26,7 +26,7 @@ from copygen.errors import (
     MemoryPressure,
     NotReady,
 )
-from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent, relay
+from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent, Settle, relay
 from copygen.resilience.breaker import BreakerState, CircuitBreaker
 from copygen.resilience.memory import MemoryGuard, cgroup_limit_bytes
 
@@ -278,6 +278,7 @@ class Engine:
         *,
         stream: bool = False,
         follow_up: bool = False,
+        settle: Settle | None = None,
     ) -> TokenStream:
         """Refuse cheaply first (cold, draining, breaker open, memory high), then queue. A
         ``follow_up`` job belongs to a request already in flight, which draining lets finish."""
@@ -292,7 +293,7 @@ class Engine:
             raise CircuitOpen(
                 "generation is paused after repeated model failures", retry_after_s=retry
             )
-        job = self._scheduler.submit(requests, timeout_s, stream=stream)
+        job = self._scheduler.submit(requests, timeout_s, stream=stream, settle=settle)
         return TokenStream(self._scheduler, job, timeout_s)
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
@@ -306,17 +307,18 @@ class Engine:
         on_event: Callable[[RowEvent], None] | None = None,
         *,
         follow_up: bool = False,
+        settle: Settle | None = None,
     ) -> FinishedJob:
         """Generate ``requests`` as one job within ``timeout_s`` (default: the request
         timeout); ``on_event`` sees every row's token deltas as they are decoded. A
         ``follow_up`` job (a later round of a request in flight) is not refused while
-        draining."""
+        draining. ``settle`` stops a request's rows once it has what it needs."""
         timeout_s = timeout_s or self.settings.request_timeout_s
         if on_event is None:
-            stream = self._submit(requests, timeout_s, follow_up=follow_up)
+            stream = self._submit(requests, timeout_s, follow_up=follow_up, settle=settle)
             await stream.result()
             return stream.finished()
-        stream = self._submit(requests, timeout_s, stream=True, follow_up=follow_up)
+        stream = self._submit(requests, timeout_s, stream=True, follow_up=follow_up, settle=settle)
         return await relay(stream, on_event)
 
     async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:

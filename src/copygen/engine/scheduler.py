@@ -24,7 +24,14 @@ from copygen.domain import Completion, Generation, GenerationRequest
 from copygen.engine.batch_policy import BatchPolicy
 from copygen.engine.protocols import RowSpec, Runner, RunnerOutOfMemory
 from copygen.errors import DeadlineExceeded, GenerationFailed, QueueFull
-from copygen.generation import MetricsSink, NullMetrics, RowEvent, RowKey, job_generations
+from copygen.generation import (
+    MetricsSink,
+    NullMetrics,
+    RowEvent,
+    RowKey,
+    Settle,
+    job_generations,
+)
 
 log = logging.getLogger("copygen.scheduler")
 
@@ -46,6 +53,8 @@ class Job:
     specs: dict[RowKey, RowSpec] = field(default_factory=dict)
     prompt_tokens: dict[int, int] = field(default_factory=dict)
     events: asyncio.Queue[RowEvent] | None = None
+    #: Asked after each step in which rows of a request finished; True drops its other rows.
+    settle: Settle | None = None
     admitted_at: float | None = None
     first_token_at: float | None = None
     finished_at: float | None = None
@@ -57,6 +66,10 @@ class Job:
     @property
     def done(self) -> bool:
         return self.future.done()
+
+    def finished_rows(self, index: int) -> list[Completion]:
+        """Request ``index``'s completions so far, in row order."""
+        return [self.completions[key] for key in sorted(self.completions) if key[1] == index]
 
     def generations(self) -> list[Generation]:
         return job_generations(self.id, self.requests, self.completions, self.prompt_tokens)
@@ -75,6 +88,8 @@ class SchedulerStats:
     jobs_failed: int = 0
     oom_splits: int = 0
     oom_failures: int = 0
+    #: Rows dropped (running or queued) because their request already had what it needed.
+    rows_settled: int = 0
 
 
 class Scheduler:
@@ -129,9 +144,15 @@ class Scheduler:
             self._fail(job, GenerationFailed("the service is shutting down"))
 
     def submit(
-        self, requests: Sequence[GenerationRequest], timeout_s: float, *, stream: bool = False
+        self,
+        requests: Sequence[GenerationRequest],
+        timeout_s: float,
+        *,
+        stream: bool = False,
+        settle: Settle | None = None,
     ) -> Job:
-        """Queue a job; raises QueueFull at once when the queue is at its bound."""
+        """Queue a job; raises QueueFull at once when the queue is at its bound. ``settle``:
+        see generation.Settle."""
         if len(self._waiting) >= self._max_queue:
             self.stats.jobs_rejected += 1
             raise QueueFull("the generation queue is full; retry shortly")
@@ -143,6 +164,7 @@ class Scheduler:
             submitted_at=now,
             future=asyncio.get_running_loop().create_future(),
             events=asyncio.Queue() if stream else None,
+            settle=settle,
         )
         for index, request in enumerate(requests):
             base = request.sampling.seed
@@ -246,6 +268,7 @@ class Scheduler:
 
     def _dispatch(self, events: Sequence[RowEvent]) -> None:
         now = self._clock()
+        finished: dict[int, set[int]] = {}  # job id → requests with a row finished now
         for event in events:
             job_id, index, _ = event.key
             job = self._running.get(job_id)
@@ -264,15 +287,43 @@ class Scheduler:
             job.completions[event.key] = Completion(event.text, event.completion_tokens, reason)
             job.live.discard(event.key)
             self._live_rows -= 1
+            finished.setdefault(job_id, set()).add(index)
+        # Settling is judged once every row of the step is in, so which rows count does not
+        # depend on their order within the step.
+        for job_id, indices in finished.items():
+            job = self._running[job_id]
+            if job.settle is not None:
+                for index in sorted(indices):
+                    if job.settle(index, job.finished_rows(index)):
+                        self._drop_rows(job, index)
             if not job.live and not job.pending:
-                job.finished_at = now
-                self._running.pop(job.id, None)
-                self.stats.jobs_completed += 1
-                generations = job.generations()
-                job.future.set_result(generations)
-                self._report(job, generations)
-                if self._on_outcome is not None:
-                    self._on_outcome(job, None)
+                self._complete(job, now)
+
+    def _drop_rows(self, job: Job, index: int) -> None:
+        """Request ``index`` of ``job`` has what it needs: its rows still running leave the
+        batch at the next step, its queued rows never start."""
+        keys = {key for key in job.live if key[1] == index}
+        keys |= {spec.key for spec in job.pending if spec.key[1] == index}
+        job.pending = deque(spec for spec in job.pending if spec.key[1] != index)
+        self._live_rows -= len(keys & job.live)
+        self._drop |= keys & job.live
+        job.live -= keys
+        if not job.pending and job in self._waiting:
+            self._waiting.remove(job)
+        self.stats.rows_settled += len(keys)
+        if job.events is not None:
+            for key in sorted(keys):
+                job.events.put_nowait(RowEvent(key, "", "dropped", "", 0, 0))
+
+    def _complete(self, job: Job, now: float) -> None:
+        job.finished_at = now
+        self._running.pop(job.id, None)
+        self.stats.jobs_completed += 1
+        generations = job.generations()
+        job.future.set_result(generations)
+        self._report(job, generations)
+        if self._on_outcome is not None:
+            self._on_outcome(job, None)
 
     def _split_after_oom(self) -> None:
         """Halve the batch ceiling and run the rows again in smaller batches. Rows decode

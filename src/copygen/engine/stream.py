@@ -46,7 +46,7 @@ class TokenStream:
                 if event.finish_reason == "cancelled":
                     job.future.result()  # raises the job's error
                     return
-                if event.finish_reason is not None:
+                if event.finish_reason is not None:  # finished, or dropped by a settle
                     rows_left -= 1
                 yield event
         finally:

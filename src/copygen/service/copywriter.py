@@ -23,7 +23,7 @@ from copygen.config import Settings
 from copygen.copywriting.lexicon import english_words
 from copygen.copywriting.rounds import BriefRounds
 from copygen.copywriting.safety import brand_safety_words
-from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, new_copy_id
+from copygen.domain import CachePolicy, Completion, CopyBrief, CopyResult, Usage, new_copy_id
 from copygen.engine.engine import Engine
 from copygen.errors import CopygenError, DeadlineExceeded
 from copygen.generation import Generator, MetricsSink, RowEvent
@@ -58,6 +58,7 @@ class Copywriter:
         self._policy = (
             f"rounds={settings.max_rounds};banned={','.join(sorted(self._banned_always))}"
             f";grounding={settings.grounding};relevance={settings.relevance}"
+            f";early_stop={settings.early_stop}"
         )
         cache.l2_breaker_hook(engine.breaker_changed)
 
@@ -279,7 +280,8 @@ class Copywriter:
 
         Round 1 samples about twice as many rows as variants wanted. Later rounds regenerate
         only the slots still missing a variant that passes every rule, while the request
-        deadline leaves time for another round (judged by the last round's duration).
+        deadline leaves time for another round (judged by the last round's duration). With
+        ``early_stop`` a brief's rows stop once enough distinct variants pass every rule.
         """
         budget_s = self.settings.request_timeout_s
         works = [
@@ -296,10 +298,13 @@ class Copywriter:
                 break
             round_started = time.perf_counter()
             requests = [w.request(rounds) for w in pending]
+            settle = None
+            if self.settings.early_stop:
+                settle = functools.partial(_settled, pending)
             try:
                 forward = None if on_event is None else functools.partial(on_event, rounds)
                 finished = await generator.run(
-                    requests, budget_s - elapsed, forward, follow_up=rounds > 0
+                    requests, budget_s - elapsed, forward, follow_up=rounds > 0, settle=settle
                 )
                 jobs.append(finished.job_id)
             except DeadlineExceeded:
@@ -351,6 +356,10 @@ class Copywriter:
             result.append(BriefRounds.relevance(texts, scores[position:end]))
             position = end
         return result
+
+
+def _settled(works: Sequence[BriefRounds], index: int, finished: Sequence[Completion]) -> bool:
+    return works[index].settled(finished)
 
 
 def _served(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.domain import ChatMessage, Completion, GenerationRequest, SamplingParams
 from copygen.engine.batch_policy import BatchPolicy
 from copygen.engine.scheduler import Scheduler
+from copygen.engine.stream import TokenStream
 from copygen.errors import DeadlineExceeded, QueueFull
 from tests.fakes import FakeRunner
 
@@ -154,4 +155,68 @@ async def test_a_failing_runner_fails_its_jobs_and_recovers(executor: ThreadPool
         await failing.future
     ok = scheduler.submit([request()], timeout_s=5)
     assert (await ok.future)[0].completions[0].text == "fine"
+    await scheduler.stop()
+
+
+def lengths(*words: int) -> FakeRunner:
+    """Row ``i`` of every request decodes ``words[i]`` words, one per step."""
+    return FakeRunner(lambda r, row: " ".join(["w"] * words[row]), whole=False)
+
+
+async def test_a_settled_request_drops_its_other_rows(executor: ThreadPoolExecutor) -> None:
+    runner = lengths(2, 3, 40, 40)
+    scheduler = make(runner, executor)
+    asked: list[tuple[int, int]] = []
+
+    def settle(index: int, finished: Sequence[Completion]) -> bool:
+        asked.append((index, len(finished)))
+        return index == 0 and len(finished) >= 2
+
+    job = scheduler.submit([request(n=4, words=40), request(n=1, words=3)], 5, settle=settle)
+    first, second = await job.future
+    assert [len(c.text.split()) for c in first.completions] == [2, 3]
+    assert [c.text for c in second.completions] == ["w w"]  # the other request is untouched
+    assert (0, 1) in asked
+    assert (0, 2) in asked
+    while len(runner.dropped) < 2:  # the dropped rows leave at the next step
+        await asyncio.sleep(0.001)
+    assert sorted(runner.dropped) == [(job.id, 0, 2), (job.id, 0, 3)]
+    assert sum(runner.batch_sizes) < 2 + 3 + 40  # the 40-word rows never ran to the end
+    assert scheduler.running_rows == 0
+    assert scheduler.stats.rows_settled == 2
+    assert scheduler.stats.jobs_completed == 1
+    await scheduler.stop()
+
+
+async def test_a_settled_requests_queued_rows_never_start(executor: ThreadPoolExecutor) -> None:
+    runner = lengths(2, 2, 2, 2)
+    scheduler = make(runner, executor, max_batch=2)
+    job = scheduler.submit([request(n=4)], 5, settle=lambda index, finished: len(finished) >= 2)
+    [generation] = await job.future
+    assert len(generation.completions) == 2
+    assert {spec.key[2] for join in runner.joins for spec in join} == {0, 1}
+    assert scheduler.queued_jobs == 0
+    assert scheduler.running_rows == 0
+    await scheduler.stop()
+
+
+async def test_rows_finishing_in_the_same_step_all_count(executor: ThreadPoolExecutor) -> None:
+    """Settling is judged after the whole step, so the result does not depend on the order
+    of rows within a step."""
+    runner = lengths(3, 3, 3, 9)
+    scheduler = make(runner, executor)
+    job = scheduler.submit([request(n=4, words=9)], 5, settle=lambda i, done: len(done) >= 1)
+    [generation] = await job.future
+    assert len(generation.completions) == 3
+    await scheduler.stop()
+
+
+async def test_a_stream_ends_with_dropped_rows(executor: ThreadPoolExecutor) -> None:
+    runner = lengths(1, 30)
+    scheduler = make(runner, executor)
+    job = scheduler.submit([request(n=2, words=30)], 5, stream=True, settle=lambda i, d: True)
+    stream = TokenStream(scheduler, job, 5)
+    reasons = [e.finish_reason async for e in stream.events() if e.finish_reason is not None]
+    assert reasons == ["stop", "dropped"]
+    assert len(stream.finished().generations[0].completions) == 1
     await scheduler.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from copygen.config import Settings
@@ -136,3 +138,30 @@ async def test_relevance_ranks_what_the_brief_is_about_first() -> None:
     assert on_topic is not None
     assert on_topic > 0
     assert "relevance" in ranked.timings_ms
+
+
+@pytest.mark.parametrize("early_stop", [True, False])
+async def test_a_briefs_rows_stop_once_enough_variants_pass(early_stop: bool) -> None:
+    def reply(request: GenerationRequest, row: int) -> str:
+        if row < 3:
+            return f"Solar deal take {spelled(row + 1)}"
+        return "Solar " + " ".join(["slowly"] * 30)  # rows that would run much longer
+
+    runner = FakeRunner(reply, whole=False)
+    writer = await started_copywriter(runner, early_stop=early_stop)
+    brief = CopyBrief(product="charger", channel="sms", variants=3, seed=5, keywords=("solar",))
+    result = await writer.generate(brief)
+    assert sorted(v.text for v in result.variants) == [
+        "Solar deal take one", "Solar deal take three", "Solar deal take two",
+    ]  # fmt: skip
+    assert result.rounds == 1
+    job = result.jobs[0]
+    if early_stop:
+        while len(runner.dropped) < 3:
+            await asyncio.sleep(0.001)
+        assert sorted(runner.dropped) == [(job, 0, 3), (job, 0, 4), (job, 0, 5)]
+        assert result.usage.completion_tokens < 31  # the finished rows' tokens only
+    else:
+        assert runner.dropped == []
+        assert result.usage.completion_tokens > 3 * 31
+    await writer.stop()
