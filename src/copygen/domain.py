@@ -116,7 +116,9 @@ class GenerationRequest:
 
     ``messages`` go through the model's chat template; ``prompt`` (when set) is used verbatim
     instead. ``prefix`` starts the model's answer (response priming); completions include it.
-    Generation stops at the end-of-sequence token, at ``max_new_tokens`` or at any ``stop``.
+    Generation stops at the end-of-sequence token, at ``max_new_tokens`` or at any ``stop``;
+    with ``single_line``, also at the first line break that ends a line of text (one with a
+    letter or digit, not ending in ":", which labels the next line), the break not included.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -125,6 +127,7 @@ class GenerationRequest:
     prefix: str = ""
     prompt: str | None = None
     stop: tuple[str, ...] = ()
+    single_line: bool = False
 
 
 @dataclass(frozen=True, slots=True)

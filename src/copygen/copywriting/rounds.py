@@ -124,6 +124,8 @@ class BriefRounds:
             ),
             n=min(MAX_ROWS_PER_BRIEF, OVERSAMPLE * self.needed()),
             prefix=prefix,
+            # A one-line channel keeps only the first line: a row ends with it.
+            single_line=self.channel.single_line,
         )
 
     def absorb(self, generation: Generation) -> None:

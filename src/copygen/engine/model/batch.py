@@ -9,11 +9,13 @@ seen tokens, last logits).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import functools
+from collections.abc import Callable, Collection, Sequence
 from typing import Literal
 
 import torch
 
+from copygen.engine.model.detokenize import line_end
 from copygen.engine.model.drafter import NgramDrafter
 from copygen.engine.model.kv import KVCache, pad_left
 from copygen.engine.model.live import LiveRow
@@ -200,14 +202,14 @@ class DecodeBatch:
         new_chars = len(row.text.push(body))
         if finish is None and len(row.tokens) >= limit:
             finish = "length"
-        found = row.text.find_stops(request.stop, new_chars) if request.stop else []
+        found = self._ends(row, new_chars)
         if found or finish is not None:
             new_chars += len(row.text.finish())
-            found = found or (row.text.find_stops(request.stop, new_chars) if request.stop else [])
+            found = found or self._ends(row, new_chars)
         text = row.text.text
-        for stop, cut in found:
+        for still_there, cut in found:
             # Several tokens may have come at once: count only those up to the stop.
-            while len(taken) > 1 and stop in self._whole_text(row, drop=1)[len(row.text.prefix) :]:
+            while len(taken) > 1 and still_there(self._whole_text(row, drop=1)):
                 row.tokens.pop()
                 taken.pop()
             finish, text = "stop", text[:cut]
@@ -222,6 +224,21 @@ class DecodeBatch:
             completion_tokens=len(row.tokens),
         )
         return event, taken
+
+    @staticmethod
+    def _ends(row: LiveRow, new_chars: int) -> list[tuple[Callable[[str], bool], int]]:
+        """Where the row's text ends early, if the last ``new_chars`` characters ended it:
+        its request's stop strings (each in the text cut by those before), then the end of
+        its first line for a ``single_line`` request; each with a test that says whether a
+        text (prefix included) still contains it."""
+        request, floor = row.spec.request, len(row.text.prefix)
+        ends: list[tuple[Callable[[str], bool], int]] = []
+        for stop, cut in row.text.find_stops(request.stop, new_chars) if request.stop else []:
+            ends.append((functools.partial(_has_stop, stop, floor), cut))
+        line = row.text.find_line_end(new_chars) if request.single_line else None
+        if line is not None and (not ends or line < ends[-1][1]):
+            ends.append((functools.partial(_has_line_end, floor), line))
+        return ends
 
     def _whole_text(self, row: LiveRow, drop: int = 0) -> str:
         """The row's text decoded in one go (without a final stop token), less ``drop`` last
@@ -293,3 +310,11 @@ class DecodeBatch:
             return []
         left = row.spec.request.sampling.max_new_tokens - len(row.tokens) - 1
         return self.drafter.propose(row.guesses, min(row.guesses.limit, left))
+
+
+def _has_stop(stop: str, floor: int, text: str) -> bool:
+    return stop in text[floor:]
+
+
+def _has_line_end(floor: int, text: str) -> bool:
+    return line_end(text, floor) is not None

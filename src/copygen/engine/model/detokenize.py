@@ -57,6 +57,11 @@ class Detokenizer:
         self.text += new
         return new
 
+    def find_line_end(self, new_chars: int) -> int | None:
+        """Where the first line of text ends (see ``line_end``), if the last ``new_chars``
+        characters completed it."""
+        return line_end(self.text, len(self.prefix), max(0, len(self.text) - new_chars))
+
     def find_stops(self, stops: Sequence[str], new_chars: int) -> list[tuple[str, int]]:
         """Each of ``stops`` found in ``text`` after the prefix, with where it starts, in the
         order of ``stops``; each is looked for in the text as cut by those found before it,
@@ -70,3 +75,21 @@ class Detokenizer:
                 found.append((stop, cut))
                 end = cut
         return found
+
+
+#: A line that ends in one of these (markdown emphasis aside) labels the line after it.
+_LABEL_ENDS = (":", "-", "–")
+
+
+def line_end(text: str, floor: int = 0, since: int = 0) -> int | None:
+    """The first line break at or after ``since`` (and after ``floor``, where the generated
+    text starts) that ends a line of text: one with a letter that does not end in ":", "-"
+    or "–" (markdown emphasis aside), which would label the next line ("Headline:",
+    "**Subject -**"). None when there is none."""
+    cut = text.find("\n", max(floor, since))
+    while cut >= 0:
+        line = text[text.rfind("\n", 0, cut) + 1 : cut].strip().rstrip("*_` ")
+        if any(ch.isalpha() for ch in line) and not line.endswith(_LABEL_ENDS):
+            return cut
+        cut = text.find("\n", cut + 1)
+    return None

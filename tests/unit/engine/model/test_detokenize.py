@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from hypothesis import given
 from hypothesis import strategies as st
 
-from copygen.engine.model.detokenize import Detokenizer
+from copygen.engine.model.detokenize import Detokenizer, line_end
 
 WORDS = ["sun", "power", "go", "now", "a", "b"]
 
@@ -72,3 +72,24 @@ def test_several_stops_cut_the_text_one_after_another() -> None:
     new = len(detok.push([0, 1, 2, 3]))  # "sun power go now"
     assert detok.find_stops([" now", " power"], new) == [(" now", 12), (" power", 3)]
     assert detok.find_stops([" power", " now"], new) == [(" power", 3)]
+
+
+def test_a_line_of_text_ends_at_its_line_break() -> None:
+    assert line_end("Go solar\nmore") == 8
+    assert line_end("\n\nGo solar\nmore") == 10  # blank lines are not a line of text
+    assert line_end("Headline:\nGo solar\n") == 18  # a label introduces the next line
+    assert line_end("**\n1.\nGo\n") == 8  # decoration or numbering alone is not text
+    assert line_end("**Subject -**\nGo\n") == 16  # nor a label in markdown
+    assert line_end("Go solar") is None
+    assert line_end("Go solar:\n") is None
+    assert line_end("Go\nsolar\n", since=3) == 8  # only breaks that arrived since
+    assert line_end("Solar\n", floor=6) is None  # the primed prefix is not searched
+
+
+def test_the_detokenizer_finds_a_line_end_in_its_new_text() -> None:
+    lines = ["Go", " solar", "\n", "Headline", ":"]
+    detok = Detokenizer(lambda tokens: "".join(lines[t] for t in tokens), prefix="")
+    detok.push([3, 4])
+    assert detok.find_line_end(len(detok.push([2]))) is None  # "Headline:\n"
+    detok.push([0, 1])
+    assert detok.find_line_end(len(detok.push([2]))) == len("Headline:\nGo solar")
