@@ -260,3 +260,45 @@ async def test_a_job_is_held_by_one_replica_until_its_lease_lapses(book: BrandBo
     await jobs.finish(job.id, "replica-b", "succeeded")
     assert [i.result for i in await jobs.items(job.id)] == [{"ok": True}]
     assert (await jobs.get("t", job.id)).status == "succeeded"
+
+
+async def test_an_outage_at_start_keeps_a_bounded_queue_and_recovers_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database cannot be opened at start (a file stands where its directory should be):
+    responses queue up to MAX_PENDING (the rest counted as failures, never unbounded), the
+    background loop retries the migration, and once the database is there the queue is
+    written."""
+    from copygen import service
+    from copygen.domain import CopyBrief, CopyResult, Variant
+
+    monkeypatch.setattr(service.brands, "MAX_PENDING", 3)
+    monkeypatch.setattr(service.brands, "RETRY_S", 0.05)
+    monkeypatch.setattr(service.brands, "FLUSH_S", 0.02)
+    directory = tmp_path / "later"
+    book = BrandBook(Database(f"sqlite+aiosqlite:///{directory / 'copygen.db'}"), 30)
+    directory.rmdir()
+    directory.write_text("not a directory")
+    await book.start()
+    assert book.status()["migrated"] is False
+    brief = CopyBrief(product="Solar charger", channel="sms")
+    variant = Variant("Go solar", 8, 160, True, (), 0.9)
+    results = [CopyResult(f"copy-{i}", "m", "sms", [variant], 1) for i in range(5)]
+    book.remember("t", [brief] * 5, results)
+    assert (book.status()["responses_pending"], book.remember_failures) == (3, 2)
+    with pytest.raises(StoreUnavailable):
+        await book.rate("t", "copy-0", 0, "up", None, None)
+
+    directory.unlink()
+    directory.mkdir()
+    for _ in range(200):  # bounded: 4 s
+        if book.migrated and not book.status()["responses_pending"]:
+            break
+        await asyncio.sleep(0.02)
+    assert book.migrated
+    assert book.status()["responses_pending"] == 0
+    stored = await book.feedback.response("t", "copy-2")
+    assert stored.variants == ("Go solar",)
+    with pytest.raises(NotFound):  # dropped at the cap, as counted
+        await book.feedback.response("t", "copy-4")
+    await book.stop()
