@@ -225,3 +225,37 @@ async def test_an_asset_job_makes_the_set_its_route_would(client: httpx.AsyncCli
         refused = await client.post("/v1/jobs", json=body, headers=ALICE)
         assert refused.status_code == 422
         assert refused.json()["error"]["field"] == field
+
+
+async def test_model_errors_fail_their_items_and_a_paused_service_gives_the_job_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first chunk's generation fails (a model error: those items fail, with the error);
+    that opens the breaker, so the next chunk meets CircuitOpen (the service cannot generate
+    now): the job is given back, not failed, and finishes once the breaker lets work in."""
+    from copygen.service import jobs
+
+    monkeypatch.setattr(jobs, "BACKOFF_S", 0.05)
+    failing = {"steps": 1}
+
+    def fail() -> bool:
+        failing["steps"] -= 1
+        return failing["steps"] >= 0
+
+    runner = FakeRunner(lambda r, row: f"Bright light {spelled(row)}", fail_when=fail)
+    app = await client_for(tmp_path, runner, breaker_failures=1, breaker_reset_s=0.3)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await wait_ready(c)
+        job = (await c.post("/v1/jobs", json={"items": items(16)}, headers=ALICE)).json()
+        done = await finished(c, job["id"])
+    assert (done["status"], done["done"], done["failed"]) == ("succeeded", 16, jobs.CHUNK)
+    results = done["results"]
+    assert [r["index"] for r in results] == list(range(16))
+    assert all(r["error"]["type"] == "generation_failed" for r in results[: jobs.CHUNK])
+    assert all(r["error"] is None and r["result"] for r in results[jobs.CHUNK :])
+    paused = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+    assert paused
+    assert all(message.endswith("circuit_open") for message in paused)
