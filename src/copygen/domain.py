@@ -118,7 +118,7 @@ class GenerationRequest:
     instead. ``prefix`` starts the model's answer (response priming); completions include it.
     Generation stops at the end-of-sequence token, at ``max_new_tokens`` or at any ``stop``;
     with ``single_line``, also at the first line break that ends a line of text (one with a
-    letter or digit, not ending in ":", which labels the next line), the break not included.
+    letter, not ending in ":", "-" or "–", which label the next line), the break not included.
     """
 
     messages: tuple[ChatMessage, ...]

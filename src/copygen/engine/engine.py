@@ -243,6 +243,7 @@ class Engine:
             "jobs_rejected": s.jobs_rejected,
             "jobs_failed": s.jobs_failed,
             "oom_splits": s.oom_splits,
+            "rows_settled": s.rows_settled,
             "oom_failures": s.oom_failures,
             "batch_ceiling": self.policy.ceiling,
         }

@@ -292,12 +292,21 @@ class Scheduler:
         # depend on their order within the step.
         for job_id, indices in finished.items():
             job = self._running[job_id]
-            if job.settle is not None:
-                for index in sorted(indices):
-                    if job.settle(index, job.finished_rows(index)):
-                        self._drop_rows(job, index)
+            for index in sorted(indices) if job.settle is not None else ():
+                if self._settled(job, index):
+                    self._drop_rows(job, index)
             if not job.live and not job.pending:
                 self._complete(job, now)
+
+    def _settled(self, job: Job, index: int) -> bool:
+        """Ask the job; a settle that fails is dropped (its rows run on), never the loop."""
+        assert job.settle is not None
+        try:
+            return job.settle(index, job.finished_rows(index))
+        except Exception:
+            log.exception("a job's settle failed; its rows run to the end")
+            job.settle = None
+            return False
 
     def _drop_rows(self, job: Job, index: int) -> None:
         """Request ``index`` of ``job`` has what it needs: its rows still running leave the

@@ -220,3 +220,21 @@ async def test_a_stream_ends_with_dropped_rows(executor: ThreadPoolExecutor) -> 
     assert reasons == ["stop", "dropped"]
     assert len(stream.finished().generations[0].completions) == 1
     await scheduler.stop()
+
+
+async def test_a_failing_settle_lets_the_rows_run_and_the_loop_go_on(
+    executor: ThreadPoolExecutor,
+) -> None:
+    runner = lengths(1, 3, 5)
+    scheduler = make(runner, executor)
+
+    def broken(index: int, finished: Sequence[Completion]) -> bool:
+        raise RuntimeError("a bug in the caller's check")
+
+    job = scheduler.submit([request(n=3, words=5)], 5, settle=broken)
+    [generation] = await job.future
+    assert len(generation.completions) == 3  # not settled: every row ran to its end
+    other = scheduler.submit([request()], 5)
+    await other.future
+    assert scheduler.stats.rows_settled == 0
+    await scheduler.stop()
