@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from copygen.domain import BrandExample, BrandProfile
 from copygen.errors import InvalidRequest, NotFound, PreconditionFailed
-from copygen.store.database import Database
+from copygen.store.database import Database, owned
 from copygen.store.tables import BrandRow
 
 MAX_EXAMPLES = 50
@@ -67,9 +67,7 @@ class BrandRepository:
 
     async def get(self, tenant: str, brand_id: str) -> Brand:
         async with self._db.session() as session:
-            row = await session.get(BrandRow, brand_id)
-        if row is None or row.tenant != tenant:
-            raise NotFound("no such brand", field="brand")
+            row = await owned(session, BrandRow, brand_id, tenant, "brand", "brand")
         return _brand(row)
 
     async def page(self, tenant: str, after: str | None, limit: int) -> list[Brand]:
@@ -119,9 +117,7 @@ class BrandRepository:
 
     async def delete(self, tenant: str, brand_id: str, expected: int | None) -> None:
         async with self._db.session() as session:
-            row = await session.get(BrandRow, brand_id)
-            if row is None or row.tenant != tenant:
-                raise NotFound("no such brand", field="brand")
+            row = await owned(session, BrandRow, brand_id, tenant, "brand", "brand")
             if expected is not None and row.version != expected:
                 raise PreconditionFailed(_STALE)
             await session.delete(row)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from copygen.config import Settings
-from copygen.errors import StoreUnavailable
+from copygen.errors import NotFound, StoreUnavailable
 
 log = logging.getLogger("copygen.store")
 
@@ -127,3 +127,21 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cursor.close()
+
+
+class Tenanted(Protocol):
+    tenant: Any
+
+
+Owned = TypeVar("Owned", bound=Tenanted)
+
+
+async def owned(
+    session: AsyncSession, table: type[Owned], key: object, tenant: str, what: str, field: str
+) -> Owned:
+    """Row ``key`` of ``table`` when it belongs to ``tenant``; NotFound otherwise, the same
+    answer whether it does not exist or is another tenant's (tenant isolation, one place)."""
+    row = await session.get(table, key)
+    if row is None or row.tenant != tenant:
+        raise NotFound(f"no such {what}", field=field)
+    return row

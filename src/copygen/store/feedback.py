@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, insert, select
 
 from copygen.errors import NotFound
 from copygen.store.brands import now
-from copygen.store.database import Database
+from copygen.store.database import Database, owned
 from copygen.store.tables import FeedbackRow, ResponseRow
 
 Rating = Literal["up", "down"]
@@ -95,9 +95,7 @@ class FeedbackRepository:
 
     async def get(self, tenant: str, feedback_id: int) -> Feedback:
         async with self._db.session() as session:
-            row = await session.get(FeedbackRow, feedback_id)
-        if row is None or row.tenant != tenant:
-            raise NotFound("no such feedback", field="feedback_id")
+            row = await owned(session, FeedbackRow, feedback_id, tenant, "feedback", "feedback_id")
         return _feedback(row)
 
     async def down_rated(self, brand_id: str, keep: int) -> tuple[tuple[str, ...], int]:

@@ -13,9 +13,8 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
-from copygen.errors import NotFound
 from copygen.store.brands import now
-from copygen.store.database import Database
+from copygen.store.database import Database, owned
 from copygen.store.tables import DeliveryRow, JobItemRow, JobRow
 
 ACTIVE = ("queued", "running")
@@ -74,9 +73,7 @@ class JobRepository:
 
     async def get(self, tenant: str, job_id: str) -> Job:
         async with self._db.session() as session:
-            row = await session.get(JobRow, job_id)
-        if row is None or row.tenant != tenant:
-            raise NotFound("no such job", field="job")
+            row = await owned(session, JobRow, job_id, tenant, "job", "job")
         return _job(row)
 
     async def items(self, job_id: str) -> list[JobItem]:
