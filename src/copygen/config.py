@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="run Llama-architecture models on the CPU through copygen's fused forward "
         "pass (fused projections, oneDNN-prepacked bf16 weights); false: transformers' forward",
     )
+    prefix_attention: bool = Field(
+        True,
+        description="decoding rows keep their stored conversation prefix (a channel's system "
+        "prompt and example) out of their KV and attend it once per prefix for all its rows "
+        "(CPU fused forward; exact up to rounding); false: every row holds a copy",
+    )
     speculative_tokens: int = Field(
         4,
         ge=0,

@@ -13,6 +13,7 @@ from copygen.engine.model.batch import DecodeBatch
 from copygen.engine.model.device import resolve_device, resolve_dtype
 from copygen.engine.model.kv import KVCache
 from copygen.engine.model.llama import FusedLlama
+from copygen.engine.model.prefix_attention import PrefixAttention
 from copygen.engine.model.runner import TransformersRunner
 from copygen.engine.protocols import RowSpec
 from copygen.generation import RowEvent
@@ -277,6 +278,57 @@ def test_a_conversation_prefix_is_prefilled_once_and_changes_nothing(tmp_path: P
         if tokenizer.eos_token_id in new:
             new = new[: new.index(tokenizer.eos_token_id)]
         assert text == tokenizer.decode(new, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("prefix_cache", [False, True])
+def test_rows_attending_their_prefix_apart_write_the_same_text(
+    tmp_path: Path, prefix_cache: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows whose prompt starts with a stored prefix keep it out of the batch's KV and attend
+    it once per prefix (the default on the CPU): the same text as with the prefix copied into
+    every row, for greedy rows (which guess several tokens a step) and seeded sampled ones,
+    two prefixes and rows without one in one batch, joining at different steps."""
+    directory = build_tiny_model(tmp_path, chat=True)
+    runners = []
+    for split in (False, True):
+        runner = TransformersRunner(
+            str(directory),
+            cache_dir=tmp_path,
+            device="cpu",
+            dtype="float32",
+            prefix_cache=prefix_cache,
+            prefix_attention=split,
+        )
+        runner.load()
+        runners.append(runner)
+    heads = [
+        (ChatMessage("system", "sun power trail"), ChatMessage("user", "the solar phone")),
+        (ChatMessage("system", "hike night go now fast light day"),),
+    ]
+    greedy = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
+    sampled = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, seed=7, max_new_tokens=12)
+    requests = [
+        GenerationRequest(messages=(*heads[0], ChatMessage("user", "hike")), sampling=greedy),
+        GenerationRequest(
+            messages=(*heads[1], ChatMessage("user", "sun day")), sampling=sampled, n=3
+        ),
+        GenerationRequest(messages=(ChatMessage("user", "a phone charge"),), sampling=greedy),
+        GenerationRequest(messages=(*heads[0], ChatMessage("user", "go")), sampling=sampled, n=2),
+    ]
+    join_at = {0: 0, 1: 0, 2: 2, 3: 4}
+    plain = run(runners[0], requests, join_at=join_at)
+    queries: list[int] = []
+    attend = PrefixAttention.attend
+
+    def spy(plan: PrefixAttention, layer: int, query: torch.Tensor, *args: Any) -> torch.Tensor:
+        queries.append(query.shape[2])
+        return attend(plan, layer, query, *args)
+
+    monkeypatch.setattr(PrefixAttention, "attend", spy)
+    assert run(runners[1], requests, join_at=join_at) == plain
+    group = 2  # the tiny model's query heads per KV head
+    assert queries
+    assert max(queries) > group
 
 
 def test_prefix_reuse_off_stores_nothing(tmp_path: Path) -> None:

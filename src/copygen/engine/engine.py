@@ -99,6 +99,7 @@ class Engine:
             speculative_tokens=settings.speculative_tokens,
             speculative_shared=settings.speculative_shared,
             speculative_sampled=settings.speculative_sampled,
+            prefix_attention=settings.prefix_attention,
         )
         return cls(settings, runner)
 

@@ -22,6 +22,7 @@ from copygen.engine.model.live import LiveRow
 from copygen.engine.model.loaded import LoadedModel
 from copygen.engine.model.prefill import Prefilled
 from copygen.engine.model.prefix import PrefixStore
+from copygen.engine.model.prefix_attention import PrefixAttention, PrefixSlots
 from copygen.engine.model.sampler import RowSampler
 from copygen.engine.protocols import RowSpec
 from copygen.generation import RowEvent, RowKey
@@ -40,11 +41,18 @@ class DecodeBatch:
     TRIM_COLUMNS = 16
 
     def __init__(
-        self, model: LoadedModel, prefixes: PrefixStore, drafter: NgramDrafter | None
+        self,
+        model: LoadedModel,
+        prefixes: PrefixStore,
+        drafter: NgramDrafter | None,
+        *,
+        split_prefixes: bool = False,
     ) -> None:
         self.model = model
         self.prefixes = prefixes
         self.drafter = drafter
+        #: Rows keep their stored prompt prefix out of the KV and attend it apart.
+        self.split_prefixes = split_prefixes
         #: Positions per row fed in the latest forward pass (1 + the most guesses).
         self.fed_width = 1
         self._reset()
@@ -58,6 +66,7 @@ class DecodeBatch:
         self.seen = torch.empty(0, 0, dtype=torch.bool, device=device)
         self.logits = torch.empty(0, 0, device=device)
         self.sampler = RowSampler([], 1, device)
+        self._slots: PrefixSlots | None = None
 
     # --- rows leave ---------------------------------------------------------------------
 
@@ -103,7 +112,9 @@ class DecodeBatch:
     def join(self, specs: Sequence[RowSpec]) -> None:
         """Prefill the joining rows (each distinct prompt once, reusing the KV of the longest
         prefix it shares with a recent prompt) and append them to the running batch."""
-        joining = Prefilled.of(self.model, self.prefixes, self.drafter, specs)
+        joining = Prefilled.of(
+            self.model, self.prefixes, self.drafter, specs, split=self.split_prefixes
+        )
         if not self.rows:
             self.rows, self.kv, self.sampler = joining.rows, joining.kv, joining.sampler
             self.attention, self.seen = joining.attention, joining.seen
@@ -286,8 +297,9 @@ class DecodeBatch:
             "attention_mask": self.attention,
             "position_ids": self.positions + torch.arange(width, device=device)[None, :],
         }
+        prefix = self._prefix_plan()
         if width == 1:
-            self.logits = self.model.forward(self.kv, **step)
+            self.logits = self.model.forward(self.kv, prefix=prefix, **step)
             return
         # Logits only where needed: each row's first position and the guessing rows' guesses.
         firsts: list[int] = []
@@ -295,7 +307,9 @@ class DecodeBatch:
         for index, d in enumerate(drafts):
             firsts.append(len(select))
             select += range(index * width, index * width + 1 + len(d))
-        logits = self.model.forward(self.kv, select=torch.tensor(select, device=device), **step)
+        logits = self.model.forward(
+            self.kv, select=torch.tensor(select, device=device), prefix=prefix, **step
+        )
         self.logits = logits[torch.tensor(firsts, device=device)].float()
         targets = logits.max(dim=-1).indices.tolist()
         for row, d, first in zip(rows, drafts, firsts, strict=True):
@@ -304,6 +318,23 @@ class DecodeBatch:
                 row.guesses.targets = targets[first : first + 1 + len(d)]
                 if row.spec.request.sampling.temperature > 0:
                     row.draft_logits = logits[first : first + 1 + len(d)].float()
+
+    def _prefix_plan(self) -> PrefixAttention | None:
+        """Where the rows' split-off prefixes are (None: no row has one). The stacked
+        prefixes are rebuilt only when a row's prefix has no slot, or most slots are unused."""
+        prefixes = [row.prefix for row in self.rows]
+        used = [prefix for prefix in prefixes if prefix is not None]
+        if not used:
+            self._slots = None
+            return None
+        slots = self._slots
+        if (
+            slots is None
+            or not slots.covers(used)
+            or len(slots.entries) > 2 * len({(id(e), n) for e, n in used})
+        ):
+            slots = self._slots = PrefixSlots.of(used)
+        return PrefixAttention.plan(slots, prefixes)
 
     def _propose(self, row: LiveRow) -> list[int]:
         if self.drafter is None or row.guesses is None:

@@ -8,6 +8,7 @@ import torch
 
 from copygen.engine.model.detokenize import Detokenizer
 from copygen.engine.model.drafter import RowGuesses
+from copygen.engine.model.prefix_attention import RowPrefix
 from copygen.engine.protocols import RowSpec
 
 
@@ -16,7 +17,8 @@ class LiveRow:
     """One row being decoded: its output tokens (a final stop token included), its text so far
     and how much of it was reported, and its speculation state: guesses, and for a sampled row
     the logits at each position of its latest guesses (speculative sampling needs the whole
-    distribution there, not only the greedy token)."""
+    distribution there, not only the greedy token). ``prefix``: the stored prompt prefix the
+    row attends apart, not held in the batch's KV (prefix_attention.py)."""
 
     spec: RowSpec
     prompt_tokens: int
@@ -25,3 +27,4 @@ class LiveRow:
     emitted: int = 0
     guesses: RowGuesses | None = None
     draft_logits: torch.Tensor | None = None
+    prefix: RowPrefix | None = None

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from copygen.engine.model.device import packs_bf16
 from copygen.engine.model.kv import KVCache
+from copygen.engine.model.prefix_attention import PrefixAttention, additive
 
 
 def check_fused(model: Any, device: torch.device) -> str | None:
@@ -120,10 +121,12 @@ class FusedLlama:
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
         select: torch.Tensor | None = None,
+        prefix: PrefixAttention | None = None,
     ) -> torch.Tensor:
         """Logits of each row's last position, or of the ``select``ed positions of the
         flattened [rows * new] input; ``attention_mask`` spans the cached positions and the
-        new ones."""
+        new ones. With ``prefix``, the cache holds what follows each row's stored prefix and
+        attention covers both (prefix_attention.py)."""
         rows, new = input_ids.shape
         heads, kv_heads, dim, width = self.heads, self.kv_heads, self.head_dim, self.hidden
         half = dim // 2
@@ -134,7 +137,12 @@ class FusedLlama:
         sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, :, None, :]
         x = x.view(rows * new, width)
         mask = attention_mask_for(attention_mask, new)
-        for layer, kv_layer in zip(self.layers, kv.layers_for(len(self.layers)), strict=True):
+        group = heads // kv_heads
+        if prefix is not None:
+            # the grouped queries below are (query head in group, new position), group outer
+            mask = additive(mask if new == 1 else mask.repeat(1, 1, group, 1), x.dtype)
+        layers = zip(self.layers, kv.layers_for(len(self.layers)), strict=True)
+        for index, (layer, kv_layer) in enumerate(layers):
             h = F.rms_norm(x, (width,), layer.attn_norm, self.eps)
             qkv = layer.qkv(h).view(rows, new, heads + 2 * kv_heads, dim)
             qk = qkv[:, :, : heads + kv_heads]
@@ -142,9 +150,14 @@ class FusedLlama:
             keys, values = kv_layer.update(
                 qk[:, :, heads:].transpose(1, 2), qkv[:, :, heads + kv_heads :].transpose(1, 2)
             )
-            if new == 1:
+            if prefix is not None:
+                q = qk[:, :, :heads].transpose(1, 2).reshape(rows, kv_heads, group * new, dim)
+                attended = prefix.attend(index, q, keys, values, mask, self.scale)
+                if new > 1:
+                    attended = attended.view(rows, kv_heads, group, new, dim).permute(0, 3, 1, 2, 4)
+            elif new == 1:
                 # The query heads that share a KV head become that head's query rows.
-                q = qk[:, 0, :heads].reshape(rows, kv_heads, heads // kv_heads, dim)
+                q = qk[:, 0, :heads].reshape(rows, kv_heads, group, dim)
                 attended = F.scaled_dot_product_attention(
                     q, keys, values, attn_mask=mask, scale=self.scale
                 )

@@ -15,6 +15,7 @@ import torch
 from copygen.domain import ChatMessage, GenerationRequest
 from copygen.engine.model.kv import KVCache
 from copygen.engine.model.llama import FusedLlama
+from copygen.engine.model.prefix_attention import PrefixAttention
 
 
 class LoadedModel:
@@ -95,10 +96,16 @@ class LoadedModel:
         return str(self.tokenizer.decode(list(tokens), skip_special_tokens=True))
 
     def forward(
-        self, kv: KVCache, *, select: torch.Tensor | None = None, **inputs: Any
+        self,
+        kv: KVCache,
+        *,
+        select: torch.Tensor | None = None,
+        prefix: PrefixAttention | None = None,
+        **inputs: Any,
     ) -> torch.Tensor:
         """Float logits of each row's last position; with ``select``, logits (in the model's
-        dtype on the fused path) of those positions of the flattened [rows * new] input."""
+        dtype on the fused path) of those positions of the flattened [rows * new] input.
+        ``prefix`` (the fused forward only): the rows' stored prefixes are not in ``kv``."""
         self.forward_passes_total += 1
         if self.fused is not None:
             fused = self.fused(
@@ -107,8 +114,11 @@ class LoadedModel:
                 attention_mask=inputs["attention_mask"],
                 position_ids=inputs["position_ids"],
                 select=select,
+                prefix=prefix,
             )
             return fused if select is not None else fused.float()
+        if prefix is not None:
+            raise ValueError("split prefix attention needs the fused forward")
         output = self.model(**inputs, **{self.cache_kwarg: kv.cache}, use_cache=True)
         logits: torch.Tensor = output.logits
         if select is not None:

@@ -45,7 +45,12 @@ class Prefilled:
         prefixes: PrefixStore,
         drafter: NgramDrafter | None,
         specs: Sequence[RowSpec],
+        *,
+        split: bool = False,
     ) -> Prefilled:
+        """Prefill ``specs``' distinct prompts. With ``split``, the reused prefixes' positions
+        are dropped from the rows' KV afterwards and each row references its prefix instead
+        (prefix_attention.py)."""
         device = model.device
         texts = [model.prompt_text(spec.request) for spec in specs]
         unique = list(dict.fromkeys(texts))
@@ -69,6 +74,10 @@ class Prefilled:
         )
         if prefixes.budget_tokens:
             _remember(prefixes, token_lists, reuse, kv, input_ids.shape[1])
+        prefix_width = max(length for length, _ in reuse)
+        if split and prefix_width:
+            kv.drop_leading(prefix_width)
+            attention = attention[:, prefix_width:]
         fan_out = torch.tensor([slot[text] for text in texts], device=device)
         kv.fan_out(fan_out)
         seen = torch.zeros(len(unique), logits.shape[-1], dtype=torch.bool, device=device)
@@ -78,6 +87,9 @@ class Prefilled:
         for spec, text in zip(specs, texts, strict=True):
             prompt = token_lists[slot[text]]
             live = LiveRow(spec, len(prompt), Detokenizer(model.decode, spec.request.prefix))
+            length, entry = reuse[slot[text]]
+            if split and entry is not None and length:
+                live.prefix = (entry, length)
             if drafter is not None and speculates(
                 spec.request.sampling, sampled_rows=drafter.sampled
             ):

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from copygen.domain import ChatMessage, ScoreRequest
 from copygen.engine.model import device as devices
+from copygen.engine.model import prefix_attention
 from copygen.engine.model.batch import DecodeBatch
 from copygen.engine.model.drafter import NgramDrafter
 from copygen.engine.model.llama import FusedLlama, check_fused, drop_projection_weights
@@ -51,6 +52,7 @@ class TransformersRunner:
         speculative_tokens: int = 4,
         speculative_shared: bool = False,
         speculative_sampled: bool = False,
+        prefix_attention: bool = True,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -61,6 +63,7 @@ class TransformersRunner:
         self._speculative_tokens = speculative_tokens
         self._speculative_shared = speculative_shared
         self._speculative_sampled = speculative_sampled
+        self._prefix_attention = prefix_attention
         self.info: RunnerInfo | None = None
         #: What the batch uses; None until ``load``.
         self.loaded: LoadedModel | None = None
@@ -198,7 +201,13 @@ class TransformersRunner:
         guessed right) and run the next forward pass."""
         loaded = self._model()
         if self._batch is None:
-            self._batch = DecodeBatch(loaded, self.prefixes, self.drafter)
+            split = self._prefix_attention and loaded.fused is not None
+            self._batch = DecodeBatch(
+                loaded,
+                self.prefixes,
+                self.drafter,
+                split_prefixes=split and prefix_attention.supported(loaded.device),
+            )
         try:
             with torch.inference_mode():
                 if drop:
