@@ -90,16 +90,18 @@ class RowSampler:
         token, unused). Changes ``logits`` in place (the repetition penalty)."""
         every = slice(None)
         self._penalise(logits, seen, every)
-        chosen = logits.max(dim=-1).indices  # max() is ~2.5x faster than argmax() on the CPU
         drawing = self.temperature > 0
         if skip:
             drawing[list(skip)] = False
-        if not bool(drawing.any()):
+        everyone = bool(drawing.all())
+        # max() is ~2.5x faster than argmax() on the CPU; a full-width pass: only when needed
+        chosen = None if everyone else logits.max(dim=-1).indices
+        if chosen is not None and not bool(drawing.any()):
             return chosen
         probs, indices = self._top(logits, every)
         picked = indices.gather(1, race(probs, uniforms(self.seeds, self.draws, indices))[:, None])
         self.draws += drawing.long()
-        return torch.where(drawing, picked[:, 0], chosen)
+        return picked[:, 0] if chosen is None else torch.where(drawing, picked[:, 0], chosen)
 
     def speculate(
         self, row: int, logits: torch.Tensor, seen: torch.Tensor, drafts: Sequence[int]
@@ -160,9 +162,10 @@ class RowSampler:
         """The processed distribution of ``rows`` (their logits, penalised): probabilities of
         each row's top-k tokens after temperature, with top-p applied, and the token ids."""
         top_k, top_p = self.top_k[rows], self.top_p[rows]
-        scaled = logits / self.temperature[rows].clamp(min=1e-5)[:, None]
         k_max = min(int(top_k.max()), self.vocab_size)
-        values, indices = scaled.topk(k_max, dim=-1)
+        # A positive temperature keeps the order: scale the k kept logits, not the vocabulary.
+        values, indices = logits.topk(k_max, dim=-1)
+        values = values / self.temperature[rows].clamp(min=1e-5)[:, None]
         ranks = torch.arange(k_max, device=logits.device)[None, :]
         values = values.masked_fill(ranks >= top_k[:, None], float("-inf"))
         probs = values.softmax(dim=-1)
