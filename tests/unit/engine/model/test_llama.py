@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from copygen.engine.model.device import packs_bf16
-from copygen.engine.model.llama import Linear, attention_mask_for
+from copygen.engine.model.llama import Linear, attention_mask_for, bucket
 
 
 @pytest.mark.skipif(
@@ -16,10 +16,18 @@ def test_prepacked_bf16_projection_equals_a_plain_one_for_any_row_count() -> Non
     torch.manual_seed(1)
     weight = torch.randn(96, 64, dtype=torch.bfloat16)
     packed = Linear(weight, pack=True)
-    for rows in (1, 5, 16, 70):
+    for rows in (1, 5, 16, 70, 300):  # 70: padded to 80; 300: two calls
         x = torch.randn(rows, 64, dtype=torch.bfloat16)
         expected = torch.nn.functional.linear(x.float(), weight.float())
         torch.testing.assert_close(packed(x).float(), expected, rtol=2e-2, atol=5e-2)
+
+
+def test_packed_projections_run_a_bounded_set_of_row_counts() -> None:
+    sizes = {bucket(rows) for rows in range(1, Linear.CHUNK_ROWS + 1)}
+    assert len(sizes) == 31
+    assert all(bucket(rows) >= rows for rows in range(1, Linear.CHUNK_ROWS + 1))
+    assert bucket(6) == 6
+    assert bucket(97) == 112
 
 
 def test_a_padded_query_attends_to_itself_and_nothing_is_masked_entirely() -> None:
