@@ -64,7 +64,8 @@ class Linear:
             return F.linear(x, self.weight)
         rows = x.shape[0]
         if rows > self.CHUNK_ROWS:
-            return torch.cat([self(part) for part in x.split(self.CHUNK_ROWS)])
+            chunk = self.CHUNK_ROWS
+            return torch.cat([self(x[start : start + chunk]) for start in range(0, rows, chunk)])
         size = bucket(rows)
         if size != rows:
             x = F.pad(x, (0, 0, 0, size - rows))
