@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
@@ -66,16 +67,43 @@ def test_sampling_draws_each_rows_processed_distribution() -> None:
     assert bool((observed[expected == 0] == 0).all())
 
 
-def test_a_seeded_row_draws_the_same_tokens_whatever_shares_its_batch() -> None:
+def test_whole_vocabulary_rows_draw_the_softmax_distribution() -> None:
+    """Top-k 0 and top-p 1 (OpenAI's defaults) draw from every token by the inverse of the
+    cumulative distribution, not a sort: the same distribution (20,000 seeded rows in one
+    step, penalty and temperature applied), every token reachable."""
+    rows, vocab = 20_000, 8
+    logits = torch.tensor([2.0, 1.6, 1.2, 0.8, 0.3, -0.5, -1.0, -3.0])
+    params = SamplingParams(temperature=0.8, top_p=1.0, top_k=0, repetition_penalty=1.3)
+    seen = torch.zeros(rows, vocab, dtype=torch.bool)
+    seen[:, 1] = True
+    sampler = RowSampler([(params, seed) for seed in range(rows)], vocab, torch.device("cpu"))
+    drawn = sampler.sample(logits.repeat(rows, 1), seen)
+    penalised = logits.clone()
+    penalised[1] /= 1.3
+    expected = (penalised / 0.8).softmax(dim=-1).double()
+    observed = torch.bincount(drawn, minlength=vocab).double() / rows
+    assert float((observed - expected).abs().sum()) / 2 < 0.02
+    assert bool((observed > 0).all())
+
+
+@pytest.mark.parametrize("top_p", [0.95, 1.0])
+def test_a_seeded_row_draws_the_same_tokens_whatever_shares_its_batch(top_p: float) -> None:
     vocab, steps = 30, 12
     logits = torch.randn(steps, vocab)
-    params = SamplingParams(temperature=1.0, top_p=0.95, top_k=0, repetition_penalty=1.0)
+    params = SamplingParams(temperature=1.0, top_p=top_p, top_k=0, repetition_penalty=1.0)
+    others = [
+        SamplingParams(temperature=0.0),
+        SamplingParams(temperature=0.7, top_k=5),
+        SamplingParams(temperature=1.0, top_p=1.0, top_k=0),
+    ]
     none = torch.zeros(1, vocab, dtype=torch.bool)
 
     def tokens(mates: int, place: int) -> list[int]:
         seeds = [100 + i for i in range(mates)]
         seeds.insert(place, 7)
-        sampler = RowSampler([(params, s) for s in seeds], vocab, torch.device("cpu"))
+        rows = [(others[i % len(others)], s) for i, s in enumerate(seeds)]
+        rows[place] = (params, 7)
+        sampler = RowSampler(rows, vocab, torch.device("cpu"))
         seen = none.repeat(len(seeds), 1)
         return [int(sampler.sample(logits[t].repeat(len(seeds), 1), seen)[place])
                 for t in range(steps)]  # fmt: skip
