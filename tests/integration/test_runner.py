@@ -280,14 +280,15 @@ def test_a_conversation_prefix_is_prefilled_once_and_changes_nothing(tmp_path: P
         assert text == tokenizer.decode(new, skip_special_tokens=True)
 
 
-@pytest.mark.parametrize("prefix_cache", [False, True])
+@pytest.mark.parametrize(("prefix_cache", "lone"), [(False, False), (True, False), (False, True)])
 def test_rows_attending_their_prefix_apart_write_the_same_text(
-    tmp_path: Path, prefix_cache: bool, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, prefix_cache: bool, lone: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows whose prompt starts with a stored prefix keep it out of the batch's KV and attend
     it once per prefix (the default on the CPU): the same text as with the prefix copied into
     every row, for greedy rows (which guess several tokens a step) and seeded sampled ones,
-    two prefixes and rows without one in one batch, joining at different steps."""
+    two prefixes and rows without one in one batch (or, ``lone``, every row on one prefix),
+    joining at different steps."""
     directory = build_tiny_model(tmp_path, chat=True)
     runners = []
     for split in (False, True):
@@ -316,19 +317,21 @@ def test_rows_attending_their_prefix_apart_write_the_same_text(
         GenerationRequest(messages=(*heads[0], ChatMessage("user", "go")), sampling=sampled, n=2),
     ]
     join_at = {0: 0, 1: 0, 2: 2, 3: 4}
+    if lone:  # the two requests on the first prefix
+        requests, join_at = [requests[0], requests[3]], {0: 0, 1: 3}
     plain = run(runners[0], requests, join_at=join_at)
-    queries: list[int] = []
+    queries: list[tuple[int, bool]] = []
     attend = PrefixAttention.attend
 
     def spy(plan: PrefixAttention, layer: int, query: torch.Tensor, *args: Any) -> torch.Tensor:
-        queries.append(query.shape[2])
+        queries.append((query.shape[2], plan.lone))
         return attend(plan, layer, query, *args)
 
     monkeypatch.setattr(PrefixAttention, "attend", spy)
     assert run(runners[1], requests, join_at=join_at) == plain
     group = 2  # the tiny model's query heads per KV head
-    assert queries
-    assert max(queries) > group
+    # greedy rows guessed (several positions a step), on the one-prefix path when ``lone``
+    assert any(count > group and one is lone for count, one in queries)
 
 
 def test_prefix_reuse_off_stores_nothing(tmp_path: Path) -> None:

@@ -176,7 +176,8 @@ class FusedLlama:
                 q = qk[:, :, :heads].transpose(1, 2).reshape(rows, kv_heads, group * new, dim)
                 attended = prefix.attend(index, q, keys, values, mask, self.scale)
                 if new > 1:
-                    attended = attended.view(rows, kv_heads, group, new, dim).permute(0, 3, 1, 2, 4)
+                    grouped = attended.reshape(rows, kv_heads, group, new, dim)
+                    attended = grouped.permute(0, 3, 1, 2, 4)
             elif new == 1:
                 # The query heads that share a KV head become that head's query rows.
                 q = qk[:, 0, :heads].reshape(rows, kv_heads, group, dim)

@@ -18,12 +18,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from copygen.domain import ChatMessage, ScoreRequest
 from copygen.engine.model import device as devices
-from copygen.engine.model import prefix_attention
 from copygen.engine.model.batch import DecodeBatch
 from copygen.engine.model.drafter import NgramDrafter
 from copygen.engine.model.llama import FusedLlama, check_fused, drop_projection_weights
 from copygen.engine.model.loaded import LoadedModel
 from copygen.engine.model.prefix import PrefixStore
+from copygen.engine.model.prefix_attention import supported as splits_prefixes_on
 from copygen.engine.model.scorer import score
 from copygen.engine.model.weights import model_revision, resolve_model_source
 from copygen.engine.protocols import RowSpec, RunnerInfo, RunnerOutOfMemory
@@ -206,7 +206,7 @@ class TransformersRunner:
                 loaded,
                 self.prefixes,
                 self.drafter,
-                split_prefixes=split and prefix_attention.supported(loaded.device),
+                split_prefixes=split and splits_prefixes_on(loaded.device),
             )
         try:
             with torch.inference_mode():
