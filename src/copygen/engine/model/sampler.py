@@ -53,6 +53,9 @@ class RowSampler:
     on an H200, more than the forward pass).
     """
 
+    #: Candidates a row without top-k is first drawn among (``_probe``), before a full sort.
+    NUCLEUS_PROBE = 256
+
     def __init__(
         self, rows: Sequence[tuple[SamplingParams, int]], vocab_size: int, device: torch.device
     ) -> None:
@@ -189,13 +192,45 @@ class RowSampler:
         """The processed distribution of ``rows`` (their logits, penalised): probabilities of
         each row's top-k tokens after temperature, with top-p applied, and the token ids."""
         top_k, top_p = self.top_k[rows], self.top_p[rows]
+        temperature = self.temperature[rows].clamp(min=1e-5)[:, None]
         k_max = min(int(top_k.max()), self.vocab_size)
+        if k_max > self.NUCLEUS_PROBE:
+            probed = self._probe(logits, top_k, top_p, temperature)
+            if probed is not None:
+                return probed
         # A positive temperature keeps the order: scale the k kept logits, not the vocabulary.
         values, indices = logits.topk(k_max, dim=-1)
-        values = values / self.temperature[rows].clamp(min=1e-5)[:, None]
+        values = values / temperature
         ranks = torch.arange(k_max, device=logits.device)[None, :]
         values = values.masked_fill(ranks >= top_k[:, None], float("-inf"))
         probs = values.softmax(dim=-1)
         # top-p: drop a token once the tokens ranked above it already reach top_p.
+        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p[:, None], 0.0)
+        return probs, indices
+
+    def _probe(
+        self,
+        logits: torch.Tensor,
+        top_k: torch.Tensor,
+        top_p: torch.Tensor,
+        temperature: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``_top`` without sorting the whole vocabulary, where it can: the ``NUCLEUS_PROBE``
+        best tokens, each row's probabilities normalised as ``_top`` would (over the whole
+        vocabulary for a row without top-k, over its top-k otherwise). Exact when every row
+        without top-k finds its nucleus among them; None when a row does not (or has a top-k
+        between the probe and the vocabulary)."""
+        probe = self.NUCLEUS_PROBE
+        whole = top_k >= self.vocab_size
+        if bool(((top_k > probe) & ~whole).any()):
+            return None
+        values, indices = logits.topk(probe, dim=-1)
+        values = values / temperature
+        ranks = torch.arange(probe, device=logits.device)[None, :]
+        cut = values.masked_fill(ranks >= top_k[:, None], float("-inf")).softmax(dim=-1)
+        everything = (values - torch.logsumexp(logits / temperature, dim=-1, keepdim=True)).exp()
+        if not bool((everything.sum(dim=-1) > top_p)[whole].all()):
+            return None
+        probs = torch.where(whole[:, None], everything, cut)
         probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p[:, None], 0.0)
         return probs, indices

@@ -182,3 +182,44 @@ def test_a_guess_top_p_leaves_alone_is_always_kept() -> None:
         assert sampler.speculate(0, logits, seen, [0]) == [0, 1]
         sampler = RowSampler([(params, seed)], 4, torch.device("cpu"))
         assert sampler.speculate(0, logits, seen, [2]) == [0]
+
+
+@pytest.mark.parametrize("peaked", [True, False])
+def test_a_nucleus_found_among_the_best_tokens_is_the_one_a_full_sort_gives(
+    peaked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Top-k 0 with top-p below 1 first looks among the NUCLEUS_PROBE best tokens: the same
+    distribution as sorting the whole vocabulary when the nucleus is there (the best 256 hold
+    95% of the mass here, so normalising over them alone would cut the nucleus short), and
+    the full sort when it is not (a flat distribution); a row with a small top-k in the same
+    batch keeps its own normalisation."""
+    torch.manual_seed(4)
+    vocab = 2_000
+    if peaked:
+        best = torch.linspace(0.0, -3.0, 256).exp()
+        probs_in = torch.cat([0.95 * best / best.sum(), torch.full((vocab - 256,), 0.05 / 1744)])
+        logits = probs_in.log()[torch.randperm(vocab)].repeat(3, 1)
+    else:
+        logits = torch.randn(3, vocab) * 0.5
+    params = [
+        SamplingParams(temperature=1.0, top_k=0, top_p=0.9),
+        SamplingParams(temperature=1.0, top_k=0, top_p=0.5),
+        SamplingParams(temperature=0.9, top_k=20, top_p=0.95),
+    ]
+    sampler = RowSampler([(p, 0) for p in params], vocab, torch.device("cpu"))
+    probed = []
+    probe = RowSampler._probe
+
+    def spy(self: RowSampler, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        probed.append(probe(self, *args))
+        return probed[-1]
+
+    monkeypatch.setattr(RowSampler, "_probe", spy)
+    probs, index = sampler._top(logits, slice(None))  # noqa: SLF001
+    monkeypatch.setattr(RowSampler, "NUCLEUS_PROBE", vocab)  # the full sort
+    full_probs, full_index = sampler._top(logits, slice(None))  # noqa: SLF001
+    assert (probed[0] is not None) is peaked
+    for row in range(3):
+        got = torch.zeros(vocab).index_add_(0, index[row], probs[row])
+        expected = torch.zeros(vocab).index_add_(0, full_index[row], full_probs[row])
+        torch.testing.assert_close(got / got.sum(), expected / expected.sum())
