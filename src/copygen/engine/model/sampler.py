@@ -43,6 +43,12 @@ def race(probs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return (probs.double() / -noise.log()).argmax(dim=-1)
 
 
+def nucleus(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Top-p over each row's candidates in rank order: a token is dropped once the tokens
+    ranked above it already reach the row's ``top_p``."""
+    return probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p[:, None], 0.0)
+
+
 class RowSampler:
     """Per-row logits processing and sampling, vectorised over the batch.
 
@@ -203,10 +209,7 @@ class RowSampler:
         values = values / temperature
         ranks = torch.arange(k_max, device=logits.device)[None, :]
         values = values.masked_fill(ranks >= top_k[:, None], float("-inf"))
-        probs = values.softmax(dim=-1)
-        # top-p: drop a token once the tokens ranked above it already reach top_p.
-        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p[:, None], 0.0)
-        return probs, indices
+        return nucleus(values.softmax(dim=-1), top_p), indices
 
     def _probe(
         self,
@@ -231,6 +234,4 @@ class RowSampler:
         everything = (values - torch.logsumexp(logits / temperature, dim=-1, keepdim=True)).exp()
         if not bool((everything.sum(dim=-1) > top_p)[whole].all()):
             return None
-        probs = torch.where(whole[:, None], everything, cut)
-        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p[:, None], 0.0)
-        return probs, indices
+        return nucleus(torch.where(whole[:, None], everything, cut), top_p), indices

@@ -46,23 +46,35 @@ def test_keep_and_append_follow_the_rows_seeds_and_draw_counts_included() -> Non
     assert [int(picked[0])] == expected  # row 2 moved to place 0 with its own seed
 
 
+#: One step's logits over a vocabulary of 8, for the distribution tests.
+LOGITS = torch.tensor([2.0, 1.6, 1.2, 0.8, 0.3, -0.5, -1.0, -3.0])
+
+
+def _observed(params: SamplingParams, rows: int = 20_000) -> torch.Tensor:
+    """How often each token is drawn in one step over ``rows`` seeded rows (seeds 0..rows-1)
+    with these logits and token 1 already seen."""
+    vocab = len(LOGITS)
+    seen = torch.zeros(rows, vocab, dtype=torch.bool)
+    seen[:, 1] = True
+    sampler = RowSampler([(params, seed) for seed in range(rows)], vocab, torch.device("cpu"))
+    drawn = sampler.sample(LOGITS.repeat(rows, 1), seen)
+    return torch.bincount(drawn, minlength=vocab).double() / rows
+
+
 def test_sampling_draws_each_rows_processed_distribution() -> None:
     """One step over 20,000 seeded rows at once: the tokens drawn match the distribution
     after penalty, temperature, top-k and top-p (total variation below what 20,000 draws
     can tell apart), and a token top-p removed is never drawn."""
-    rows, vocab = 20_000, 8
-    logits = torch.tensor([2.0, 1.6, 1.2, 0.8, 0.3, -0.5, -1.0, -3.0])
+    vocab = len(LOGITS)
     params = SamplingParams(temperature=0.8, top_p=0.9, top_k=6, repetition_penalty=1.3)
-    seen = torch.zeros(rows, vocab, dtype=torch.bool)
-    seen[:, 1] = True
-    sampler = RowSampler([(params, seed) for seed in range(rows)], vocab, torch.device("cpu"))
-    drawn = sampler.sample(logits.repeat(rows, 1), seen)
+    observed = _observed(params)
     reference = RowSampler([(params, 0)], vocab, torch.device("cpu"))
-    penalised = logits[None].clone()
-    reference._penalise(penalised, seen[:1], slice(None))  # noqa: SLF001
+    penalised = LOGITS[None].clone()
+    seen = torch.zeros(1, vocab, dtype=torch.bool)
+    seen[:, 1] = True
+    reference._penalise(penalised, seen, slice(None))  # noqa: SLF001
     probs, index = reference._top(penalised, slice(None))  # noqa: SLF001
     expected = torch.zeros(vocab).index_add_(0, index[0], probs[0] / probs[0].sum())
-    observed = torch.bincount(drawn, minlength=vocab).double() / rows
     assert float((observed - expected).abs().sum()) / 2 < 0.02
     assert bool((observed[expected == 0] == 0).all())
 
@@ -71,17 +83,11 @@ def test_whole_vocabulary_rows_draw_the_softmax_distribution() -> None:
     """Top-k 0 and top-p 1 (OpenAI's defaults) draw from every token by the inverse of the
     cumulative distribution, not a sort: the same distribution (20,000 seeded rows in one
     step, penalty and temperature applied), every token reachable."""
-    rows, vocab = 20_000, 8
-    logits = torch.tensor([2.0, 1.6, 1.2, 0.8, 0.3, -0.5, -1.0, -3.0])
     params = SamplingParams(temperature=0.8, top_p=1.0, top_k=0, repetition_penalty=1.3)
-    seen = torch.zeros(rows, vocab, dtype=torch.bool)
-    seen[:, 1] = True
-    sampler = RowSampler([(params, seed) for seed in range(rows)], vocab, torch.device("cpu"))
-    drawn = sampler.sample(logits.repeat(rows, 1), seen)
-    penalised = logits.clone()
+    observed = _observed(params)
+    penalised = LOGITS.clone()
     penalised[1] /= 1.3
     expected = (penalised / 0.8).softmax(dim=-1).double()
-    observed = torch.bincount(drawn, minlength=vocab).double() / rows
     assert float((observed - expected).abs().sum()) / 2 < 0.02
     assert bool((observed > 0).all())
 
