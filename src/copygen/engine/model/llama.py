@@ -135,6 +135,14 @@ class FusedLlama:
             )
         self.lm_head = Linear(model.lm_head.weight, pack=pack)
 
+    def rows_for(self, tokens: int) -> int:
+        """Rows of the residual stream for ``tokens`` positions: what the packed projections
+        run them as (``bucket``, per part of at most ``CHUNK_ROWS``), else ``tokens``."""
+        if not self.packed:
+            return tokens
+        whole, rest = divmod(tokens, Linear.CHUNK_ROWS)
+        return whole * Linear.CHUNK_ROWS + (bucket(rest) if rest else 0)
+
     def __call__(
         self,
         kv: KVCache,
@@ -157,7 +165,11 @@ class FusedLlama:
         cos = cos[:, :, None, :]
         # rotate_half(t) * sin == roll(t, half) * [-sin, sin] over the last axis.
         sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, :, None, :]
-        x = x.view(rows * new, width)
+        # The residual stream carries zero rows up to the projections' row count (``bucket``),
+        # so each layer pads once (attention's output) rather than before every projection;
+        # the zero rows stay zero and no row reads another.
+        tokens = rows * new
+        x = _padded(x.view(tokens, width), self.rows_for(tokens))
         mask = attention_mask_for(attention_mask, new)
         group = heads // kv_heads
         if prefix is not None:
@@ -166,7 +178,7 @@ class FusedLlama:
         layers = zip(self.layers, kv.layers_for(len(self.layers)), strict=True)
         for index, (layer, kv_layer) in enumerate(layers):
             h = F.rms_norm(x, (width,), layer.attn_norm, self.eps)
-            qkv = layer.qkv(h).view(rows, new, heads + 2 * kv_heads, dim)
+            qkv = layer.qkv(h)[:tokens].view(rows, new, heads + 2 * kv_heads, dim)
             qk = qkv[:, :, : heads + kv_heads]
             qk = torch.addcmul(qk * cos, qk.roll(half, dims=-1), sin)
             keys, values = kv_layer.update(
@@ -193,13 +205,18 @@ class FusedLlama:
                     scale=self.scale,
                     enable_gqa=True,
                 ).transpose(1, 2)
-            x = x + layer.out(attended.reshape(rows * new, heads * dim))
+            x = x + layer.out(_padded(attended.reshape(tokens, heads * dim), x.shape[0]))
             h = F.rms_norm(x, (width,), layer.mlp_norm, self.eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
-        last = x.view(rows, new, width)[:, -1] if select is None else x[select]
+        last = x[:tokens].view(rows, new, width)[:, -1] if select is None else x[select]
         logits: torch.Tensor = self.lm_head(F.rms_norm(last, (width,), self.norm, self.eps))
         return logits
+
+
+def _padded(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``x`` with zero rows appended up to ``rows``."""
+    return x if x.shape[0] == rows else F.pad(x, (0, 0, 0, rows - x.shape[0]))
 
 
 #: The projections FusedLlama keeps its own copies of (fused, and prepacked on oneDNN CPUs).
