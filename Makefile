@@ -12,7 +12,9 @@ PYTEST_ARGS ?=
 
 .PHONY: setup services run test lint format eval bench clean
 
-setup: $(INSTALLED) $(EMBEDDED_MODEL)
+KERNELS := $(VENV)/.copygen-kernels
+
+setup: $(INSTALLED) $(EMBEDDED_MODEL) $(KERNELS)
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +28,12 @@ $(INSTALLED): pyproject.toml
 
 $(EMBEDDED_MODEL): $(INSTALLED)
 	$(BIN)/copygen prepare-model
+
+# The fused CPU kernels (engine/model/kernels.py), built into the model cache; rebuilt when
+# their source changes.
+$(KERNELS): src/copygen/engine/model/kernels.cpp $(EMBEDDED_MODEL)
+	$(BIN)/copygen prepare-model
+	touch $@
 
 run: setup
 	@echo "copygen: open http://$${COPYGEN_HOST:-127.0.0.1}:$${COPYGEN_PORT:-8000}/ (API docs at /docs)"

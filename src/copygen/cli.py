@@ -160,12 +160,15 @@ def _write(target: str, text: str) -> None:
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from copygen.engine.model.kernels import cpu_ops
     from copygen.engine.model.weights import resolve_model_source
 
     settings = _settings(args)
     _configure_logging("info")
     source, local = resolve_model_source(settings.model, settings.model_cache_dir)
-    print(json.dumps({"model": settings.model, "source": source, "local": local}))
+    kernels = settings.cpu_kernels and cpu_ops(settings.model_cache_dir).compiled
+    print(json.dumps({"model": settings.model, "source": source, "local": local,
+                      "cpu_kernels": kernels}))  # fmt: skip
     return 0
 
 

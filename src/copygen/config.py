@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         "prompt and example) out of their KV and attend it once per prefix for all its rows "
         "(CPU fused forward; exact up to rounding); false: every row holds a copy",
     )
+    cpu_kernels: bool = Field(
+        True,
+        description="run RMSNorm (and the residual add before it) of the CPU fused forward as "
+        "C++ kernels built once with the system's compiler into the model cache directory "
+        "(torch's operations when none is there); false: torch's operations",
+    )
     speculative_tokens: int = Field(
         4,
         ge=0,

@@ -100,6 +100,7 @@ class Engine:
             speculative_shared=settings.speculative_shared,
             speculative_sampled=settings.speculative_sampled,
             prefix_attention=settings.prefix_attention,
+            cpu_kernels=settings.cpu_kernels,
         )
         return cls(settings, runner)
 

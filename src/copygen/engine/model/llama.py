@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from copygen.engine.model.device import packs_bf16
+from copygen.engine.model.kernels import TorchOps
 from copygen.engine.model.kv import KVCache
 from copygen.engine.model.prefix_attention import PrefixAttention, additive
 
@@ -104,8 +105,11 @@ class FusedLlama:
     the KV cache).
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, ops: TorchOps | None = None) -> None:
+        """``ops``: how the steps between the projections run (kernels.py); torch's
+        operations by default."""
         config = model.config
+        self.ops = ops or TorchOps()
         inner = model.model
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
@@ -176,8 +180,14 @@ class FusedLlama:
             # the grouped queries below are (query head in group, new position), group outer
             mask = additive(mask if new == 1 else mask.repeat(1, 1, group, 1), x.dtype)
         layers = zip(self.layers, kv.layers_for(len(self.layers)), strict=True)
+        ops, eps = self.ops, self.eps
+        # Each layer's MLP output is added to the residual stream by the next layer's norm.
+        pending: torch.Tensor | None = None
         for index, (layer, kv_layer) in enumerate(layers):
-            h = F.rms_norm(x, (width,), layer.attn_norm, self.eps)
+            if pending is None:
+                h = ops.norm(x, layer.attn_norm, eps)
+            else:
+                x, h = ops.add_norm(x, pending, layer.attn_norm, eps)
             qkv = layer.qkv(h)[:tokens].view(rows, new, heads + 2 * kv_heads, dim)
             qk = qkv[:, :, : heads + kv_heads]
             qk = torch.addcmul(qk * cos, qk.roll(half, dims=-1), sin)
@@ -205,12 +215,13 @@ class FusedLlama:
                     scale=self.scale,
                     enable_gqa=True,
                 ).transpose(1, 2)
-            x = x + layer.out(_padded(attended.reshape(tokens, heads * dim), x.shape[0]))
-            h = F.rms_norm(x, (width,), layer.mlp_norm, self.eps)
-            gate, up = layer.gate_up(h).chunk(2, dim=-1)
-            x = x + layer.down(F.silu(gate) * up)
+            projected = layer.out(_padded(attended.reshape(tokens, heads * dim), x.shape[0]))
+            x, h = ops.add_norm(x, projected, layer.mlp_norm, eps)
+            pending = layer.down(ops.silu_mul(layer.gate_up(h)))
+        if pending is not None:
+            x = x + pending
         last = x[:tokens].view(rows, new, width)[:, -1] if select is None else x[select]
-        logits: torch.Tensor = self.lm_head(F.rms_norm(last, (width,), self.norm, self.eps))
+        logits: torch.Tensor = self.lm_head(ops.norm(last, self.norm, eps))
         return logits
 
 

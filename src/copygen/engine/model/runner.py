@@ -20,6 +20,7 @@ from copygen.domain import ChatMessage, ScoreRequest
 from copygen.engine.model import device as devices
 from copygen.engine.model.batch import DecodeBatch
 from copygen.engine.model.drafter import NgramDrafter
+from copygen.engine.model.kernels import TorchOps, cpu_ops
 from copygen.engine.model.llama import FusedLlama, check_fused, drop_projection_weights
 from copygen.engine.model.loaded import LoadedModel
 from copygen.engine.model.prefix import PrefixStore
@@ -53,6 +54,7 @@ class TransformersRunner:
         speculative_shared: bool = False,
         speculative_sampled: bool = False,
         prefix_attention: bool = True,
+        cpu_kernels: bool = True,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -64,6 +66,7 @@ class TransformersRunner:
         self._speculative_shared = speculative_shared
         self._speculative_sampled = speculative_sampled
         self._prefix_attention = prefix_attention
+        self._cpu_kernels = cpu_kernels
         self.info: RunnerInfo | None = None
         #: What the batch uses; None until ``load``.
         self.loaded: LoadedModel | None = None
@@ -141,7 +144,8 @@ class TransformersRunner:
         if self._fused_request:
             reason = check_fused(model, device)
             if reason is None:
-                fused = FusedLlama(model)
+                compiled = self._cpu_kernels and device.type == "cpu"
+                fused = FusedLlama(model, cpu_ops(self._cache_dir) if compiled else TorchOps())
                 released = drop_projection_weights(model)
                 log.info("fused forward: %d MiB of duplicate weights released", released >> 20)
             else:

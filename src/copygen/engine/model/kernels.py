@@ -1,0 +1,129 @@
+"""The elementwise steps between a layer's projections (RMSNorm, the residual add before it,
+SiLU(gate) × up) for the fused forward pass: as torch operations, or on the CPU as one C++
+pass each (kernels.cpp), built once with the system's C++ compiler into the model cache
+directory and loaded from there afterwards.
+
+torch runs RMSNorm as eight operations with float32 temporaries: 4.6 ms for 1,536 rows × 576
+in bf16 on two cores, where one pass over the rows takes ~0.3 ms. Without a compiler the torch
+operations run, with a warning in the log; the results agree to the last bit of bf16 rounding
+(the sum of squares is added in another order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels.cpp")
+
+
+class TorchOps:
+    """The steps as torch operations (any device)."""
+
+    compiled = False
+
+    def norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+    def add_norm(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x + y`` and its RMSNorm."""
+        total = x + y
+        return total, self.norm(total, weight, eps)
+
+    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """SiLU of the first half of the last axis times the second half."""
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.silu(gate) * up
+
+
+class CompiledOps(TorchOps):
+    """The steps as kernels.cpp's operators (CPU tensors, [rows, width], contiguous)."""
+
+    compiled = True
+
+    def norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        out: torch.Tensor = torch.ops.copygen.rms_norm(x.contiguous(), weight, eps)
+        return out
+
+    def add_norm(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        total, normed = torch.ops.copygen.add_rms_norm(x, y.contiguous(), weight, eps)
+        return total, normed
+
+
+def cpu_ops(cache_dir: Path) -> TorchOps:
+    """The compiled operators, built under ``cache_dir`` (the model cache) on first use;
+    torch's operations when they cannot be built here. A process loads them once."""
+    if not registered():
+        try:
+            library = build(cache_dir / "kernels")
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("fused CPU kernels unavailable, using torch operations: %s", exc)
+            return TorchOps()
+        torch.ops.load_library(str(library))  # type: ignore[no-untyped-call]
+    return CompiledOps()
+
+
+def registered() -> bool:
+    """Whether this process has loaded the operators already."""
+    return hasattr(torch.ops.copygen, "rms_norm")
+
+
+def build(build_root: Path) -> Path:
+    """The shared library for this source, torch version and CPU (it is compiled for the
+    CPU it runs on), compiled if not there yet. Concurrent builds each write their own file
+    and rename it into place."""
+    key = SOURCE.read_bytes() + torch.__version__.encode() + _cpu_flags().encode()
+    digest = hashlib.sha256(key).hexdigest()[:16]
+    library = build_root / f"copygen-kernels-{digest}.so"
+    if library.exists():
+        return library
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        raise OSError("no C++ compiler on the PATH")
+    build_root.mkdir(parents=True, exist_ok=True)
+    torch_dir = Path(torch.__file__).parent
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    with tempfile.TemporaryDirectory(dir=build_root, prefix=".kernels-") as scratch:
+        partial = Path(scratch) / library.name
+        command = [
+            # No -ffast-math: linked into a library, GCC 12 would switch the whole process
+            # to flushing denormals. The reductions vectorise by their OpenMP pragmas.
+            compiler, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fopenmp",
+            f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+            "-isystem", str(torch_dir / "include"),
+            "-isystem", str(torch_dir / "include" / "torch" / "csrc" / "api" / "include"),
+            "-isystem", sysconfig.get_paths()["include"],
+            str(SOURCE), "-o", str(partial),
+            f"-L{torch_dir / 'lib'}", "-lc10", "-ltorch_cpu", "-ltorch",
+            f"-Wl,-rpath,{torch_dir / 'lib'}",
+        ]  # fmt: skip
+        log.info("building the fused CPU kernels (once, ~30 s)")
+        subprocess.run(command, check=True, capture_output=True, timeout=600)
+        partial.replace(library)
+    return library
+
+
+def _cpu_flags() -> str:
+    """The CPU's model and instruction set extensions (Linux), else the machine name."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    wanted = ("model name", "flags", "Features")
+    return "\n".join(sorted({line for line in info.splitlines() if line.startswith(wanted)}))
