@@ -258,7 +258,8 @@ def report(
         "",
         "*Raw* is the same prompt and sampling, one round, text as the model wrote it. "
         "*Pipeline* is what `POST /v1/copy` returns with its default `grounding: strict`: "
-        "cleaned, shortened at a clause boundary where that makes it fit, checked (hard "
+        "cleaned, shortened at a clause boundary (a title also before a trailing phrase) where "
+        "that makes it fit, checked (hard "
         "limits, banned and brand-safety words, placeholders, keywords, and grounding: no "
         "brand, number or claim the brief and its facts do not support), failing slots "
         f"regenerated for up to {settings.max_rounds} rounds, de-duplicated and ranked. "

@@ -151,6 +151,9 @@ class Channel:
     note: str = ""
     #: Whether copy for this surface should ask the reader to act (it counts in the score).
     wants_cta: bool = False
+    #: A title-like surface: an over-long text may be cut before a trailing phrase
+    #: ("Solar Phone Charger for Hikers" → "Solar Phone Charger"), not only at a clause.
+    cuts_phrases: bool = False
 
     def measure(self, text: str, max_chars: int | None = None) -> Measure:
         """Count ``text`` by this channel's rule; ``max_chars`` from a brief tightens the limit."""
@@ -199,7 +202,7 @@ CHANNELS: dict[str, Channel] = {
     c.id: c
     for c in (
         Channel("google_ads_headline", "Google Ads headline", 30, "hard", "google_ads",
-                "one Google Ads headline of at most 30 characters", 16),
+                "one Google Ads headline of at most 30 characters", 16, cuts_phrases=True),
         Channel("google_ads_description", "Google Ads description", 90, "hard", "google_ads",
                 "one Google Ads description of at most 90 characters", 40, wants_cta=True),
         Channel("google_ads_path", "Google Ads display path", 15, "hard", "google_ads",
@@ -209,10 +212,11 @@ CHANNELS: dict[str, Channel] = {
                 "the primary text of a Facebook/Instagram ad, at most 125 characters", 56,
                 note="125 characters are shown before the text is cut", wants_cta=True),
         Channel("meta_headline", "Meta ad headline", 40, "soft", "chars",
-                "one Facebook/Instagram ad headline of at most 40 characters", 20),
+                "one Facebook/Instagram ad headline of at most 40 characters", 20,
+                cuts_phrases=True),
         Channel("meta_link_description", "Meta ad link description", 30, "soft", "chars",
                 "one Facebook ad link description (the line under the headline), at most 30 "
-                "characters", 16, note="about 30 characters are shown"),
+                "characters", 16, note="about 30 characters are shown", cuts_phrases=True),
         Channel("x_post", "X post", 280, "hard", "x_weighted",
                 "one post for X (Twitter), at most 280 characters", 80, single_line=False,
                 note="weighted: wide characters and emoji count 2, every URL counts 23"),
@@ -230,13 +234,13 @@ CHANNELS: dict[str, Channel] = {
                 note="160 GSM-7 characters per segment (153 when split); 70/67 in UCS-2",
                 wants_cta=True),
         Channel("seo_title", "SEO title", 60, "soft", "chars",
-                "one SEO page title of at most 60 characters", 20,
+                "one SEO page title of at most 60 characters", 20, cuts_phrases=True,
                 note="search engines cut titles by pixel width, about 60 characters"),
         Channel("meta_description", "Meta description", 160, "soft", "chars",
                 "one meta description for a web page, at most 155 characters", 56,
                 recommended=155, wants_cta=True),
         Channel("app_store_subtitle", "App Store subtitle", 30, "hard", "chars",
-                "one App Store subtitle of at most 30 characters", 16),
+                "one App Store subtitle of at most 30 characters", 16, cuts_phrases=True),
         Channel("play_short_description", "Google Play short description", 80, "hard", "chars",
                 "one Google Play short description of at most 80 characters", 32),
         Channel("amazon_title", "Amazon product title", 200, "hard", "chars",

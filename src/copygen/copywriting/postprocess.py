@@ -128,20 +128,37 @@ def banned_found(text: str, banned: Iterable[str]) -> tuple[str, ...]:
 
 
 _CLAUSE_BREAK = re.compile(r"(?<=[,:;!?.|–—])\s+|\s+(?=[-–—|]\s)")
+#: Before a preposition or relative word that starts a trailing phrase, per language: where a
+#: title-like text (``Channel.cuts_phrases``) may end when no clause boundary makes it fit.
+_PHRASE_BREAK = {
+    "en": re.compile(
+        r"\s+(?=(?:for|with|without|in|on|at|from|by|while|when|that|which)\s)", re.IGNORECASE
+    ),
+}
 _TRAILING_JOINERS = " ,:;-–—|"
 MIN_SHORTENED_SHARE = 0.35
 
 
-def shorten_to_fit(text: str, channel: Channel, limit: int | None) -> str:
-    """Keep the longest run of whole leading clauses that fits ``limit``.
+def shorten_to_fit(text: str, channel: Channel, limit: int | None, language: str = "en") -> str:
+    """Keep the longest run of whole leading clauses that fits ``limit``; for a title-like
+    channel, else the longest run of leading phrases.
 
     "Solar Phone Charger, Fuel Your Journey to Adventure" becomes "Solar Phone Charger" for a
-    30-character headline. Returns ``text`` unchanged when it fits or when no clause boundary
-    leaves at least ~a third of the limit (a stub is worse than a regeneration).
+    30-character headline, and so does "Solar Phone Charger for Hikers Who Go Further".
+    Returns ``text`` unchanged when it fits or when no boundary leaves at least ~a third of
+    the limit (a stub is worse than a regeneration).
     """
     if limit is None or channel.measure(text).units <= limit:
         return text
-    pieces = _CLAUSE_BREAK.split(text)
+    shortened = _leading(_CLAUSE_BREAK.split(text), channel, limit)
+    phrases = _PHRASE_BREAK.get(language)
+    if not shortened and channel.cuts_phrases and phrases is not None:
+        shortened = _leading(phrases.split(text), channel, limit)
+    return shortened or text
+
+
+def _leading(pieces: list[str], channel: Channel, limit: int) -> str:
+    """The longest join of leading ``pieces`` within ``limit`` and not a stub, else ""."""
     best = ""
     for end in range(1, len(pieces)):
         candidate = " ".join(pieces[:end]).rstrip(_TRAILING_JOINERS).strip()
@@ -150,7 +167,7 @@ def shorten_to_fit(text: str, channel: Channel, limit: int | None) -> str:
         best = candidate
     if best and channel.measure(best).units >= MIN_SHORTENED_SHARE * limit:
         return best
-    return text
+    return ""
 
 
 _PLACEHOLDER = re.compile(r"\[[^\]]{1,40}\]|\{[^}]{1,40}\}|<[^>]{1,40}>")
@@ -311,7 +328,7 @@ def check_completion(
         grounding=grounding,
         language=language,
     )
-    checked = check(shorten_to_fit(text, channel, limit))
+    checked = check(shorten_to_fit(text, channel, limit, language))
     if "grounding" in checked.hard_failures:
         # Drop the ungrounded hashtag or sentence when the rest still stands on its own.
         repaired = repair(checked.variant.text, checked.flags)

@@ -102,8 +102,34 @@ def test_shorten_to_fit_keeps_whole_leading_clauses() -> None:
     text = "Solar-Powered Phone Charger, Fuel Your Journey to Adventure"
     assert shorten_to_fit(text, HEADLINE, 30) == "Solar-Powered Phone Charger"
     assert shorten_to_fit("Fits already", HEADLINE, 30) == "Fits already"
-    stub = "Go, the best solar charger for every single hiker"
+    stub = "Go, the best solar charger every single hiker loves"
     assert shorten_to_fit(stub, HEADLINE, 30) == stub  # "Go" would be a stub
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Solar-Powered Phone Charger for Trail Runners", "Solar-Powered Phone Charger"),
+        ("Elevate Your Commute With Noise-Canceling Headphones", "Elevate Your Commute"),
+        # a clause boundary that still does not fit, then a phrase inside the first clause
+        ("Elevate Your Life with Cold Brew Coffee | Every Day", "Elevate Your Life"),
+        # the longest run of phrases that fits
+        ("Pillows in Your Pocket for Parents on the Go", "Pillows in Your Pocket"),
+        ("Filled with the promise of lazy coffee adventures", None),  # "Filled": a stub
+        ("The Unbelievably Incredible Solar Phone Charger", None),  # no boundary at all
+    ],
+)
+def test_a_title_is_cut_before_a_trailing_phrase(text: str, expected: str | None) -> None:
+    assert shorten_to_fit(text, HEADLINE, 30) == (expected or text)
+
+
+def test_only_titles_in_a_language_with_a_phrase_list_are_cut_at_phrases() -> None:
+    text = "Solar-Powered Phone Charger for Trail Runners"
+    assert shorten_to_fit(text, HEADLINE, 30, language="de") == text
+    sms = CHANNELS["sms"]
+    sentence = "Our solar charger fills a phone " * 4 + "for every hiker on every trail"
+    assert not sms.cuts_phrases
+    assert shorten_to_fit(sentence, sms, sms.limit) == sentence  # no half sentences
 
 
 def test_check_completion_shortens_then_checks() -> None:
@@ -153,7 +179,7 @@ def test_rank_puts_variety_before_a_near_copy() -> None:
 
 
 def test_postprocess_drops_empty_and_over_limit_and_ranks() -> None:
-    completions = [("", False), ('"A long headline that will not fit at all"', False)]
+    completions = [("", False), ('"A long headline nobody could ever fit here"', False)]
     checked = [
         check_completion(raw, truncated, HEADLINE, ["solar"], None)
         for raw, truncated in [*completions, ("Go Solar", False)]
