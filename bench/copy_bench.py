@@ -112,7 +112,9 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return (int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024)
 
 
-def report(levels: list[Level], rss: dict[str, tuple[float, float]], idle_s: float) -> str:
+def report(
+    levels: list[Level], rss: dict[str, tuple[float, float]], idle_s: float, per_user: int
+) -> str:
     lines = [
         "# The copy workload: `POST /v1/copy`",
         "",
@@ -121,7 +123,11 @@ def report(levels: list[Level], rss: dict[str, tuple[float, float]], idle_s: flo
         "settings (the embedded model, bf16, `grounding: strict`). A fixed set of 24 briefs "
         f"({len(CHANNEL_SET)} channels × {len(PRODUCTS)} products, one fact each, tones "
         "rotated), 3 variants, default sampling, cache bypassed, distinct seeds. Each level "
-        "sends the same briefs (all 24; 2 per user at 16 users) from closed-loop users.",
+        f"sends the briefs in order from closed-loop users, all 24 and at least {per_user} per "
+        "user (the set repeats, same seeds): "
+        + ", ".join(f"{len(level.latencies) + level.errors} at {level.users}" for level in levels)
+        + ". With only a few briefs per user, a level's rate is mostly its ramp-up and its "
+        "last, slowest briefs.",
         "",
         "| users | briefs/s | p50 s | p95 s | delivered | hard-limit fit | rounds | errors |",
         "|---|---|---|---|---|---|---|---|",
@@ -161,6 +167,9 @@ def main() -> None:
         "--copygen-env", action="append", default=[], help="KEY=VALUE for the copygen server"
     )
     parser.add_argument("--idle-s", type=float, default=60.0, help="wait before the last RSS")
+    parser.add_argument(
+        "--per-user", type=int, default=4, help="briefs per user at least (all 24 at any level)"
+    )
     args = parser.parse_args()
     port = free_port()
     server = Server(
@@ -178,7 +187,7 @@ def main() -> None:
         rss = {"warm": rss_mib(server.process.pid)}
         levels = []
         for users in (int(x) for x in args.levels.split(",")):
-            total = max(len(pool), 2 * users)
+            total = max(len(pool), args.per_user * users)
             levels.append(asyncio.run(run_level(server.url, users, total, pool)))
             print(f"{users} users done", flush=True)
         rss["load"] = rss_mib(server.process.pid)
@@ -186,7 +195,7 @@ def main() -> None:
         rss["later"] = rss_mib(server.process.pid)
     finally:
         server.stop()
-    text = report(levels, rss, args.idle_s)
+    text = report(levels, rss, args.idle_s, args.per_user)
     Path(args.out).write_text(text)
     print(text)
 
