@@ -48,7 +48,7 @@ async def test_only_failing_slots_are_regenerated_with_keyword_priming() -> None
 
 
 async def test_hard_failures_are_never_returned_and_shortfall_is_explicit() -> None:
-    runner = FakeRunner(lambda request, row: "An extremely long headline that never fits at all")
+    runner = FakeRunner(lambda request, row: "A long headline nobody could ever cut short")
     writer = await started_copywriter(runner, max_rounds=2)
     result = await writer.generate(CopyBrief(product="x", variants=2))
     assert result.variants == []
