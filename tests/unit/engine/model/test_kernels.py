@@ -63,11 +63,12 @@ def test_the_operators_refuse_what_they_cannot_compute(compiled: CompiledOps) ->
         torch.ops.copygen.add_rms_norm(torch.ones(2, 576), torch.ones(3, 576), weight, 1e-5)
 
 
-def test_without_a_compiler_torch_runs_the_steps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("compiler", ["no-such-compiler", "/bin/false"])
+def test_without_a_working_compiler_torch_runs_the_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiler: str
 ) -> None:
     monkeypatch.setattr(kernels, "registered", lambda: False)
-    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CXX", str(tmp_path / compiler) if "/" not in compiler else compiler)
     ops = cpu_ops(tmp_path)
     assert type(ops) is TorchOps
     assert not ops.compiled
