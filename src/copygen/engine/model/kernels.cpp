@@ -29,25 +29,30 @@ inline c10::BFloat16 rounded<c10::BFloat16>(float f) {
   return c10::BFloat16(out, c10::BFloat16::from_bits());
 }
 
-// Rows per task: parallel work only when a task has ~32k elements.
+// Rows per task: parallel work only when a task has ~8k elements.
 int64_t grain(int64_t width) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(width, 1)); }
+
+// One row's RMSNorm: out = src / sqrt(mean(src^2) + eps) * w, in float32, rounded once.
+template <typename T>
+inline void normalise_row(const T* __restrict__ src, const T* __restrict__ w,
+                          T* __restrict__ out, int64_t width, float eps) {
+  float squares = 0.f;
+#pragma omp simd reduction(+ : squares)
+  for (int64_t i = 0; i < width; ++i) {
+    float v = static_cast<float>(src[i]);
+    squares += v * v;
+  }
+  float scale = 1.f / std::sqrt(squares / static_cast<float>(width) + eps);
+  for (int64_t i = 0; i < width; ++i) {
+    out[i] = rounded<T>(static_cast<float>(src[i]) * scale * static_cast<float>(w[i]));
+  }
+}
 
 template <typename T>
 void rms_rows(const T* x, const T* w, T* out, int64_t rows, int64_t width, float eps) {
   at::parallel_for(0, rows, grain(width), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const T* xr = x + r * width;
-      T* o = out + r * width;
-      float squares = 0.f;
-#pragma omp simd reduction(+ : squares)
-      for (int64_t i = 0; i < width; ++i) {
-        float v = static_cast<float>(xr[i]);
-        squares += v * v;
-      }
-      float scale = 1.f / std::sqrt(squares / static_cast<float>(width) + eps);
-      for (int64_t i = 0; i < width; ++i) {
-        o[i] = rounded<T>(static_cast<float>(xr[i]) * scale * static_cast<float>(w[i]));
-      }
+      normalise_row(x + r * width, w, out + r * width, width, eps);
     }
   });
 }
@@ -64,17 +69,7 @@ void add_rms_rows(const T* x, const T* y, const T* w, T* sum, T* out, int64_t ro
       for (int64_t i = 0; i < width; ++i) {
         s[i] = rounded<T>(static_cast<float>(xr[i]) + static_cast<float>(yr[i]));
       }
-      float squares = 0.f;
-#pragma omp simd reduction(+ : squares)
-      for (int64_t i = 0; i < width; ++i) {
-        float f = static_cast<float>(s[i]);
-        squares += f * f;
-      }
-      float scale = 1.f / std::sqrt(squares / static_cast<float>(width) + eps);
-      T* __restrict__ o = out + r * width;
-      for (int64_t i = 0; i < width; ++i) {
-        o[i] = rounded<T>(static_cast<float>(s[i]) * scale * static_cast<float>(w[i]));
-      }
+      normalise_row(s, w, out + r * width, width, eps);
     }
   });
 }
@@ -86,11 +81,15 @@ void check_rows(const at::Tensor& t, const char* name) {
               " must be float32 or bfloat16");
 }
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  check_rows(x, "x");
+void check_weight(const at::Tensor& weight, const at::Tensor& x) {
   TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(1) &&
                   weight.scalar_type() == x.scalar_type(),
               "weight must match x's width and dtype");
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  check_rows(x, "x");
+  check_weight(weight, x);
   auto out = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "rms_norm", [&] {
     rms_rows<scalar_t>(x.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(),
@@ -105,9 +104,7 @@ std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::T
   check_rows(y, "y");
   TORCH_CHECK(x.sizes() == y.sizes() && x.scalar_type() == y.scalar_type(),
               "x and y must have one shape and dtype");
-  TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(1) &&
-                  weight.scalar_type() == x.scalar_type(),
-              "weight must match x's width and dtype");
+  check_weight(weight, x);
   auto sum = at::empty_like(x);
   auto out = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "add_rms_norm", [&] {
