@@ -19,6 +19,11 @@ import httpx
 BUSY = (429, 503)
 #: Retry-After when a busy backend does not say.
 DEFAULT_RETRY_AFTER_S = 1
+#: The longest Retry-After obeyed. Within it the backend is not called at all, so a backend
+#: (or a proxy in front of it) answering 99,999,999 s or a date in 2099 would take the route
+#: down for years; real overloads pass in seconds, and a backend that stays down is the
+#: breaker's to handle. Clients are told the same capped figure.
+MAX_RETRY_AFTER_S = 60
 
 
 @dataclass(eq=False)
@@ -38,15 +43,21 @@ class BackendCallError(Exception):
 
 
 def retry_after(headers: httpx.Headers) -> int:
-    """Seconds from a Retry-After header (delta seconds or an HTTP date)."""
+    """Seconds from a Retry-After header (delta seconds or an HTTP date), 1 to
+    MAX_RETRY_AFTER_S."""
     value = headers.get("retry-after", "").strip()
-    if value.isdigit():
-        return max(1, int(value))
-    with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
-        from email.utils import parsedate_to_datetime
+    seconds: float | None = None
+    if value.isascii() and value.isdigit():
+        # int() refuses over 4,300 digits; anything past the cap's digits is over the cap.
+        seconds = int(value) if len(value) <= 9 else MAX_RETRY_AFTER_S
+    else:
+        with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+            from email.utils import parsedate_to_datetime
 
-        return max(1, math.ceil(parsedate_to_datetime(value).timestamp() - time.time()))
-    return DEFAULT_RETRY_AFTER_S
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+    if seconds is None:
+        return DEFAULT_RETRY_AFTER_S
+    return min(MAX_RETRY_AFTER_S, max(1, math.ceil(seconds)))
 
 
 class OpenAIClient:
