@@ -3,6 +3,7 @@ tells it: what copygen does with a backend's hostile or broken answers."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from copygen.backends.client import BackendCallError, OpenAIClient
+from copygen.backends.job import Row
+from copygen.backends.wire import stream_rows
+from copygen.generation import RowEvent
 
 
 class StubHandler(BaseHTTPRequestHandler):
@@ -95,3 +99,64 @@ async def test_a_near_retry_after_date_is_obeyed_as_it_says(stub: StubServer) ->
         await client.close()
     assert error.value.retry_after_s is not None
     assert 18 <= error.value.retry_after_s <= 21
+
+
+def _stream(*chunks: object) -> bytes:
+    lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
+    return "".join([*lines, "data: [DONE]\n\n"]).encode()
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        {"choices": [{"index": "zero", "delta": {"content": "x"}}]},
+        {"choices": [{"index": 0.5, "delta": {"content": "x"}}]},
+        {"choices": [{"index": None, "delta": {"content": "x"}}]},
+        {"choices": [{"index": True, "delta": {"content": "x"}}]},
+        {"choices": "abc"},
+        {"choices": 7},
+        {"choices": {"index": 0}},
+        {"choices": [7]},
+        {"choices": [], "usage": {"prompt_tokens": "many", "completion_tokens": 1}},
+    ],
+    ids=[
+        "index-text", "index-float", "index-null", "index-bool", "choices-text",
+        "choices-number", "choices-object", "choice-number", "usage-text",
+    ],
+)  # fmt: skip
+async def test_a_malformed_stream_is_a_bad_response_not_a_crash(
+    stub: StubServer, chunk: dict[str, object]
+) -> None:
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    stub.reply = (200, {"Content-Type": "text/event-stream"}, _stream(chunk, finish))
+    client = _client(stub)
+    events: list[RowEvent] = []
+    try:
+        with pytest.raises(BackendCallError) as error:
+            await stream_rows(client, "/chat/completions", {}, [Row((0, 0, 0))], events.append)
+    finally:
+        await client.close()
+    assert (error.value.reason, error.value.counts) == ("bad_response", True)
+
+
+async def test_a_well_formed_stream_fills_its_rows(stub: StubServer) -> None:
+    chunks = [
+        {"choices": [{"index": 1, "delta": {"content": "B"}}]},
+        {"choices": [{"index": 0, "text": "A"}]},
+        {
+            "choices": [
+                {"index": 0, "finish_reason": "length"},
+                {"index": 1, "finish_reason": "stop"},
+            ]
+        },
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+    ]
+    stub.reply = (200, {"Content-Type": "text/event-stream"}, _stream(*chunks))
+    client = _client(stub)
+    rows = [Row((0, 0, 0)), Row((0, 0, 1))]
+    try:
+        usage = await stream_rows(client, "/chat/completions", {}, rows, lambda _: None)
+    finally:
+        await client.close()
+    assert [(row.text, row.finish) for row in rows] == [("A", "length"), ("B", "stop")]
+    assert usage == {"prompt_tokens": 3, "completion_tokens": 2}

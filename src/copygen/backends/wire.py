@@ -27,13 +27,10 @@ async def stream_rows(
     loop = asyncio.get_running_loop()
     async with client.stream(path, body) as chunks:
         async for chunk in chunks:
-            if isinstance(chunk.get("usage"), dict):
-                usage = chunk["usage"]
-            for choice in chunk.get("choices") or ():
-                position = int(choice.get("index", 0))
-                if not 0 <= position < len(rows):
-                    raise BackendCallError("bad_response", counts=True)
-                row = rows[position]
+            if chunk.get("usage") is not None:
+                usage = _usage(chunk["usage"])
+            for choice in _choices(chunk.get("choices")):
+                row = rows[_position(choice, len(rows))]
                 if delta := delta_text(choice):
                     row.first_token = row.first_token or loop.time()
                     row.text += delta
@@ -44,6 +41,36 @@ async def stream_rows(
     if any(row.finish is None for row in rows):
         raise BackendCallError("stream_ended", counts=True)
     return usage
+
+
+# A server's chunk is data, not code: any shape but the documented one is a bad response
+# (the breaker counts it), never an exception that would make a 500.
+
+
+def _choices(value: object) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+        raise BackendCallError("bad_response", counts=True)
+    return value
+
+
+def _position(choice: dict[str, Any], rows: int) -> int:
+    position = choice.get("index", 0)
+    # bool is an int subclass; a float index or a numeric string is no index either.
+    if type(position) is not int or not 0 <= position < rows:
+        raise BackendCallError("bad_response", counts=True)
+    return position
+
+
+def _usage(value: object) -> dict[str, Any]:
+    """Token counts the job adds up (Job.record): whole non-negative numbers or absent."""
+    if not isinstance(value, dict) or any(
+        value.get(name) is not None and (type(value[name]) is not int or value[name] < 0)
+        for name in ("prompt_tokens", "completion_tokens")
+    ):
+        raise BackendCallError("bad_response", counts=True)
+    return value
 
 
 def request_body(
