@@ -19,6 +19,11 @@ from copygen.domain import CopyResult, Flag, Readability, Usage, Variant
 
 _PLAIN, _ZLIB, _SEALED = b"J", b"Z", b"E"
 _NONCE_BYTES = 12
+#: The most a value may inflate to; beyond, it is corrupt (a miss). A real result (at most
+#: 10 variants of 512 tokens, with their checks) is tens of KiB. Without an encryption key
+#: anyone who can write to Redis can store a zlib bomb: 254 KiB that inflate to 250 MiB, and
+#: warm() decodes the 256 hottest entries at start (+770 MiB RSS measured before this cap).
+MAX_INFLATED_BYTES = 4 * 1024 * 1024
 
 
 class Codec:
@@ -51,7 +56,10 @@ class Codec:
                 blob = self._aead.decrypt(nonce, sealed, cache_key.encode())
             kind, body = blob[:1], blob[1:]
             if kind == _ZLIB:
-                body = zlib.decompress(body)
+                inflated = _inflate(body)
+                if inflated is None:
+                    return None
+                body = inflated
             elif kind != _PLAIN:
                 return None
             envelope = json.loads(body)
@@ -60,6 +68,15 @@ class Codec:
             return result_from_dict(envelope["result"])
         except Exception:  # noqa: BLE001 - any undecodable value is a miss
             return None
+
+
+def _inflate(body: bytes) -> bytes | None:
+    """zlib data inflated to at most MAX_INFLATED_BYTES; None when it holds more (or is cut)."""
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(body, MAX_INFLATED_BYTES)
+    if inflater.unconsumed_tail or not inflater.eof:
+        return None
+    return raw
 
 
 def result_to_dict(result: CopyResult) -> dict[str, Any]:
