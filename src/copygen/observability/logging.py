@@ -16,6 +16,8 @@ import structlog
 from copygen.domain import CopyResult
 
 LogFormat = Literal["auto", "json", "console"]
+#: Libraries whose INFO and DEBUG lines hold URLs or headers of outgoing calls.
+QUIET_LIBRARIES = ("httpx", "httpcore", "hpack", "h2")
 
 
 def configure_logging(level: str, fmt: LogFormat = "auto") -> None:
@@ -66,6 +68,11 @@ def configure_logging(level: str, fmt: LogFormat = "auto") -> None:
         logger.propagate = True
     # Our request line replaces uvicorn's access log (which would also log query strings).
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every call's full URL at INFO, httpcore and the HTTP/2 libraries connections
+    # and headers at DEBUG: webhook URLs carry their receivers' tokens in paths and queries,
+    # and backend calls carry its key. Their warnings and errors still come through.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def copy_log_fields(result: CopyResult) -> dict[str, Any]:
