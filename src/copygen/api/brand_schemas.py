@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from copygen.api.schemas import Fact, clean_tone, known_channel
 from copygen.domain import BrandExample, BrandProfile
+from copygen.service.brands import MAX_EXAMPLE_CHARS
 from copygen.store.brands import MAX_EXAMPLES, Brand
 
 Term = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
@@ -24,7 +25,7 @@ class ExampleIn(BaseModel):
     model_config = STRICT
 
     channel: str = Field(description="One of GET /v1/channels.")
-    text: str = Field(min_length=1, max_length=400)
+    text: str = Field(min_length=1, max_length=MAX_EXAMPLE_CHARS)
     source: Literal["manual", "feedback", "import"] = "manual"
 
     @field_validator("channel")

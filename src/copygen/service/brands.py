@@ -36,6 +36,9 @@ MAX_PENDING = 10_000
 RETRY_S = 5.0
 PURGE_EVERY_S = 3600.0
 REFRESH_S = 1.0
+#: The longest text a brand example holds, however it arrives (the brand routes, learned or
+#: promoted feedback, whose edits may run to 2,000): examples go into every brief's prompt.
+MAX_EXAMPLE_CHARS = 400
 
 
 class BrandBook:
@@ -194,8 +197,9 @@ class BrandBook:
         if rating == "up" and response.brand_id is not None:
             with contextlib.suppress(CopygenError):
                 brand = await self.brands.get(tenant, response.brand_id)
-                if brand.profile.auto_learn:
-                    learned = await self.brands.add_example(tenant, brand.id, _example(feedback))
+                example = _example(feedback)
+                if brand.profile.auto_learn and example is not None:
+                    learned = await self.brands.add_example(tenant, brand.id, example)
         self.changed()
         return feedback, learned
 
@@ -205,7 +209,14 @@ class BrandBook:
         """Make the text of feedback ``feedback_id`` (its edit, else the variant) an example."""
         await self.ready()
         feedback = await self.feedback.get(tenant, feedback_id)
-        brand = await self.brands.add_example(tenant, brand_id, _example(feedback), expected)
+        example = _example(feedback)
+        if example is None:
+            raise InvalidRequest(
+                f"an example holds at most {MAX_EXAMPLE_CHARS} characters; this feedback's "
+                "text is longer",
+                field="feedback_id",
+            )
+        brand = await self.brands.add_example(tenant, brand_id, example, expected)
         self.changed()
         return brand
 
@@ -269,8 +280,12 @@ def _variant_index(variants: Sequence[str], variant: int | str) -> int:
     return variants.index(variant)
 
 
-def _example(feedback: Feedback) -> BrandExample:
-    return BrandExample(feedback.channel, feedback.edited_text or feedback.variant_text, "feedback")
+def _example(feedback: Feedback) -> BrandExample | None:
+    """The example feedback makes (its edit, else the variant); None when it is too long."""
+    text = feedback.edited_text or feedback.variant_text
+    if len(text) > MAX_EXAMPLE_CHARS:
+        return None
+    return BrandExample(feedback.channel, text, "feedback")
 
 
 def with_brand(brief: CopyBrief, voice: BrandVoice, explicit: set[str]) -> CopyBrief:
