@@ -21,9 +21,23 @@ MAX_FACTS = 50
 STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
 
-class ExampleIn(BaseModel):
+class StrictIn(BaseModel):
+    """A request body of these routes: unknown fields refused, and no text (nor text in a
+    list) holding NUL, which PostgreSQL refuses in text columns: such a write failed as 503
+    store_unavailable, and no brand or feedback needs the character."""
+
     model_config = STRICT
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("text must not contain NUL characters")
+        return value
+
+
+class ExampleIn(StrictIn):
     channel: str = Field(description="One of GET /v1/channels.")
     text: str = Field(min_length=1, max_length=MAX_EXAMPLE_CHARS)
     source: Literal["manual", "feedback", "import"] = "manual"
@@ -37,10 +51,8 @@ class ExampleIn(BaseModel):
         return BrandExample(self.channel, self.text, self.source)
 
 
-class BrandIn(BaseModel):
+class BrandIn(StrictIn):
     """A whole brand (POST, PUT)."""
-
-    model_config = STRICT
 
     name: str = Field(min_length=1, max_length=100)
     voice: str = Field("", max_length=500, description="How the brand speaks, in your words.")
@@ -129,18 +141,14 @@ class BrandPage(BaseModel):
     next: str | None = Field(description="Pass as `after` for the next page; null on the last.")
 
 
-class PromoteIn(BaseModel):
+class PromoteIn(StrictIn):
     """An example for a brand: from a feedback id, or given directly."""
-
-    model_config = STRICT
 
     feedback_id: int | None = Field(None, ge=1, le=MAX_ID)
     example: ExampleIn | None = None
 
 
-class FeedbackIn(BaseModel):
-    model_config = STRICT
-
+class FeedbackIn(StrictIn):
     copy_id: str = Field(min_length=1, max_length=40, description="A /v1/copy response's id.")
     variant: int | Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(
         description="The variant's index in the response, or its text."
