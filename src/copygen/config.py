@@ -337,3 +337,35 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_model(self) -> bool:
         return self.model == EMBEDDED_MODEL_ID
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_placeholders(cls, data: object) -> object:
+        """Refuse secrets still holding k8s/base/secret.example.yaml's placeholders: they are
+        well-formed values, so a deployment that forgot to replace them would start with keys
+        and an AES key anyone can read in this repository."""
+        if not isinstance(data, dict):
+            return data
+        for name in PLACEHOLDER_FIELDS:
+            value = data.get(name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(text, str) and _is_placeholder(text):
+                raise ValueError(
+                    f"COPYGEN_{name.upper()} still holds the example's placeholder "
+                    f"({PLACEHOLDER_MARKERS[0].upper()}...); set a real value"
+                )
+        return data
+
+
+#: What the example Secret's values hold (this one's, and an earlier one's), in any case.
+PLACEHOLDER_MARKERS = ("replace-me", "replace-with")
+PLACEHOLDER_FIELDS = (
+    "api_keys", "backend_api_key", "cache_encryption_key", "database_url", "redis_url",
+    "webhook_secret",
+)  # fmt: skip
+
+
+def _is_placeholder(text: str) -> bool:
+    """The text, or the bytes it is base64 of (an example AES key), holds a marker."""
+    decoded = decode_key(text).decode("latin-1")
+    return any(marker in t.lower() for marker in PLACEHOLDER_MARKERS for t in (text, decoded))

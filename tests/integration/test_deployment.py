@@ -4,6 +4,7 @@ invariants that tie the manifests to the app hold."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -200,9 +201,19 @@ def test_configmap_variables_are_real_settings(rendered: tuple[str, list[dict[st
     assert set(data) <= known, set(data) - known
     secret = yaml.safe_load((ROOT / "k8s/base/secret.example.yaml").read_text())["stringData"]
     assert set(secret) <= known
-    # The pod's whole environment is valid settings (it binds 0.0.0.0, so keys are required).
+    # The pod's whole environment is valid settings (it binds 0.0.0.0, so keys are required)
+    # once the Secret's placeholders are replaced; left in, they keep copygen from starting.
     env = {**data, **secret}
-    Settings(**{key.removeprefix("COPYGEN_").lower(): value for key, value in env.items()})
+    settings = {key.removeprefix("COPYGEN_").lower(): value for key, value in env.items()}
+    with pytest.raises(ValueError, match="placeholder"):
+        Settings(**settings)
+    real = {
+        "api_keys": f"web-app:{os.urandom(16).hex()},ops:{os.urandom(16).hex()}:admin",
+        "cache_encryption_key": base64.b64encode(os.urandom(32)).decode(),
+        "database_url": "postgresql://copygen:s3cret@my-postgres.example.com:5432/copygen",
+    }
+    assert {name for name, value in settings.items() if "REPLACE-ME" in value} == set(real)
+    Settings(**{**settings, **real})
 
 
 def test_only_copygen_pods_reach_redis(rendered: tuple[str, list[dict[str, Any]]]) -> None:
