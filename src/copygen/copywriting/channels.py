@@ -15,13 +15,14 @@
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import regex
+
+from copygen.copywriting.text import URL
 
 LimitKind = Literal["hard", "soft", "none"]
 
@@ -49,12 +50,6 @@ def count_google_ads(text: str) -> Measure:
 
 X_URL_WEIGHT = 23
 _X_LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
-_URL = re.compile(
-    r"(?:https?://|www\.)[^\s<>\"]+"
-    r"|\b[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|ai|app|dev|shop|store|info|biz|me|ly)"
-    r"\b(?:/[^\s<>\"]*)?",
-    re.IGNORECASE,
-)
 _EMOJI_RANGES = (
     (0x1F000, 0x1FAFF),
     (0x2600, 0x27BF),
@@ -79,7 +74,7 @@ def count_x_weighted(text: str) -> Measure:
     text = unicodedata.normalize("NFC", text)
     total = 0
     position = 0
-    for match in _URL.finditer(text):
+    for match in URL.finditer(text):
         total += _x_weight_plain(text[position : match.start()]) + X_URL_WEIGHT
         position = match.end()
     total += _x_weight_plain(text[position:])

@@ -26,18 +26,13 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from copygen.copywriting.lexicon import COMMON_ACRONYMS, base_forms, is_common_word
+from copygen.copywriting.lexicon import COMMON_ACRONYMS, is_common_word
+from copygen.copywriting.text import DOMAIN, base_forms, split_sentences, tokens
 from copygen.domain import CopyBrief, Flag
 
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,}")
-_DOMAIN = re.compile(
-    r"\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|co|ai|app|dev|shop|store|info|biz|me|ly|de|fr"
-    r"|es|it|nl|uk|us|eu)\b(?:/\S*)?",
-    re.IGNORECASE,
-)
 _HASHTAG = re.compile(r"(?<![\w#])#([^\W\d_]\w*)")
-_MARKED = re.compile(r"([^\W_][\w'’-]*)\s?[™®©℠]")
-_TOKEN = re.compile(r"[^\W_](?:[\w'’]*[^\W_])?")
+_MARKED = re.compile(r"(?P<word>[^\W_][\w'’-]*)\s?[™®©℠]")
 _CAMEL_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
 _CONTRACTION = re.compile(r"(?:n['’]t|['’](?:t|re|ve|ll|d|m))$", re.IGNORECASE)
@@ -146,13 +141,13 @@ class Evidence:
         parts = [brief.product, brief.description, brief.audience, *brief.keywords,
                  *brief.facts, *terms]  # fmt: skip
         text = unicodedata.normalize("NFC", "\n".join(parts))
-        words = {form for token in _TOKEN.findall(text) for form in _forms(token)}
+        words = {form for token in tokens(text) for form in base_forms(token)}
         numbers = {(value, unit) for value, unit, _ in _numbers(text)}
         language = brief.language.split("-")[0].lower()
         return cls(language, frozenset(words), frozenset(numbers), text.casefold())
 
     def supports_word(self, word: str) -> bool:
-        return not _forms(word).isdisjoint(self.words)
+        return not base_forms(word).isdisjoint(self.words)
 
     def supports_number(self, value: str, unit: str | None) -> bool:
         if unit is None:
@@ -171,7 +166,6 @@ def check_grounding(text: str, evidence: Evidence) -> tuple[Flag, ...]:
 
 #: A repair must keep at least this share of the text (a stub is worse than a regeneration).
 MIN_REPAIRED_SHARE = 0.5
-_SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
 
 
 def repair(text: str, flags: Sequence[Flag]) -> str:
@@ -180,11 +174,11 @@ def repair(text: str, flags: Sequence[Flag]) -> str:
     flagged name, figure or claim. "" when too little would be left."""
     kept = text
     for flag in flags:
-        if flag.text.startswith(("#", "@")) or _DOMAIN.fullmatch(flag.text):
+        if flag.text.startswith(("#", "@")) or DOMAIN.fullmatch(flag.text):
             kept = kept.replace(flag.text, " ")
     inline = [flag.text for flag in flags if flag.text in kept]
-    sentences = [s for s in _SENTENCE.split(kept) if s.strip()]
-    kept = " ".join(s.strip() for s in sentences if not any(f in s for f in inline))
+    sentences = split_sentences(kept)
+    kept = " ".join(s for s in sentences if not any(f in s for f in inline))
     kept = re.sub(r"[ \t]{2,}", " ", kept).strip(" ,;:-–—")
     return kept if len(kept) >= MIN_REPAIRED_SHARE * len(text) else ""
 
@@ -192,7 +186,7 @@ def repair(text: str, flags: Sequence[Flag]) -> str:
 def unsupported_entities(text: str, evidence: Evidence) -> tuple[Flag, ...]:
     found: list[str] = []
     rest = text
-    for pattern in (_HANDLE, _DOMAIN):
+    for pattern in (_HANDLE, DOMAIN):
         for match in pattern.finditer(rest):
             if not evidence.supports_word(match.group().lstrip("@").lower()):
                 found.append(match.group())
@@ -203,11 +197,11 @@ def unsupported_entities(text: str, evidence: Evidence) -> tuple[Flag, ...]:
             found.append(match.group())
     rest = _HASHTAG.sub(" ", rest)
     for match in _MARKED.finditer(rest):
-        if not evidence.supports_word(match.group(1)):
-            found.append(match.group().strip())
+        if not evidence.supports_word(match.group("word")):
+            found.append(rest[match.start("word") : match.end()])
     rest = _MARKED.sub(" ", rest)
     lexicon = evidence.language in LEXICON_LANGUAGES
-    for token in _TOKEN.findall(rest):
+    for token in tokens(rest):
         word = _POSSESSIVE.sub("", token)
         if len(word) >= 2 and _brand_like(word, lexicon) and not evidence.supports_word(word):
             found.append(word)
@@ -252,10 +246,6 @@ def _brand_like(word: str, lexicon: bool) -> bool:
 
 def _ordinary(word: str, evidence: Evidence) -> bool:
     return word.isdigit() or evidence.supports_word(word) or is_common_word(word)
-
-
-def _forms(word: str) -> frozenset[str]:
-    return base_forms(_POSSESSIVE.sub("", unicodedata.normalize("NFC", word)).casefold())
 
 
 def _numbers(text: str) -> Iterable[tuple[str, str | None, str]]:

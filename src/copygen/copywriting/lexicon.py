@@ -14,6 +14,8 @@ import functools
 import gzip
 from importlib import resources
 
+from copygen.copywriting.text import base_forms
+
 #: Words of today's copy that a 1934 dictionary lacks (lower case).
 MODERN_WORDS = frozenset(
     """
@@ -45,12 +47,6 @@ COMMON_ACRONYMS = frozenset(
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
-_SUFFIXES = (
-    ("ies", "y"), ("ied", "y"), ("ier", "y"), ("iest", "y"), ("es", ""), ("s", ""),
-    ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("er", ""), ("er", "e"),
-    ("est", ""), ("est", "e"), ("ly", ""), ("'s", ""), ("’s", ""),
-)  # fmt: skip
-
 
 @functools.cache
 def english_words() -> frozenset[str]:
@@ -59,20 +55,7 @@ def english_words() -> frozenset[str]:
     return frozenset(gzip.decompress(data).decode("ascii").split()) | MODERN_WORDS
 
 
-def base_forms(word: str) -> frozenset[str]:
-    """``word`` in lower case and what simple inflection may have made it from ("hikers" →
-    hiker, "charging" → charg/charge, "tastiest" → tasty, "running" → runn/run)."""
-    lower = word.lower()
-    forms = {lower}
-    for suffix, replacement in _SUFFIXES:
-        if lower.endswith(suffix) and len(lower) - len(suffix) >= 2:
-            stem = lower[: -len(suffix)] + replacement
-            forms.add(stem)
-            if len(stem) > 3 and stem[-1] == stem[-2]:
-                forms.add(stem[:-1])
-    return frozenset(forms)
-
-
 def is_common_word(word: str) -> bool:
-    """Whether ``word`` (any case) is an ordinary English word, allowing simple inflection."""
+    """Whether ``word`` (any case) is an ordinary English word, allowing simple inflection
+    (text.base_forms)."""
     return not base_forms(word).isdisjoint(english_words())

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from copygen.copywriting.channels import Channel
 from copygen.copywriting.grounding import Evidence, check_grounding, repair
 from copygen.copywriting.readability import has_call_to_action, readability
+from copygen.copywriting.text import base_forms, sentence_ends, words
 from copygen.domain import Flag, Grounding, Readability, Variant
 
 _CHAT_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>|</?s>")
@@ -25,9 +25,6 @@ _LABEL = re.compile(
 )
 _MARKDOWN = re.compile(r"\*\*|__|`")
 _QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'", "‘": "’", "«": "»", "„": "“"}
-_SENTENCE_END = re.compile(r"[.!?…](?=[\"”'’)]?(?:\s|$))")
-_WORD = re.compile(r"\w+", re.UNICODE)
-_SUFFIXES = ("ing", "ed", "es", "s", "ly", "er")
 
 
 def clean_text(raw: str, *, single_line: bool, truncated: bool) -> str:
@@ -74,57 +71,49 @@ def _strip_quotes(text: str) -> str:
 
 
 def _cut_unfinished(text: str) -> str:
-    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    ends = sentence_ends(text)
     if ends and ends[-1] < len(text.rstrip()):
         return text[: ends[-1]].strip()
     return text
 
 
-def _stem(word: str) -> str:
-    """A deliberately small stemmer: enough for "chargers"/"charger" and "running"/"run"."""
-    word = word.casefold()
-    for _ in range(2):
-        for suffix in _SUFFIXES:
-            if len(word) - len(suffix) >= 3 and word.endswith(suffix):
-                word = word[: -len(suffix)]
-                if suffix in ("ing", "ed") and len(word) > 3 and word[-1] == word[-2]:
-                    word = word[:-1]  # running → runn → run
-                break
-        else:
-            break
-    return word
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(unicodedata.normalize("NFC", text).casefold())
-
-
 def keywords_missing(text: str, keywords: Iterable[str]) -> tuple[str, ...]:
     """Keywords absent from ``text``, tolerant of case and simple inflection
-    ("charger" matches "Chargers", "run" matches "running"); a keyword of symbols only
-    (an emoji) must appear as it is."""
-    stems = {_stem(word) for word in words(text)}
+    (text.base_forms: "charger" matches "Chargers", "battery" matches "batteries"). Each
+    word of a keyword must appear, in any order; a keyword of symbols only (an emoji) must
+    appear as it is."""
+    present = {form for word in set(words(text)) for form in base_forms(word)}
     missing = []
     for keyword in keywords:
-        wanted = [_stem(word) for word in words(keyword)]
+        wanted = words(keyword)
         if not wanted:  # no letters or digits (an emoji, a symbol): it must appear as it is
             if keyword.strip() not in text:
                 missing.append(keyword)
-        elif not all(stem in stems for stem in wanted):
+        elif any(base_forms(word).isdisjoint(present) for word in wanted):
             missing.append(keyword)
     return tuple(missing)
 
 
 def banned_found(text: str, banned: Iterable[str]) -> tuple[str, ...]:
-    """Banned words present in ``text``, matched like keywords (case and inflection)."""
-    stems = [_stem(word) for word in words(text)]
-    joined = " " + " ".join(stems) + " "
+    """Banned words and phrases present in ``text``: the phrase's words in a row, each
+    matched like a keyword's ("cheap" catches "cheapest" and "cheaply", not "cheapskate";
+    "risk-free" catches "risk free")."""
+    found_words = words(text)
+    forms = {word: base_forms(word) for word in set(found_words)}
+    found_forms = [forms[word] for word in found_words]
     found = []
     for phrase in banned:
-        wanted = " ".join(_stem(word) for word in words(phrase))
-        if wanted and f" {wanted} " in joined:
+        wanted = [base_forms(word) for word in words(phrase)]
+        if wanted and _in_a_row(wanted, found_forms):
             found.append(phrase)
     return tuple(found)
+
+
+def _in_a_row(wanted: list[frozenset[str]], found: list[frozenset[str]]) -> bool:
+    return any(
+        all(not forms.isdisjoint(found[start + i]) for i, forms in enumerate(wanted))
+        for start in range(len(found) - len(wanted) + 1)
+    )
 
 
 _CLAUSE_BREAK = re.compile(r"(?<=[,:;!?.|–—])\s+|\s+(?=[-–—|]\s)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from copygen.copywriting.postprocess import Checked, words
+from copygen.copywriting.postprocess import Checked
+from copygen.copywriting.text import words
 from copygen.domain import Variant
 
 NEAR_DUPLICATE_JACCARD = 0.8

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from copygen.copywriting.text import split_sentences, words
 from copygen.domain import Readability
 
 
@@ -50,20 +51,18 @@ _CTA = {
     language: re.compile(rf"\b(?:{pattern})\b", re.IGNORECASE)
     for language, pattern in CALLS_TO_ACTION.items()
 }
-_SENTENCE = re.compile(r"[.!?…]+(?:\s|$)")
-_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 
 
 def readability(text: str, language: str) -> Readability | None:
     """Reading ease (and, in English, grade) of ``text``; None where the language has no
     formula or the text has no words."""
     formula = EASE.get(_base(language))
-    words = _WORD.findall(text)
-    if formula is None or not words:
+    found = words(text)
+    if formula is None or not found:
         return None
-    sentences = max(1, len([s for s in _SENTENCE.split(text) if _WORD.search(s)]))
-    per_sentence = len(words) / sentences
-    per_word = sum(_syllables(word, formula.vowels) for word in words) / len(words)
+    sentences = max(1, sum(1 for sentence in split_sentences(text) if words(sentence)))
+    per_sentence = len(found) / sentences
+    per_word = sum(_syllables(word, formula.vowels) for word in found) / len(found)
     ease = (
         formula.base
         - formula.per_sentence_word * per_sentence

@@ -21,6 +21,8 @@ HEADLINE = CHANNELS["google_ads_headline"]
     [
         ('"Charge Anywhere, Anytime"', "Charge Anywhere, Anytime"),
         ("Headline: Sun-Powered Phones", "Sun-Powered Phones"),
+        ("**Option 3** - Go solar", "Go solar"),
+        ("Variant 2 :  Go solar", "Go solar"),
         ("1. Power From The Sun", "Power From The Sun"),
         ("**Subject line:** Your sunny upgrade", "Your sunny upgrade"),
         ("“Go solar today”<|im_end|>", "Go solar today"),
@@ -39,6 +41,11 @@ def test_clean_cuts_a_truncated_trailing_sentence() -> None:
     assert clean_text(raw, single_line=False, truncated=False) == raw
 
 
+def test_a_cut_keeps_the_closing_quote_of_the_last_sentence() -> None:
+    raw = "They said “Go further.” And then the"
+    assert clean_text(raw, single_line=False, truncated=True) == "They said “Go further.”"
+
+
 def test_keywords_match_case_and_inflection() -> None:
     text = "Solar Chargers for hikers who keep running"
     assert keywords_missing(text, ["solar", "charger", "Hiker", "run"]) == ()
@@ -47,11 +54,37 @@ def test_keywords_match_case_and_inflection() -> None:
     assert keywords_missing("Sun power", ["🌞"]) == ("🌞",)
 
 
-def test_banned_words_match_whole_words_with_inflection() -> None:
-    assert banned_found("The cheapest charger", ["cheap"]) == ()  # superlative: different stem
+def test_a_keyword_is_covered_by_its_plural_in_ies() -> None:
+    assert keywords_missing("Long-lasting batteries", ["battery"]) == ()
+    assert keywords_missing("A battery that lasts", ["batteries"]) == ()
+
+
+def test_a_banned_word_catches_its_comparative_and_superlative() -> None:
+    assert banned_found("The cheapest prices", ["cheap"]) == ("cheap",)
     assert banned_found("Cheaper chargers here", ["cheap"]) == ("cheap",)
-    assert banned_found("Totally risk-free trial", ["risk-free"]) == ("risk-free",)
+    assert banned_found("Priced cheaply", ["cheap"]) == ("cheap",)
+
+
+def test_a_banned_word_does_not_catch_a_longer_word_it_starts() -> None:
+    assert banned_found("No cheapskate deals", ["cheap"]) == ()
+    assert banned_found("Freedom to roam", ["free"]) == ()
     assert banned_found("Hello there", ["hell"]) == ()
+
+
+def test_a_banned_word_catches_its_adverb_and_its_part_of_a_compound() -> None:
+    assert banned_found("Roam freely", ["free"]) == ("free",)
+    assert banned_found("A risk-free trial", ["free"]) == ("free",)
+
+
+def test_a_banned_phrase_matches_its_words_in_a_row_however_joined() -> None:
+    for text in ("Totally risk-free trial", "Totally RISK FREE trial", "Risk–free? Risk free."):
+        assert banned_found(text, ["risk-free"]) == ("risk-free",), text
+    assert banned_found("A guaranteed, proven cure", ["guaranteed cure"]) == ()
+    assert banned_found("Cures guaranteed", ["guaranteed cure"]) == ()
+
+
+def test_a_banned_word_is_not_hidden_by_full_width_letters() -> None:
+    assert banned_found("ＣＨＥＡＰ deals", ["cheap"]) == ("cheap",)
 
 
 def test_check_variant_reports_fit_and_score() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from copygen.copywriting.lexicon import base_forms, is_common_word
+from copygen.copywriting.lexicon import is_common_word
 from copygen.copywriting.readability import EASE, has_call_to_action, readability
+from copygen.copywriting.text import base_forms
 
 
 def test_plain_text_reads_easier_than_jargon() -> None:
