@@ -82,6 +82,8 @@ def count_x_weighted(text: str) -> Measure:
 
 
 def _x_weight_plain(text: str) -> int:
+    if text.isascii():  # every ASCII character weighs 1 and none is part of an emoji
+        return len(text)
     weight = 0
     for cluster in regex.findall(r"\X", text):
         if _is_emoji_cluster(cluster):

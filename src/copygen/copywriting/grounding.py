@@ -32,7 +32,9 @@ from copygen.domain import CopyBrief, Flag
 
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,}")
 _HASHTAG = re.compile(r"(?<![\w#])#([^\W\d_]\w*)")
-_MARKED = re.compile(r"(?P<word>[^\W_][\w'’-]*)\s?[™®©℠]")
+# A marked word is read from where its run of word characters starts, and the run is taken
+# whole: tried from every letter of a long run, "…\s?™" took 48 s on 40,000 letters.
+_MARKED = re.compile(r"(?<![\w'’-])[_'’-]*+(?P<word>[^\W_][\w'’-]*+)\s?[™®©℠]")
 _CAMEL_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
 _CONTRACTION = re.compile(r"(?:n['’]t|['’](?:t|re|ve|ll|d|m))$", re.IGNORECASE)

@@ -5,7 +5,8 @@ banned words, grounding, readability, cutting, repair and URL counting all use t
 Every pattern here runs on model output inside the event loop, so each one is linear in the
 length of the text: a run of characters is consumed once (possessive quantifiers) and a match
 is only tried where such a run starts (a ``(?<!...)`` guard), never again from each of its
-positions. The quadratic patterns these replace took 4-95 s on 8-40k characters of output.
+positions. The patterns these replace took seconds to minutes on 10-40k characters of
+adversarial output (tests/unit/copywriting/test_adversarial_output.py).
 """
 
 from __future__ import annotations
