@@ -30,7 +30,6 @@ from copygen.errors import (
     CopygenError,
     Draining,
     InvalidRequest,
-    LimitExceeded,
     MemoryPressure,
     ModelUnavailable,
     NotFound,
@@ -42,7 +41,7 @@ from copygen.service import assets
 from copygen.service.brands import BrandBook, with_brand
 from copygen.service.copywriter import Copywriter
 from copygen.store.brands import now
-from copygen.store.jobs import ACTIVE, Job, JobItem, JobRepository
+from copygen.store.jobs import ACTIVE, Job, JobItem, JobRepository, Limits
 
 log = logging.getLogger("copygen.jobs")
 
@@ -91,6 +90,9 @@ class JobRunner:
         self._current: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
+        #: Submissions check the limits one at a time here (the store's transaction makes it
+        #: hold across replicas; this lock spares SQLite's writers polling for its lock).
+        self._submitting = asyncio.Lock()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="copygen-jobs")
@@ -128,19 +130,18 @@ class JobRunner:
         """Store a job of ``briefs`` (each with its brand id), within the tenant's limits; an
         asset kind (``google-ads-rsa``, ``meta-ad``) has one brief and its ``asset`` fields."""
         await self.book.ready()
+        settings = self.settings
         if webhook_url is not None:
             self.secret_for(tenant)
-            await webhooks.check_target(webhook_url, self.settings.webhook_allow_private)
-        settings = self.settings
-        if await self.repo.active(tenant) >= settings.jobs_max_active:
-            raise LimitExceeded(f"at most {settings.jobs_max_active} jobs queued or running")
-        today = await self.repo.items_since(tenant, now() - timedelta(days=1))
-        if today + len(briefs) > settings.jobs_max_items_per_day:
-            raise LimitExceeded(f"at most {settings.jobs_max_items_per_day} job items a day")
+            await webhooks.check_target(webhook_url, settings.webhook_allow_private)
         request = [brief_to_dict(brief, brand) for brief, brand in briefs]
         if asset is not None:
             request[0][ASSET_FIELDS] = asset
-        job = await self.repo.create(tenant, kind, request, webhook_url)
+        limits = Limits(
+            settings.jobs_max_active, settings.jobs_max_items_per_day, now() - timedelta(days=1)
+        )
+        async with self._submitting:
+            job = await self.repo.create(tenant, kind, request, webhook_url, limits)
         await self.refresh_figures()
         return job
 

@@ -1,9 +1,12 @@
-"""Jobs: tenant-scoped, claimed by one replica at a time through a lease (one conditional
-UPDATE, so two replicas cannot both take a job), finished item by item (each item's row is
-written once: its primary key refuses a second), and their webhook deliveries."""
+"""Jobs: tenant-scoped, admitted within the tenant's limits in one transaction (so
+simultaneous submissions, on any replica, cannot together pass a limit), claimed by one replica
+at a time through a lease (one conditional UPDATE, so two replicas cannot both take a job),
+finished item by item (each item's row is written once: its primary key refuses a second), and
+their webhook deliveries."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -11,8 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import BigInteger, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from copygen.errors import LimitExceeded
 from copygen.store.brands import now
 from copygen.store.database import Database, owned
 from copygen.store.tables import DeliveryRow, JobItemRow, JobRow
@@ -50,8 +55,23 @@ class Delivery:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A tenant's job limits: jobs queued or running, and items submitted since ``since``."""
+
+    max_active: int
+    max_items: int
+    since: datetime
+
+
 def new_job_id() -> str:
     return f"job-{time.time_ns() // 1000:012x}{os.urandom(4).hex()}"
+
+
+def tenant_lock_key(tenant: str) -> int:
+    """The tenant's PostgreSQL advisory lock (a signed 64-bit key)."""
+    digest = hashlib.sha256(f"copygen.jobs:{tenant}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class JobRepository:
@@ -59,8 +79,20 @@ class JobRepository:
         self._db = db
 
     async def create(
-        self, tenant: str, kind: str, request: list[dict[str, Any]], webhook_url: str | None
+        self,
+        tenant: str,
+        kind: str,
+        request: list[dict[str, Any]],
+        webhook_url: str | None,
+        limits: Limits | None = None,
     ) -> Job:
+        """Store a queued job; with ``limits``, only when the tenant stays within them
+        (LimitExceeded otherwise, and nothing stored).
+
+        The job is inserted, then the limits counted with it, in one transaction that holds
+        the tenant's lock: on PostgreSQL an advisory lock (two transactions cannot both count
+        before either inserts), on SQLite the write lock its INSERT takes (one writer at a
+        time, held to the commit)."""
         stamp = now()
         row = JobRow(
             id=new_job_id(), tenant=tenant, kind=kind, request=request, status="queued",
@@ -68,7 +100,13 @@ class JobRepository:
             lease_until=None, created_at=stamp, updated_at=stamp, finished_at=None,
         )  # fmt: skip
         async with self._db.session() as session:
+            if limits is not None and not self._db.sqlite:
+                key = literal(tenant_lock_key(tenant), BigInteger)
+                await session.execute(select(func.pg_advisory_xact_lock(key)))
             session.add(row)
+            await session.flush()
+            if limits is not None:
+                await _check(session, tenant, limits)
         return _job(row)
 
     async def get(self, tenant: str, job_id: str) -> Job:
@@ -196,6 +234,22 @@ class JobRepository:
         async with self._db.session() as session:
             rows = (await session.execute(query)).all()
         return {str(status): int(n) for status, n in rows}
+
+
+async def _check(session: AsyncSession, tenant: str, limits: Limits) -> None:
+    """LimitExceeded when the tenant's jobs, the one just inserted included, pass a limit."""
+    active = await session.scalar(
+        select(func.count(JobRow.id)).where(JobRow.tenant == tenant, JobRow.status.in_(ACTIVE))
+    )
+    if int(active or 0) > limits.max_active:
+        raise LimitExceeded(f"at most {limits.max_active} jobs queued or running")
+    items = await session.scalar(
+        select(func.coalesce(func.sum(JobRow.total), 0)).where(
+            JobRow.tenant == tenant, JobRow.created_at >= limits.since
+        )
+    )
+    if int(items or 0) > limits.max_items:
+        raise LimitExceeded(f"at most {limits.max_items} job items a day")
 
 
 def _job(row: JobRow) -> Job:

@@ -169,6 +169,22 @@ async def test_a_failing_receiver_gets_the_documented_retries(
     assert len(receiver.calls) == 4  # the first try and COPYGEN_WEBHOOK_RETRIES=3 more
 
 
+async def test_simultaneous_submissions_never_exceed_the_active_job_limit(
+    tmp_path: Path,
+) -> None:
+    gate = threading.Event()  # the model never loads: accepted jobs stay queued
+    app = await client_for(tmp_path, FakeRunner(gate=gate), jobs_max_active=1)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        answers = await asyncio.gather(
+            *(c.post("/v1/jobs", json={"items": items(1)}, headers=ALICE) for _ in range(10))
+        )
+        gate.set()
+    assert sorted(a.status_code for a in answers) == [202] + [429] * 9
+
+
 async def test_webhooks_to_private_addresses_are_refused_unless_allowed(tmp_path: Path) -> None:
     app = await client_for(tmp_path, FakeRunner(), webhook_secret="k" * 20)
     async with (
