@@ -2,8 +2,10 @@
 
 A submitted job's briefs are stored; a replica claims it with a lease (renewed after every
 chunk of items), writes each finished item once, and a job whose lease lapses (its process was
-killed) is resumed by whichever replica claims it next, from its first unfinished item. When a
-job ends, its webhook gets one signed POST, retried with backoff; every attempt is logged.
+killed) is resumed by whichever replica claims it next, from its first unfinished item. A job
+whose run meets a bug (an exception that is no CopygenError) fails, once: another replica would
+meet the same bug. When a job ends, its webhook gets one signed POST, retried with backoff;
+every attempt is logged.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ IDLE_S = 0.5
 #: After a chunk failed for a reason of the service (draining, breaker open, overload), the
 #: job is given back and tried again this much later.
 BACKOFF_S = 2.0
+#: What the items of a job that met a bug say (the exception itself goes to the log only).
+INTERNAL_ERROR: dict[str, Any] = {
+    "type": "internal_error", "message": "internal error", "field": None,
+}  # fmt: skip
 
 
 def brief_to_dict(brief: CopyBrief, brand_id: str | None) -> dict[str, Any]:
@@ -175,10 +181,18 @@ class JobRunner:
                 heartbeat = asyncio.create_task(self._heartbeat(job.id), name="copygen-job-lease")
                 try:
                     await self._run(job)
+                except CopygenError:
+                    raise
+                except Exception:
+                    log.exception("job %s failed: unexpected error", job.id)
+                    await self._fail(job)
                 finally:
                     heartbeat.cancel()
             except CopygenError as exc:
                 log.warning("job runner: %s", exc.type)
+                await asyncio.sleep(BACKOFF_S)
+            except Exception:  # a bug outside any job: the loop outlives it
+                log.exception("job runner: unexpected error")
                 await asyncio.sleep(BACKOFF_S)
             finally:
                 self._current = None
@@ -219,6 +233,18 @@ class JobRunner:
         ended = await self.repo.get(job.tenant, job.id)
         if ended.webhook_url:
             self._notify_later(ended)
+
+    async def _fail(self, job: Job) -> None:
+        """End a job that met a bug: its unfinished items fail with INTERNAL_ERROR, and the job
+        with ``failed`` (never active again, so no replica claims it and meets the bug)."""
+        finished = {item.index for item in await self.repo.items(job.id)}
+        items = [JobItem(i, None, dict(INTERNAL_ERROR)) for i in range(job.total)
+                 if i not in finished]  # fmt: skip
+        if await self.repo.fail(job.id, self.owner, items):
+            self.items_done_total += len(items)
+            if job.webhook_url:
+                self._notify_later(await self.repo.get(job.tenant, job.id))
+        await self.refresh_figures()
 
     def _notify_later(self, job: Job) -> None:
         task = asyncio.create_task(self._notify(job), name="copygen-webhook")

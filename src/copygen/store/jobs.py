@@ -180,26 +180,22 @@ class JobRepository:
 
     async def record(self, job_id: str, items: Sequence[JobItem]) -> None:
         """Items finished, and the job's counts, in one transaction."""
-        failed = sum(1 for item in items if item.error is not None)
         async with self._db.session() as session:
-            session.add_all(JobItemRow(job_id=job_id, index=i.index, result=i.result,
-                                       error=i.error) for i in items)  # fmt: skip
-            await session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id)
-                .values(
-                    done=JobRow.done + len(items), failed=JobRow.failed + failed, updated_at=now()
-                )  # fmt: skip
-            )
+            await _record(session, job_id, items)
 
-    async def finish(self, job_id: str, owner: str | None, status: str) -> None:
-        query = update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
-        if owner is not None:
-            query = query.where(JobRow.owner == owner)
-        stamp = now()
+    async def finish(self, job_id: str, owner: str | None, status: str) -> bool:
+        """End an active job (held by ``owner``, when given); whether this call ended it."""
         async with self._db.session() as session:
-            await session.execute(query.values(status=status, owner=None, lease_until=None,
-                                               finished_at=stamp, updated_at=stamp))  # fmt: skip
+            return await _finish(session, job_id, owner, status)
+
+    async def fail(self, job_id: str, owner: str, items: Sequence[JobItem]) -> bool:
+        """End the job ``failed`` and record ``items`` (its unfinished ones, failed), at once;
+        nothing when ``owner`` no longer holds it. Whether this call ended it."""
+        async with self._db.session() as session:
+            if not await _finish(session, job_id, owner, "failed"):
+                return False
+            await _record(session, job_id, items)
+        return True
 
     async def release(self, job_id: str, owner: str) -> None:
         """Give a job back at shutdown, so a restart resumes it at once."""
@@ -250,6 +246,30 @@ async def _check(session: AsyncSession, tenant: str, limits: Limits) -> None:
     )
     if int(items or 0) > limits.max_items:
         raise LimitExceeded(f"at most {limits.max_items} job items a day")
+
+
+async def _record(session: AsyncSession, job_id: str, items: Sequence[JobItem]) -> None:
+    failed = sum(1 for item in items if item.error is not None)
+    session.add_all(JobItemRow(job_id=job_id, index=i.index, result=i.result,
+                               error=i.error) for i in items)  # fmt: skip
+    await session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id)
+        .values(done=JobRow.done + len(items), failed=JobRow.failed + failed, updated_at=now())
+    )
+
+
+async def _finish(session: AsyncSession, job_id: str, owner: str | None, status: str) -> bool:
+    query = update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
+    if owner is not None:
+        query = query.where(JobRow.owner == owner)
+    stamp = now()
+    ended = await session.execute(
+        query.values(
+            status=status, owner=None, lease_until=None, finished_at=stamp, updated_at=stamp
+        )
+    )
+    return bool(ended.rowcount)  # type: ignore[attr-defined]
 
 
 def _job(row: JobRow) -> Job:

@@ -57,7 +57,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 async def finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     for _ in range(400):
         job = (await client.get(f"/v1/jobs/{job_id}", headers=ALICE)).json()
-        if job["status"] in ("succeeded", "cancelled") and (
+        if job["status"] in ("succeeded", "cancelled", "failed") and (
             not job["webhook_url"] or job["deliveries"]
         ):
             return dict(job)
@@ -183,6 +183,52 @@ async def test_simultaneous_submissions_never_exceed_the_active_job_limit(
         )
         gate.set()
     assert sorted(a.status_code for a in answers) == [202] + [429] * 9
+
+
+async def test_an_unexpected_error_fails_its_job_and_the_runner_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug (not a CopygenError) while making a job's items fails that job, once: its items
+    say internal_error without the exception's text, the traceback goes to the log, no
+    replica claims the job again, the next job runs, and shutdown is clean."""
+    from copygen.service.jobs import JobRunner
+
+    runners: list[JobRunner] = []
+    start = JobRunner.start
+
+    async def started(self: JobRunner) -> None:
+        runners.append(self)
+        await start(self)
+
+    monkeypatch.setattr(JobRunner, "start", started)
+    app = await client_for(tmp_path, FakeRunner(lambda r, row: f"Bright light {spelled(row)}"))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await wait_ready(c)
+        [runner] = runners
+        make = runner.copywriter.generate_many
+
+        async def buggy(briefs: Any, *args: Any, **kwargs: Any) -> Any:
+            if any(brief.product.startswith("Poison") for brief in briefs):
+                raise RuntimeError("secret-internal-detail")
+            return await make(briefs, *args, **kwargs)
+
+        monkeypatch.setattr(runner.copywriter, "generate_many", buggy)
+        poison = [{"product": "Poison lamp", "channel": "sms", "variants": 1}] * 3
+        bad = (await c.post("/v1/jobs", json={"items": poison}, headers=ALICE)).json()
+        good = (await c.post("/v1/jobs", json={"items": items(2)}, headers=ALICE)).json()
+        failed = await finished(c, bad["id"])
+        done = await finished(c, good["id"])
+        assert await runner.repo.claim("another-replica", 30) is None
+    assert (failed["status"], failed["done"], failed["failed"]) == ("failed", 3, 3)
+    assert {r["error"]["type"] for r in failed["results"]} == {"internal_error"}
+    assert "secret-internal-detail" not in str(failed)
+    assert (done["status"], done["done"], done["failed"]) == ("succeeded", 2, 0)
+    logged = [r for r in caplog.records if r.exc_info and r.name == "copygen.jobs"]
+    assert logged
+    assert bad["id"] in logged[0].getMessage()
 
 
 async def test_webhooks_to_private_addresses_are_refused_unless_allowed(tmp_path: Path) -> None:
