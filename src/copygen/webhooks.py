@@ -1,6 +1,11 @@
 """Signed webhook deliveries: where they may go (no loopback, link-local or private address
 unless allowed: a webhook must not reach into the service's own network), how they are signed
-(HMAC-SHA256 of timestamp and body with the tenant's secret), and one delivery attempt."""
+(HMAC-SHA256 of timestamp and body with the tenant's secret), and one delivery attempt.
+
+An attempt resolves the host once, checks every address, and connects to the checked one (the
+name stays in the Host header and in TLS's SNI and certificate check): a name that answers a
+public address to the check and a private one to the connection (DNS rebinding) cannot steer
+the POST."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import hmac
 import ipaddress
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -18,6 +24,9 @@ import httpx
 from copygen.errors import InvalidRequest
 
 SIGNATURE_HEADER = "X-Copygen-Signature"
+
+#: ``resolve(host, port)``: the host's addresses (IP strings), as the connection would use them.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 def tenant_secret(master: str, tenant: str) -> str:
@@ -37,6 +46,7 @@ def check_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
     except ValueError:  # e.g. an unclosed IPv6 bracket
         host = None
     if host is None or parts.scheme not in ("http", "https"):
@@ -44,28 +54,49 @@ def check_url(url: str) -> str:
     return url
 
 
-async def check_target(url: str, allow_private: bool) -> None:
-    """Refuse a webhook whose host resolves to a loopback, link-local, private, reserved or
-    multicast address (SSRF), unless ``allow_private``. Checked when the job is submitted and
-    again before each delivery (a name can be pointed elsewhere in between)."""
-    host = urlsplit(check_url(url)).hostname or ""
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The system resolver's addresses for ``host`` (in a thread: getaddrinfo blocks)."""
+    infos = await asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A webhook URL and the checked addresses its attempt may connect to, in order."""
+
+    url: httpx.URL
+    addresses: tuple[str, ...]
+
+
+async def check_target(url: str, allow_private: bool, resolve: Resolver = resolve_host) -> Target:
+    """Resolve the host once and refuse it when any address is loopback, link-local, private,
+    reserved or multicast (SSRF), unless ``allow_private``. Checked when the job is submitted
+    and at each attempt, which connects to the address returned here and nowhere else."""
+    check_url(url)
     try:
-        infos = await asyncio.to_thread(socket.getaddrinfo, host, None)
-    except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
+        parsed = httpx.URL(url)
+        host = parsed.raw_host.decode("ascii")
+        addresses = await resolve(host, parsed.port or (443 if parsed.scheme == "https" else 80))
+    except (OSError, UnicodeError, httpx.InvalidURL) as exc:  # UnicodeError: a name IDNA refuses
         raise InvalidRequest("webhook_url's host does not resolve", field="webhook_url") from exc
-    if allow_private:
-        return
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise InvalidRequest(
-                "webhook_url points to a private, loopback or link-local address",
-                field="webhook_url",
-            )
+    if not addresses:
+        raise InvalidRequest("webhook_url's host does not resolve", field="webhook_url")
+    if not allow_private:
+        for found in addresses:
+            address = ipaddress.ip_address(found)
+            if not address.is_global or address.is_multicast:
+                raise InvalidRequest(
+                    "webhook_url points to a private, loopback or link-local address",
+                    field="webhook_url",
+                )
+    return Target(parsed, tuple(dict.fromkeys(addresses)))
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """What one attempt met. ``status_code`` and ``error`` are for the server's log only: shown
+    to the tenant, they would map the network behind the service (a port scanner's oracle)."""
+
     status_code: int | None
     error: str | None
 
@@ -73,19 +104,54 @@ class Attempt:
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
+    @property
+    def refused(self) -> bool:
+        """The target was refused (its address is private): retrying will not help."""
+        return self.error == "refused_target"
 
-async def deliver(url: str, secret: str, body: bytes, timeout_s: float, attempt: int) -> Attempt:
-    """One POST of ``body``; redirects are not followed (they could lead anywhere)."""
+
+async def deliver(
+    url: str,
+    secret: str,
+    body: bytes,
+    *,
+    attempt: int,
+    timeout_s: float,
+    allow_private: bool,
+    resolve: Resolver = resolve_host,
+) -> Attempt:
+    """One POST of ``body`` to an address checked now; redirects are not followed (they could
+    lead anywhere)."""
+    try:
+        target = await check_target(url, allow_private, resolve)
+    except InvalidRequest:
+        return Attempt(None, "refused_target")
+    return await _post(target, secret, body, attempt, timeout_s)
+
+
+async def _post(
+    target: Target, secret: str, body: bytes, attempt: int, timeout_s: float
+) -> Attempt:
     timestamp = int(time.time())
     headers = {
+        "Host": target.url.netloc.decode("ascii"),
         "Content-Type": "application/json",
         SIGNATURE_HEADER: signature(secret, timestamp, body),
         "X-Copygen-Delivery-Attempt": str(attempt),
         "User-Agent": "copygen-webhook",
     }
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
-            response = await client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        return Attempt(None, type(exc).__name__)
-    return Attempt(response.status_code, None)
+    # httpcore takes the TLS server name (SNI and the certificate's name) from this extension.
+    extensions = {"sni_hostname": target.url.raw_host.decode("ascii")}
+    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
+        for address in target.addresses:  # the next only when one cannot be connected to
+            pinned = target.url.copy_with(host=address)
+            try:
+                response = await client.post(
+                    pinned, content=body, headers=headers, extensions=extensions
+                )
+            except httpx.ConnectError:
+                continue
+            except httpx.HTTPError as exc:
+                return Attempt(None, type(exc).__name__)
+            return Attempt(response.status_code, None)
+    return Attempt(None, "ConnectError")

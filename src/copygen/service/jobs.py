@@ -5,7 +5,7 @@ chunk of items), writes each finished item once, and a job whose lease lapses (i
 killed) is resumed by whichever replica claims it next, from its first unfinished item. A job
 whose run meets a bug (an exception that is no CopygenError) fails, once: another replica would
 meet the same bug. When a job ends, its webhook gets one signed POST, retried with backoff;
-every attempt is logged.
+every attempt is logged, with its outcome only.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ class JobRunner:
         self.settings = settings
         self.repo = JobRepository(book.db)
         self.owner = f"{socket.gethostname()[:24]}-{os.urandom(4).hex()}"
+        #: Resolves webhook hosts (for the check at submission and for each attempt).
+        self.resolve: webhooks.Resolver = webhooks.resolve_host
         self.items_done_total = 0
         self.figures: dict[str, int] = {}
         self._current: str | None = None
@@ -139,7 +141,7 @@ class JobRunner:
         settings = self.settings
         if webhook_url is not None:
             self.secret_for(tenant)
-            await webhooks.check_target(webhook_url, settings.webhook_allow_private)
+            await webhooks.check_target(webhook_url, settings.webhook_allow_private, self.resolve)
         request = [brief_to_dict(brief, brand) for brief, brand in briefs]
         if asset is not None:
             request[0][ASSET_FIELDS] = asset
@@ -302,16 +304,16 @@ class JobRunner:
         secret = self.secret_for(job.tenant)
         delay = settings.webhook_backoff_s
         for attempt in range(1, settings.webhook_retries + 2):
-            try:
-                await webhooks.check_target(job.webhook_url, settings.webhook_allow_private)
-            except InvalidRequest:
-                await self.repo.log_delivery(job.id, attempt, None, "refused_target")
-                return
             outcome = await webhooks.deliver(
-                job.webhook_url, secret, body, settings.webhook_timeout_s, attempt
-            )
-            await self.repo.log_delivery(job.id, attempt, outcome.status_code, outcome.error)
-            if outcome.delivered:
+                job.webhook_url, secret, body, attempt=attempt,
+                timeout_s=settings.webhook_timeout_s,
+                allow_private=settings.webhook_allow_private, resolve=self.resolve,
+            )  # fmt: skip
+            # The status or error met goes to the server's log, never to the tenant.
+            log.info("job %s: webhook attempt %d: %s", job.id, attempt,
+                     outcome.status_code or outcome.error)  # fmt: skip
+            await self.repo.log_delivery(job.id, attempt, outcome.delivered)
+            if outcome.delivered or outcome.refused:
                 return
             await asyncio.sleep(delay)
             delay *= 4

@@ -49,6 +49,9 @@ class JobItem:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """One attempt as a tenant may see it: delivered (``error`` None) or ``failed``; never
+    the status or the error met (``status_code`` stays None)."""
+
     attempt: int
     status_code: int | None
     error: str | None
@@ -211,18 +214,17 @@ class JobRepository:
         await self.finish(job.id, None, "cancelled")
         return await self.get(tenant, job_id)
 
-    async def log_delivery(
-        self, job_id: str, attempt: int, status_code: int | None, error: str | None
-    ) -> None:
+    async def log_delivery(self, job_id: str, attempt: int, delivered: bool) -> None:
+        """Log an attempt by its outcome only (what it met is for the server's log)."""
         async with self._db.session() as session:
-            session.add(DeliveryRow(job_id=job_id, attempt=attempt, status_code=status_code,
-                                    error=error, at=now()))  # fmt: skip
+            session.add(DeliveryRow(job_id=job_id, attempt=attempt, status_code=None,
+                                    error=None if delivered else "failed", at=now()))  # fmt: skip
 
     async def deliveries(self, job_id: str) -> list[Delivery]:
         query = select(DeliveryRow).where(DeliveryRow.job_id == job_id).order_by(DeliveryRow.id)
         async with self._db.session() as session:
             rows = (await session.scalars(query)).all()
-        return [Delivery(r.attempt, r.status_code, r.error, r.at) for r in rows]
+        return [Delivery(r.attempt, None, _outcome(r), r.at) for r in rows]
 
     async def counts(self) -> dict[str, int]:
         """Jobs per status over every tenant, for /metrics."""
@@ -270,6 +272,13 @@ async def _finish(session: AsyncSession, job_id: str, owner: str | None, status:
         )
     )
     return bool(ended.rowcount)  # type: ignore[attr-defined]
+
+
+def _outcome(row: DeliveryRow) -> str | None:
+    """None (delivered) or ``failed``; older rows kept the status or error met."""
+    if row.error is None and (row.status_code is None or 200 <= row.status_code < 300):
+        return None
+    return "failed"
 
 
 def _job(row: JobRow) -> Job:

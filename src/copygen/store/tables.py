@@ -121,7 +121,9 @@ class JobItemRow(Base):
 
 
 class DeliveryRow(Base):
-    """One attempt to deliver a job's webhook."""
+    """One attempt to deliver a job's webhook, written with its outcome only (``error`` NULL:
+    delivered, ``failed``: not); older rows may hold a status or an exception's name, which
+    readers fold into the same two outcomes."""
 
     __tablename__ = "webhook_deliveries"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -106,7 +107,13 @@ async def test_invalid_jobs_are_refused_whole(
 class Receiver:
     """A loopback HTTP server that records webhook POSTs and answers ``status``."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(
+        self,
+        status: int,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.status = status
         self.calls: list[tuple[dict[str, str], bytes]] = []
         receiver = self
@@ -122,8 +129,11 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.server = ThreadingHTTPServer((host, port or free_port()), Handler)
+        self.url = f"http://{host}:{self.server.server_port}/hook"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://{host}:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
@@ -149,7 +159,19 @@ async def test_a_webhook_gets_one_valid_signature_when_the_job_ends(
     other = (await client.get("/v1/jobs/webhook-secret", headers=BOB)).json()["secret"]
     assert other != secret
     assert b'"status":"succeeded"' in payload
-    assert [(d["attempt"], d["status_code"]) for d in done["deliveries"]] == [(1, 200)]
+    assert [(d["attempt"], d["status_code"], d["error"]) for d in done["deliveries"]] == [
+        (1, None, None)
+    ]
+
+
+async def deliveries(client: httpx.AsyncClient, job_id: str, count: int) -> list[dict[str, Any]]:
+    """The job's delivery log once it has ``count`` entries (10 s at most)."""
+    for _ in range(400):
+        found = (await client.get(f"/v1/jobs/{job_id}", headers=ALICE)).json()["deliveries"]
+        if found and len(found) >= count:
+            return list(found)
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"fewer than {count} deliveries")
 
 
 async def test_a_failing_receiver_gets_the_documented_retries(
@@ -158,15 +180,32 @@ async def test_a_failing_receiver_gets_the_documented_retries(
     receiver.status = 500
     job = (await client.post("/v1/jobs", json={"items": items(1), "webhook_url": receiver.url},
                              headers=ALICE)).json()  # fmt: skip
-    for _ in range(200):
-        deliveries = (await client.get(f"/v1/jobs/{job['id']}", headers=ALICE)).json()["deliveries"]
-        if len(deliveries) == 4:
-            break
-        await asyncio.sleep(0.05)
-    assert [(d["attempt"], d["status_code"]) for d in deliveries] == [
-        (n, 500) for n in (1, 2, 3, 4)
+    found = await deliveries(client, job["id"], 4)
+    assert [(d["attempt"], d["status_code"], d["error"]) for d in found] == [
+        (n, None, "failed") for n in (1, 2, 3, 4)
     ]
     assert len(receiver.calls) == 4  # the first try and COPYGEN_WEBHOOK_RETRIES=3 more
+
+
+async def test_failed_deliveries_say_only_failed(tmp_path: Path, receiver: Receiver) -> None:
+    """A refused connection and a 500 look the same in the delivery log: what a tenant's
+    webhook URL met inside the network is no port scanner's oracle."""
+    receiver.status = 500
+    app = await client_for(tmp_path, FakeRunner(), webhook_secret="s3cret-master-key",
+                           webhook_allow_private=True, webhook_retries=0)  # fmt: skip
+    closed = f"http://127.0.0.1:{free_port()}/hook"
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        await wait_ready(c)
+        logs = []
+        for url in (receiver.url, closed):
+            job = (await c.post("/v1/jobs", json={"items": items(1), "webhook_url": url},
+                                headers=ALICE)).json()  # fmt: skip
+            [delivery] = await deliveries(c, job["id"], 1)
+            logs.append((delivery["status_code"], delivery["error"]))
+    assert logs == [(None, "failed"), (None, "failed")]
 
 
 async def test_simultaneous_submissions_never_exceed_the_active_job_limit(
