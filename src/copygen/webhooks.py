@@ -5,7 +5,7 @@ unless allowed: a webhook must not reach into the service's own network), how th
 An attempt resolves the host once, checks every address, and connects to the checked one (the
 name stays in the Host header and in TLS's SNI and certificate check): a name that answers a
 public address to the check and a private one to the connection (DNS rebinding) cannot steer
-the POST."""
+the POST. One timeout bounds the whole attempt, and the receiver's body is never read."""
 
 from __future__ import annotations
 
@@ -120,13 +120,16 @@ async def deliver(
     allow_private: bool,
     resolve: Resolver = resolve_host,
 ) -> Attempt:
-    """One POST of ``body`` to an address checked now; redirects are not followed (they could
-    lead anywhere)."""
+    """One POST of ``body``, resolution to last byte within ``timeout_s``; redirects are not
+    followed (they could lead anywhere) and the response's body is never read."""
     try:
-        target = await check_target(url, allow_private, resolve)
+        async with asyncio.timeout(timeout_s):
+            target = await check_target(url, allow_private, resolve)
+            return await _post(target, secret, body, attempt, timeout_s)
     except InvalidRequest:
         return Attempt(None, "refused_target")
-    return await _post(target, secret, body, attempt, timeout_s)
+    except TimeoutError:
+        return Attempt(None, "timeout")
 
 
 async def _post(
@@ -146,12 +149,14 @@ async def _post(
         for address in target.addresses:  # the next only when one cannot be connected to
             pinned = target.url.copy_with(host=address)
             try:
-                response = await client.post(
-                    pinned, content=body, headers=headers, extensions=extensions
-                )
+                async with client.stream(
+                    "POST", pinned, content=body, headers=headers, extensions=extensions
+                ) as response:
+                    # Leaving without reading closes the connection: the body, however large
+                    # or slow, never reaches memory.
+                    return Attempt(response.status_code, None)
             except httpx.ConnectError:
                 continue
             except httpx.HTTPError as exc:
                 return Attempt(None, type(exc).__name__)
-            return Attempt(response.status_code, None)
     return Attempt(None, "ConnectError")

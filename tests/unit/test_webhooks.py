@@ -1,15 +1,17 @@
 """Webhook deliveries against real receivers on loopback sockets: a name that changes its
-answer between the address check and the connection (DNS rebinding), and a receiver that
-speaks TLS for the name while the connection goes to its address."""
+answer between the address check and the connection (DNS rebinding), a receiver that streams
+an endless body, and one that trickles its headers."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import ssl
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,87 @@ from tests.services import free_port
 from tests.unit.api.test_jobs import ALICE, Receiver, client_for, deliveries, items
 
 SECRET = "s3cret-master-key"
+
+
+class RawReceiver:
+    """A loopback TCP server that reads one request and answers with ``respond(send)``, where
+    ``send`` writes bytes and says False once the client has gone; ``sent`` counts what
+    reached the socket."""
+
+    def __init__(self, respond: Callable[[Callable[[bytes], bool]], None]) -> None:
+        self.respond = respond
+        self.sent = 0
+        self.requests = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))  # fmt: skip
+            while len(body) < length:
+                body += conn.recv(65536)
+            self.requests += 1
+
+            def send(payload: bytes) -> bool:
+                try:
+                    conn.sendall(payload)
+                except OSError:
+                    return False
+                self.sent += len(payload)
+                return True
+
+            self.respond(send)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def raw_receiver(respond: Callable[[Callable[[bytes], bool]], None]) -> Iterator[RawReceiver]:
+    server = RawReceiver(respond)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def endless_body(send: Callable[[bytes], bool]) -> None:
+    """200 at once, then a chunked body of 64 KiB chunks, up to 64 MiB (~10 s)."""
+    if not send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"):
+        return
+    chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+    for _ in range(1024):
+        if not send(chunk):
+            return
+        time.sleep(0.01)
+    send(b"0\r\n\r\n")
+
+
+def trickled_headers(send: Callable[[bytes], bool]) -> None:
+    """A status line, then one header byte every 0.1 s for a minute: never a read timeout."""
+    if not send(b"HTTP/1.1 200 OK\r\nX-Slow: "):
+        return
+    for _ in range(600):
+        if not send(b"a"):
+            return
+        time.sleep(0.1)
 
 
 async def one_delivery(tmp_path: Path, url: str, **settings: Any) -> dict[str, Any]:
@@ -37,6 +120,26 @@ async def one_delivery(tmp_path: Path, url: str, **settings: Any) -> dict[str, A
         [delivery] = await deliveries(c, job["id"], 1)
         delivery["seconds"] = time.monotonic() - started
     return delivery
+
+
+async def test_a_receivers_body_is_not_read(tmp_path: Path) -> None:
+    with raw_receiver(endless_body) as server:
+        delivery = await one_delivery(tmp_path, server.url, webhook_allow_private=True,
+                                      webhook_timeout_s=2)  # fmt: skip
+        time.sleep(0.2)  # the receiver notices the closed connection
+        assert delivery["error"] is None  # delivered: the 200 is what counts
+        assert delivery["seconds"] < 2
+        # What the kernel buffers is all that left the receiver; nowhere near its 64 MiB.
+        assert server.sent < 16 << 20
+
+
+async def test_one_timeout_bounds_the_whole_delivery(tmp_path: Path) -> None:
+    with raw_receiver(trickled_headers) as server:
+        delivery = await one_delivery(tmp_path, server.url, webhook_allow_private=True,
+                                      webhook_timeout_s=0.5, webhook_retries=0)  # fmt: skip
+    assert delivery["error"] == "failed"
+    assert delivery["seconds"] < 2.5
+    assert server.requests == 1
 
 
 def fake_dns(monkeypatch: pytest.MonkeyPatch, name: str, answer: Callable[[int], str]) -> None:
