@@ -24,6 +24,8 @@ import httpx
 from copygen.errors import InvalidRequest
 
 SIGNATURE_HEADER = "X-Copygen-Signature"
+#: The same on every attempt of one delivery: receivers dedupe on it.
+DELIVERY_HEADER = "X-Copygen-Delivery"
 
 #: ``resolve(host, port)``: the host's addresses (IP strings), as the connection would use them.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -115,6 +117,7 @@ async def deliver(
     secret: str,
     body: bytes,
     *,
+    delivery_id: str,
     attempt: int,
     timeout_s: float,
     allow_private: bool,
@@ -125,7 +128,7 @@ async def deliver(
     try:
         async with asyncio.timeout(timeout_s):
             target = await check_target(url, allow_private, resolve)
-            return await _post(target, secret, body, attempt, timeout_s)
+            return await _post(target, secret, body, delivery_id, attempt, timeout_s)
     except InvalidRequest:
         return Attempt(None, "refused_target")
     except TimeoutError:
@@ -133,13 +136,14 @@ async def deliver(
 
 
 async def _post(
-    target: Target, secret: str, body: bytes, attempt: int, timeout_s: float
+    target: Target, secret: str, body: bytes, delivery_id: str, attempt: int, timeout_s: float
 ) -> Attempt:
     timestamp = int(time.time())
     headers = {
         "Host": target.url.netloc.decode("ascii"),
         "Content-Type": "application/json",
         SIGNATURE_HEADER: signature(secret, timestamp, body),
+        DELIVERY_HEADER: delivery_id,
         "X-Copygen-Delivery-Attempt": str(attempt),
         "User-Agent": "copygen-webhook",
     }

@@ -4,8 +4,9 @@ A submitted job's briefs are stored; a replica claims it with a lease (renewed a
 chunk of items), writes each finished item once, and a job whose lease lapses (its process was
 killed) is resumed by whichever replica claims it next, from its first unfinished item. A job
 whose run meets a bug (an exception that is no CopygenError) fails, once: another replica would
-meet the same bug. When a job ends, its webhook gets one signed POST, retried with backoff;
-every attempt is logged, with its outcome only.
+meet the same bug. When a job ends, its webhook is owed one signed POST, stored with the job and
+retried with backoff by whichever replica is up (the same delivery id on every attempt); every
+attempt is logged, with its outcome only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,7 @@ from copygen.service import assets
 from copygen.service.brands import BrandBook, with_brand
 from copygen.service.copywriter import Copywriter
 from copygen.store.brands import now
-from copygen.store.jobs import ACTIVE, Job, JobItem, JobRepository, Limits
+from copygen.store.jobs import Job, JobItem, JobRepository, Limits, PendingDelivery
 
 log = logging.getLogger("copygen.jobs")
 
@@ -65,6 +66,15 @@ BACKOFF_S = 2.0
 INTERNAL_ERROR: dict[str, Any] = {
     "type": "internal_error", "message": "internal error", "field": None,
 }  # fmt: skip
+#: Webhook attempts one replica makes at once (each bounded by COPYGEN_WEBHOOK_TIMEOUT_S).
+DELIVERY_SLOTS = 8
+#: How often a replica looks for due deliveries it was not told of (another replica's, or
+#: those a stopped process left); its own retries wake it when due.
+DELIVERY_POLL_S = 1.0
+#: An attempt is held this long past its timeout before another replica may take it over.
+DELIVERY_HOLD_MARGIN_S = 10.0
+#: How long stopping waits for attempts in progress to hand their deliveries back.
+STOP_WAIT_S = 5.0
 
 
 def brief_to_dict(brief: CopyBrief, brand_id: str | None) -> dict[str, Any]:
@@ -91,19 +101,18 @@ class JobRunner:
         self.settings = settings
         self.repo = JobRepository(book.db)
         self.owner = f"{socket.gethostname()[:24]}-{os.urandom(4).hex()}"
-        #: Resolves webhook hosts (for the check at submission and for each attempt).
-        self.resolve: webhooks.Resolver = webhooks.resolve_host
         self.items_done_total = 0
         self.figures: dict[str, int] = {}
+        self.outbox = WebhookOutbox(self.repo, book, settings, self.secret_for)
         self._current: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
         #: Submissions check the limits one at a time here (the store's transaction makes it
         #: hold across replicas; this lock spares SQLite's writers polling for its lock).
         self._submitting = asyncio.Lock()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="copygen-jobs")
+        await self.outbox.start()
 
     async def stop(self) -> None:
         """Stop taking items; the job in hand is given back so a restart resumes it at once."""
@@ -115,8 +124,7 @@ class JobRunner:
         if current is not None:
             with contextlib.suppress(CopygenError):
                 await self.repo.release(current, self.owner)
-        for task in list(self._deliveries):
-            task.cancel()
+        await self.outbox.stop()
 
     # --- submitting ---------------------------------------------------------------------
 
@@ -141,7 +149,9 @@ class JobRunner:
         settings = self.settings
         if webhook_url is not None:
             self.secret_for(tenant)
-            await webhooks.check_target(webhook_url, settings.webhook_allow_private, self.resolve)
+            await webhooks.check_target(
+                webhook_url, settings.webhook_allow_private, self.outbox.resolve
+            )
         request = [brief_to_dict(brief, brand) for brief, brand in briefs]
         if asset is not None:
             request[0][ASSET_FIELDS] = asset
@@ -156,11 +166,10 @@ class JobRunner:
     async def cancel(self, tenant: str, job_id: str) -> Job:
         """Stop the job after the items in progress (finished ones stay); its webhook hears
         of it like of any other end."""
-        before = await self.repo.get(tenant, job_id)
-        job = await self.repo.cancel(tenant, job_id)
+        job, ended = await self.repo.cancel(tenant, job_id)
         await self.refresh_figures()
-        if before.status in ACTIVE and job.webhook_url:
-            self._notify_later(job)
+        if ended and job.webhook_url:
+            self.outbox.wake()
         return job
 
     async def refresh_figures(self) -> None:
@@ -229,12 +238,10 @@ class JobRunner:
                 items = [JobItem(index, None, _error(exc)) for index in chunk]
             await self.repo.record(job.id, items)
             self.items_done_total += len(items)
-        await self.repo.finish(job.id, self.owner, "succeeded")
+        if await self.repo.finish(job.id, self.owner, "succeeded") and job.webhook_url:
+            self.outbox.wake()
         await self.refresh_figures()
         log.info("job %s finished", job.id)
-        ended = await self.repo.get(job.tenant, job.id)
-        if ended.webhook_url:
-            self._notify_later(ended)
 
     async def _fail(self, job: Job) -> None:
         """End a job that met a bug: its unfinished items fail with INTERNAL_ERROR, and the job
@@ -245,13 +252,8 @@ class JobRunner:
         if await self.repo.fail(job.id, self.owner, items):
             self.items_done_total += len(items)
             if job.webhook_url:
-                self._notify_later(await self.repo.get(job.tenant, job.id))
+                self.outbox.wake()
         await self.refresh_figures()
-
-    def _notify_later(self, job: Job) -> None:
-        task = asyncio.create_task(self._notify(job), name="copygen-webhook")
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
 
     async def _items(self, job: Job, indices: Sequence[int]) -> list[JobItem]:
         """Generate these items; an item whose brand is gone fails alone."""
@@ -294,30 +296,132 @@ class JobRunner:
         )  # fmt: skip
         return assets.asset_to_dict(made)
 
-    async def _notify(self, job: Job) -> None:
-        """One signed POST when the job ends, retried with backoff; each attempt logged."""
-        assert job.webhook_url is not None
-        settings = self.settings
-        body = json.dumps({"event": "job.finished", "job": job.id, "status": job.status,
-                           "total": job.total, "done": job.done, "failed": job.failed},
-                          separators=(",", ":")).encode()  # fmt: skip
-        secret = self.secret_for(job.tenant)
-        delay = settings.webhook_backoff_s
-        for attempt in range(1, settings.webhook_retries + 2):
+
+def _error(exc: CopygenError) -> dict[str, Any]:
+    return {"type": exc.type, "message": exc.message, "field": exc.field}
+
+
+class WebhookOutbox:
+    """Makes the webhook deliveries the store owes (one per ended job with a webhook): any
+    replica takes one that is due, holds it for an attempt, and logs the outcome and stores
+    when the next attempt is due in one transaction, so a restart or another replica goes on
+    where this one stopped. Every attempt carries the delivery's id."""
+
+    def __init__(
+        self,
+        repo: JobRepository,
+        book: BrandBook,
+        settings: Settings,
+        secret_for: Callable[[str], str],
+    ) -> None:
+        self.repo = repo
+        self.book = book
+        self.settings = settings
+        self.secret_for = secret_for
+        #: Resolves webhook hosts (for the check at submission and for each attempt).
+        self.resolve: webhooks.Resolver = webhooks.resolve_host
+        self._woken = asyncio.Event()
+        self._slots = asyncio.Semaphore(DELIVERY_SLOTS)
+        self._task: asyncio.Task[None] | None = None
+        self._attempts: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="copygen-webhooks")
+
+    async def stop(self) -> None:
+        """Stop; attempts in progress hand their deliveries back (due at once)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        attempts = list(self._attempts)
+        for task in attempts:
+            task.cancel()
+        if attempts:
+            await asyncio.wait(attempts, timeout=STOP_WAIT_S)
+
+    def wake(self, after_s: float = 0.0) -> None:
+        """A delivery is due (now, or ``after_s`` from now): look without waiting for the poll."""
+        asyncio.get_running_loop().call_later(after_s, self._woken.set)
+
+    async def _loop(self) -> None:
+        hold_s = self.settings.webhook_timeout_s + DELIVERY_HOLD_MARGIN_S
+        while True:
+            try:
+                if not self.book.migrated:
+                    await asyncio.sleep(IDLE_S)
+                    continue
+                await self._slots.acquire()
+                self._woken.clear()
+                try:
+                    pending = await self.repo.claim_delivery(hold_s)
+                except BaseException:
+                    self._slots.release()
+                    raise
+                if pending is None:
+                    self._slots.release()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._woken.wait(), DELIVERY_POLL_S)
+                    continue
+                task = asyncio.create_task(self._attempt(pending), name="copygen-webhook")
+                self._attempts.add(task)
+                task.add_done_callback(self._attempted)
+            except CopygenError as exc:
+                log.warning("webhook outbox: %s", exc.type)
+                await asyncio.sleep(BACKOFF_S)
+            except Exception:
+                log.exception("webhook outbox: unexpected error")
+                await asyncio.sleep(BACKOFF_S)
+
+    def _attempted(self, task: asyncio.Task[None]) -> None:
+        self._attempts.discard(task)
+        self._slots.release()
+
+    async def _attempt(self, pending: PendingDelivery) -> None:
+        """One attempt; the outcome is logged with the next attempt's due time (if any)."""
+        job, settings = pending.job, self.settings
+        try:
+            if job.webhook_url is None or pending.attempt > settings.webhook_retries + 1:
+                # The last attempt was cut short (its process died in it): retries are spent.
+                await self.repo.reschedule_delivery(pending, None)
+                return
+            try:
+                secret = self.secret_for(job.tenant)
+            except InvalidRequest:  # the server's secret was removed since: nothing can sign
+                log.warning("job %s: webhook dropped: no COPYGEN_WEBHOOK_SECRET", job.id)
+                await self.repo.reschedule_delivery(pending, None)
+                return
             outcome = await webhooks.deliver(
-                job.webhook_url, secret, body, attempt=attempt,
+                job.webhook_url, secret, payload(job, pending.delivery_id),
+                delivery_id=pending.delivery_id, attempt=pending.attempt,
                 timeout_s=settings.webhook_timeout_s,
                 allow_private=settings.webhook_allow_private, resolve=self.resolve,
             )  # fmt: skip
             # The status or error met goes to the server's log, never to the tenant.
-            log.info("job %s: webhook attempt %d: %s", job.id, attempt,
+            log.info("job %s: webhook attempt %d: %s", job.id, pending.attempt,
                      outcome.status_code or outcome.error)  # fmt: skip
-            await self.repo.log_delivery(job.id, attempt, outcome.delivered)
-            if outcome.delivered or outcome.refused:
-                return
-            await asyncio.sleep(delay)
-            delay *= 4
+            retry = not (outcome.delivered or outcome.refused)
+            retry = retry and pending.attempt <= settings.webhook_retries
+            delay_s = settings.webhook_backoff_s * 4 ** (pending.attempt - 1)
+            due = now() + timedelta(seconds=delay_s) if retry else None
+            await self.repo.attempted(pending, outcome.delivered, due)
+            if retry:
+                self.wake(delay_s)
+        except asyncio.CancelledError:
+            # Stopping: hand the delivery back, due now, rather than have it wait out its hold.
+            with contextlib.suppress(CopygenError):
+                await self.repo.reschedule_delivery(pending, now())
+            raise
+        except CopygenError as exc:  # the store failed: the hold lapses and it is tried again
+            log.warning("job %s: webhook attempt: %s", job.id, exc.type)
+        except Exception:
+            log.exception("job %s: webhook attempt: unexpected error", job.id)
 
 
-def _error(exc: CopygenError) -> dict[str, Any]:
-    return {"type": exc.type, "message": exc.message, "field": exc.field}
+def payload(job: Job, delivery_id: str) -> bytes:
+    """The delivery's body: the same on every attempt (the signature covers the id too)."""
+    body = {
+        "event": "job.finished", "delivery": delivery_id, "job": job.id, "status": job.status,
+        "total": job.total, "done": job.done, "failed": job.failed,
+    }  # fmt: skip
+    return json.dumps(body, separators=(",", ":")).encode()

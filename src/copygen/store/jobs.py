@@ -2,7 +2,7 @@
 simultaneous submissions, on any replica, cannot together pass a limit), claimed by one replica
 at a time through a lease (one conditional UPDATE, so two replicas cannot both take a job),
 finished item by item (each item's row is written once: its primary key refuses a second), and
-their webhook deliveries."""
+their webhook deliveries (one per ended job, stored with it, so any replica resumes it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, func, literal, or_, select, update
+from sqlalchemy import BigInteger, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copygen.errors import LimitExceeded
@@ -59,6 +59,15 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """An ended job's webhook delivery, claimed for its ``attempt``-th attempt."""
+
+    job: Job
+    delivery_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """A tenant's job limits: jobs queued or running, and items submitted since ``since``."""
 
@@ -69,6 +78,10 @@ class Limits:
 
 def new_job_id() -> str:
     return f"job-{time.time_ns() // 1000:012x}{os.urandom(4).hex()}"
+
+
+def new_delivery_id() -> str:
+    return f"dlv-{os.urandom(12).hex()}"
 
 
 def tenant_lock_key(tenant: str) -> int:
@@ -101,6 +114,7 @@ class JobRepository:
             id=new_job_id(), tenant=tenant, kind=kind, request=request, status="queued",
             total=len(request), done=0, failed=0, webhook_url=webhook_url, owner=None,
             lease_until=None, created_at=stamp, updated_at=stamp, finished_at=None,
+            delivery_id=None, delivery_attempts=0, delivery_due=None,
         )  # fmt: skip
         async with self._db.session() as session:
             if limits is not None and not self._db.sqlite:
@@ -187,7 +201,9 @@ class JobRepository:
             await _record(session, job_id, items)
 
     async def finish(self, job_id: str, owner: str | None, status: str) -> bool:
-        """End an active job (held by ``owner``, when given); whether this call ended it."""
+        """End an active job (held by ``owner``, when given); whether this call ended it. A job
+        with a webhook gets its delivery in the same statement: ending it and owing the
+        receiver a POST are one fact, so no restart can lose the delivery or make two."""
         async with self._db.session() as session:
             return await _finish(session, job_id, owner, status)
 
@@ -209,16 +225,64 @@ class JobRepository:
                 .values(owner=None, lease_until=None)
             )
 
-    async def cancel(self, tenant: str, job_id: str) -> Job:
+    async def cancel(self, tenant: str, job_id: str) -> tuple[Job, bool]:
+        """The job after cancelling it, and whether this call ended it."""
         job = await self.get(tenant, job_id)
-        await self.finish(job.id, None, "cancelled")
-        return await self.get(tenant, job_id)
+        ended = await self.finish(job.id, None, "cancelled")
+        return await self.get(tenant, job_id), ended
 
-    async def log_delivery(self, job_id: str, attempt: int, delivered: bool) -> None:
-        """Log an attempt by its outcome only (what it met is for the server's log)."""
+    async def claim_delivery(self, hold_s: float) -> PendingDelivery | None:
+        """Take the delivery due longest ago for one attempt, held for ``hold_s`` (longer than
+        the attempt can take): one conditional UPDATE, so two replicas cannot both take it,
+        and one whose replica dies mid-attempt is due again when the hold lapses."""
+        stamp = now()
+        due = JobRow.delivery_due.is_not(None) & (JobRow.delivery_due <= stamp)
         async with self._db.session() as session:
-            session.add(DeliveryRow(job_id=job_id, attempt=attempt, status_code=None,
-                                    error=None if delivered else "failed", at=now()))  # fmt: skip
+            candidates = (
+                await session.scalars(
+                    select(JobRow.id).where(due).order_by(JobRow.delivery_due).limit(4)
+                )
+            ).all()
+        for job_id in candidates:
+            async with self._db.session() as session:
+                taken = await session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, due)
+                    .values(
+                        delivery_due=stamp + timedelta(seconds=hold_s),
+                        delivery_attempts=JobRow.delivery_attempts + 1,
+                    )
+                )
+                if taken.rowcount:  # type: ignore[attr-defined]
+                    row = await session.get(JobRow, job_id, populate_existing=True)
+                    assert row is not None
+                    assert row.delivery_id is not None
+                    return PendingDelivery(_job(row), row.delivery_id, row.delivery_attempts)
+        return None
+
+    async def attempted(
+        self, pending: PendingDelivery, delivered: bool, next_due: datetime | None
+    ) -> None:
+        """Log an attempt's outcome and set when the next is due (None: no next attempt),
+        in one transaction: the log never shows an attempt whose sequel was not stored."""
+        async with self._db.session() as session:
+            session.add(DeliveryRow(job_id=pending.job.id, attempt=pending.attempt,
+                                    status_code=None, error=None if delivered else "failed",
+                                    at=now()))  # fmt: skip
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == pending.job.id, JobRow.delivery_id == pending.delivery_id)
+                .values(delivery_due=next_due)
+            )
+
+    async def reschedule_delivery(self, pending: PendingDelivery, due: datetime | None) -> None:
+        """Move the delivery's next attempt (``None``: give it up) without logging one."""
+        async with self._db.session() as session:
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == pending.job.id, JobRow.delivery_id == pending.delivery_id)
+                .values(delivery_due=due)
+            )
 
     async def deliveries(self, job_id: str) -> list[Delivery]:
         query = select(DeliveryRow).where(DeliveryRow.job_id == job_id).order_by(DeliveryRow.id)
@@ -266,9 +330,16 @@ async def _finish(session: AsyncSession, job_id: str, owner: str | None, status:
     if owner is not None:
         query = query.where(JobRow.owner == owner)
     stamp = now()
+    hooked = JobRow.webhook_url.is_not(None)
     ended = await session.execute(
         query.values(
-            status=status, owner=None, lease_until=None, finished_at=stamp, updated_at=stamp
+            status=status,
+            owner=None,
+            lease_until=None,
+            finished_at=stamp,
+            updated_at=stamp,
+            delivery_id=case((hooked, new_delivery_id()), else_=None),
+            delivery_due=case((hooked, stamp), else_=None),
         )
     )
     return bool(ended.rowcount)  # type: ignore[attr-defined]

@@ -82,7 +82,11 @@ class FeedbackRow(Base):
 
 class JobRow(Base):
     """A long batch run in the background. ``owner`` and ``lease_until``: the replica working
-    on it and until when; a lease that runs out (a killed process) lets any replica resume."""
+    on it and until when; a lease that runs out (a killed process) lets any replica resume.
+
+    ``delivery_*``: its webhook's one delivery, set when the job ends: the id every attempt
+    carries, the attempts made, and when the next is due (NULL once delivered or given up; a
+    replica making an attempt holds it by moving the due time past the attempt's timeout)."""
 
     __tablename__ = "jobs"
 
@@ -101,10 +105,14 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    delivery_id: Mapped[str | None] = mapped_column(String(40))
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delivery_due: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_status_lease", "status", "lease_until"),
+        Index("ix_jobs_delivery_due", "delivery_due"),
     )
 
 

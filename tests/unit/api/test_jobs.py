@@ -36,8 +36,9 @@ def items(count: int) -> list[dict[str, Any]]:
 
 
 async def client_for(tmp_path: Path, runner: FakeRunner, **settings: Any) -> Any:
+    settings = {"webhook_backoff_s": 0.05, **settings}
     config = Settings(warmup=False, data_dir=tmp_path, api_keys=f"alice:{KEY_A},bob:{KEY_B}",
-                      webhook_backoff_s=0.05, **settings)  # fmt: skip
+                      **settings)  # fmt: skip
     return create_app(config, engine=Engine(config, runner))
 
 
@@ -177,6 +178,8 @@ async def deliveries(client: httpx.AsyncClient, job_id: str, count: int) -> list
 async def test_a_failing_receiver_gets_the_documented_retries(
     client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
+    """Every retry carries the same X-Copygen-Delivery id (and the same signed body), so a
+    receiver that got an earlier attempt after all can tell it is the same event."""
     receiver.status = 500
     job = (await client.post("/v1/jobs", json={"items": items(1), "webhook_url": receiver.url},
                              headers=ALICE)).json()  # fmt: skip
@@ -185,6 +188,39 @@ async def test_a_failing_receiver_gets_the_documented_retries(
         (n, None, "failed") for n in (1, 2, 3, 4)
     ]
     assert len(receiver.calls) == 4  # the first try and COPYGEN_WEBHOOK_RETRIES=3 more
+    ids = {headers.get("X-Copygen-Delivery") for headers, _ in receiver.calls}
+    assert len(ids) == 1
+    assert None not in ids
+    assert [h["X-Copygen-Delivery-Attempt"] for h, _ in receiver.calls] == ["1", "2", "3", "4"]
+    assert len({body for _, body in receiver.calls}) == 1
+
+
+async def test_a_pending_delivery_survives_a_restart(tmp_path: Path, receiver: Receiver) -> None:
+    """The receiver fails while the first process runs; the process stops with the retry
+    pending; the next process over the same database delivers it, with the same id."""
+    receiver.status = 500
+    settings = {"webhook_secret": "s3cret-master-key", "webhook_allow_private": True,
+                "webhook_backoff_s": 0.3}  # fmt: skip
+    first = await client_for(tmp_path, FakeRunner(), **settings)
+    async with (
+        first.router.lifespan_context(first),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://t") as c,
+    ):
+        await wait_ready(c)
+        body = {"items": items(1), "webhook_url": receiver.url}
+        job = (await c.post("/v1/jobs", json=body, headers=ALICE)).json()
+        await deliveries(c, job["id"], 1)
+    failed = len(receiver.calls)
+    receiver.status = 200
+    second = await client_for(tmp_path, FakeRunner(), **settings)
+    async with (
+        second.router.lifespan_context(second),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://t") as c,
+    ):
+        found = await deliveries(c, job["id"], failed + 1)
+    assert [d["error"] for d in found] == ["failed"] * failed + [None]
+    assert len(receiver.calls) == failed + 1
+    assert len({headers["X-Copygen-Delivery"] for headers, _ in receiver.calls}) == 1
 
 
 async def test_failed_deliveries_say_only_failed(tmp_path: Path, receiver: Receiver) -> None:
