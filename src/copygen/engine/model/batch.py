@@ -183,7 +183,7 @@ class DecodeBatch:
                     index, row.draft_logits, self.seen[index], guesses.drafts
                 )
                 row.draft_logits = None
-            yielded, kept = self.drafter.settle(guesses, drawn)
+            yielded, kept = self.drafter.verify(guesses, drawn)
             result.append(yielded)
             moved.append(kept)
             if kept < guessed:

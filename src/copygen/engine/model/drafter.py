@@ -13,7 +13,7 @@ guesses depend on history, is opt-in).
 Worked example: a row whose context is ``[5, 6, 7, 5, 6]`` has seen ``7`` follow ``(5, 6)``,
 so ``propose`` guesses ``[7, 5, 6, 7]`` (4 tokens, each pair looked up in turn). The model's
 greedy tokens at the row's last position and after each guess are, say, ``[7, 5, 9, 1, 2]``:
-``settle`` keeps the two guesses it agrees with and its own token where it disagreed, so the
+``verify`` keeps the guesses it agrees with and its own token where it disagreed, so the
 step yields ``[7, 5, 9]`` instead of one token, and the next guess budget is 2 + 2 = 4.
 """
 
@@ -57,7 +57,7 @@ class RowGuesses:
                 follows[(context[-2], context[-1])] = token
             context.append(token)
 
-    def settle(self) -> tuple[list[int], int]:
+    def verify(self) -> tuple[list[int], int]:
         """After the forward pass that checked ``drafts``: (the tokens this step yields, how
         many of the guesses the model confirmed). Clears the guesses.
 
@@ -69,10 +69,10 @@ class RowGuesses:
         kept = 0
         while kept < len(drafts) and drafts[kept] == targets[kept]:
             kept += 1
-        return self.settle_drawn(drafts[:kept] + [targets[kept]])
+        return self.verify_drawn(drafts[:kept] + [targets[kept]])
 
-    def settle_drawn(self, yielded: list[int]) -> tuple[list[int], int]:
-        """Like ``settle``, for a sampled row whose step ``yielded`` these tokens (its kept
+    def verify_drawn(self, yielded: list[int]) -> tuple[list[int], int]:
+        """Like ``verify``, for a sampled row whose step ``yielded`` these tokens (its kept
         guesses, then one drawn token)."""
         kept = len(yielded) - 1
         self.limit = kept + 2
@@ -115,9 +115,9 @@ class NgramDrafter:
         self.drafted_total += len(guesses)
         return guesses
 
-    def settle(self, row: RowGuesses, drawn: list[int] | None = None) -> tuple[list[int], int]:
-        """``row.settle()`` (or ``row.settle_drawn(drawn)`` for a sampled row), counted."""
-        yielded, kept = row.settle() if drawn is None else row.settle_drawn(drawn)
+    def verify(self, row: RowGuesses, drawn: list[int] | None = None) -> tuple[list[int], int]:
+        """``row.verify()`` (or ``row.verify_drawn(drawn)`` for a sampled row), counted."""
+        yielded, kept = row.verify() if drawn is None else row.verify_drawn(drawn)
         self.accepted_total += kept
         return yielded, kept
 

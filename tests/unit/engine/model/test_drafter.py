@@ -31,12 +31,12 @@ def test_no_pair_seen_means_no_guess() -> None:
     assert drafter.propose(_row([1]), budget=4) == []
 
 
-def test_settle_keeps_the_agreed_guesses_plus_the_models_token() -> None:
+def test_verify_keeps_the_agreed_guesses_plus_the_models_token() -> None:
     drafter = NgramDrafter(4, shared=False)
     row = _row([5, 6, 7, 5, 6])
     row.drafts = drafter.propose(row, budget=4)
     row.targets = [7, 5, 9, 1, 2]  # the model agrees with two guesses, then says 9
-    assert drafter.settle(row) == ([7, 5, 9], 2)
+    assert drafter.verify(row) == ([7, 5, 9], 2)
     assert row.limit == 4  # two more than were confirmed
     assert (row.drafts, row.targets) == ([], [])
     assert drafter.accepted_total == 2
@@ -45,7 +45,7 @@ def test_settle_keeps_the_agreed_guesses_plus_the_models_token() -> None:
 def test_a_missed_first_guess_still_yields_the_models_token() -> None:
     row = _row([1, 2, 3])
     row.drafts, row.targets = [8, 8], [4, 0, 0]
-    assert row.settle() == ([4], 0)
+    assert row.verify() == ([4], 0)
     assert row.limit == 2
 
 
