@@ -13,7 +13,7 @@ from copygen.copywriting.brand import uses_voice
 from copygen.copywriting.grounding import Evidence, check_grounding
 from copygen.copywriting.postprocess import keywords_missing
 from copygen.domain import BrandExample, BrandProfile, BrandVoice, CachePolicy, CopyBrief
-from copygen.service.copywriter import Copywriter
+from copygen.service.runtime import Runtime
 
 #: Channels whose examples stand for each length; prompt_examples picks the channel's own
 #: first, then the nearest in length, so every channel gets examples of about its size.
@@ -183,7 +183,7 @@ def figures(briefs: Sequence[CopyBrief], returned: Sequence[list[str]]) -> dict[
     }
 
 
-async def run(copywriter: Copywriter, briefs: Sequence[CopyBrief], chunk: int) -> str:
+async def run(copywriter: Runtime, briefs: Sequence[CopyBrief], chunk: int) -> str:
     """Both runs (strict grounding, cache bypassed), and the report section."""
     results: dict[bool, list[list[str]]] = {False: [], True: []}
     for with_brand in (False, True):
@@ -197,7 +197,7 @@ async def run(copywriter: Copywriter, briefs: Sequence[CopyBrief], chunk: int) -
                 )
                 for b in briefs[start : start + chunk]
             ]
-            written = await copywriter.generate_many(batch)
+            written = await copywriter.workflow.generate_many(batch, copywriter.deadline())
             results[with_brand] += [[v.text for v in r.variants] for r in written]
     without, with_ = figures(briefs, results[False]), figures(briefs, results[True])
     rows = [

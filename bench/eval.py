@@ -27,7 +27,7 @@ from copygen.copywriting.prompts import render_prompt
 from copygen.copywriting.ranking import rank
 from copygen.copywriting.rounds import BriefRounds
 from copygen.domain import CachePolicy, CopyBrief, GenerationRequest, Grounding, SamplingParams
-from copygen.service.copywriter import Copywriter
+from copygen.service.runtime import Runtime
 
 PRODUCTS = (
     ("Solar-powered phone charger", "Charges a phone in two hours of sunlight.", "hikers", "solar"),
@@ -141,7 +141,7 @@ class Tally:
 
 
 async def run_pipeline(
-    copywriter: Copywriter, all_briefs: list[CopyBrief], grounding: Grounding
+    copywriter: Runtime, all_briefs: list[CopyBrief], grounding: Grounding
 ) -> Tally:
     tally = Tally()
     for start in range(0, len(all_briefs), CHUNK):
@@ -150,7 +150,7 @@ async def run_pipeline(
             for b in all_briefs[start : start + CHUNK]
         ]
         began = time.perf_counter()
-        results = await copywriter.generate_many(chunk)
+        results = await copywriter.workflow.generate_many(chunk, copywriter.deadline())
         latency = time.perf_counter() - began
         for brief, result in zip(chunk, results, strict=True):
             tally.add(brief, [v.text for v in result.variants], latency, result.rounds)
@@ -168,7 +168,7 @@ class Decoys:
     candidates: int = 0
 
 
-async def run_decoys(copywriter: Copywriter, pipeline: Tally) -> Decoys:
+async def run_decoys(copywriter: Runtime, pipeline: Tally) -> Decoys:
     """For each brief with returned variants, add the top variant another product's brief got
     on the same channel (same form, wrong subject) and rank them all: by score alone, and by
     score and relevance (the model's likelihood with the brief minus without it)."""
@@ -188,7 +188,7 @@ async def run_decoys(copywriter: Copywriter, pipeline: Tally) -> Decoys:
                 check_variant(t, CHANNELS[brief.channel], brief.keywords, None) for t in candidates
             ]
             began = time.perf_counter()
-            scores = await copywriter.engine.score(work.scoring(candidates))
+            scores = await copywriter.default.score(work.scoring(candidates))
             decoys.scoring_s.append(time.perf_counter() - began)
             decoys.candidates += len(candidates)
             relevance = work.relevance(candidates, scores)
@@ -200,7 +200,7 @@ async def run_decoys(copywriter: Copywriter, pipeline: Tally) -> Decoys:
     return decoys
 
 
-async def run_raw(copywriter: Copywriter, all_briefs: list[CopyBrief]) -> Tally:
+async def run_raw(copywriter: Runtime, all_briefs: list[CopyBrief]) -> Tally:
     """The same prompts and sampling, one round, no cleaning, checking or selection."""
     tally = Tally()
     for start in range(0, len(all_briefs), CHUNK):
@@ -216,7 +216,7 @@ async def run_raw(copywriter: Copywriter, all_briefs: list[CopyBrief]) -> Tally:
             for brief in chunk
         ]
         began = time.perf_counter()
-        generations = await copywriter.engine.generate(requests)
+        generations = (await copywriter.default.run(requests, copywriter.deadline())).generations
         latency = time.perf_counter() - began
         for brief, generation in zip(chunk, generations, strict=True):
             texts = [c.text.strip() for c in generation.completions]
@@ -231,7 +231,7 @@ def report(
     decoys: Decoys,
     count: int,
     settings: Settings,
-    copywriter: Copywriter,
+    copywriter: Runtime,
 ) -> str:
     p, r, u = pipeline.figures(), raw.figures(), unchecked.figures()
     rows = [
@@ -246,7 +246,7 @@ def report(
         ("generation rounds per brief", "rounds", "{:.2f}"),
         (f"mean latency per brief ({CHUNK} briefs share each call)", "latency_s", "{:.2f} s"),
     ]
-    info = copywriter.engine.info
+    info = copywriter.default.info  # type: ignore[attr-defined]  # the in-process engine
     lines = [
         "# Copy quality: pipeline vs raw model",
         "",
@@ -363,7 +363,7 @@ async def main() -> None:
     parser.add_argument("--out", default="docs/quality.md")
     args = parser.parse_args()
     settings = Settings(request_timeout_s=600)
-    copywriter = Copywriter.from_settings(settings)
+    copywriter = Runtime.from_settings(settings)  # the runtime and its workflow
     await copywriter.start()
     selected = briefs()[: args.limit or None]
     raw = await run_raw(copywriter, selected)

@@ -33,10 +33,17 @@ from gpu_check import build_model  # the same random-weight SmolLM2 (.gpu/model)
 from transformers import AutoModelForCausalLM
 
 from copygen.config import Settings
-from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.deadline import Deadline
+from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams
 from copygen.engine.engine import Engine
 from copygen.engine.model.llama import FusedLlama
 from copygen.engine.model.runner import TransformersRunner
+
+
+async def _generate(engine: Engine, requests: list[GenerationRequest]) -> list[Generation]:
+    """Generate ``requests`` as one job within a minute."""
+    return (await engine.run(requests, Deadline.within(60))).generations
+
 
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp")
 NEW_TOKENS = 128
@@ -105,7 +112,7 @@ async def agreement(model_dir: Path) -> None:
     for fused in (False, True):
         engine = await engine_for(model_dir, fused=fused, rows=32)
         results = await asyncio.gather(
-            *(engine.generate([request(i, 0.0, tokens=32)]) for i in range(32))
+            *(_generate(engine, [request(i, 0.0, tokens=32)]) for i in range(32))
         )
         texts[fused] = [g.completions[0].text for [g] in results]
         await engine.stop()
@@ -134,15 +141,15 @@ async def engine_run(model_dir: Path, *, fused: bool, rows: int) -> None:
     runner = engine._runner  # noqa: SLF001 - the script times the runner's forward
     assert isinstance(runner, TransformersRunner)
     assert engine.info is not None
-    await asyncio.gather(*(engine.generate([request(i, 0.7, tokens=16)]) for i in range(rows)))
+    await asyncio.gather(*(_generate(engine, [request(i, 0.7, tokens=16)]) for i in range(rows)))
     spent = timed_forward(runner)
-    before = engine.stats()
+    before = engine.snapshot().figures
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(engine.generate([request(1000 + i, 0.7)]) for i in range(rows))
+        *(_generate(engine, [request(1000 + i, 0.7)]) for i in range(rows))
     )
     wall = time.perf_counter() - started
-    after = engine.stats()
+    after = engine.snapshot().figures
     tokens = sum(c.completion_tokens for [g] in results for c in g.completions)
     report(
         "engine",
@@ -151,11 +158,11 @@ async def engine_run(model_dir: Path, *, fused: bool, rows: int) -> None:
         tokens=tokens,
         wall_s=round(wall, 3),
         tok_s=round(tokens / wall, 1),
-        steps=after["steps"] - before["steps"],
-        ms_per_step=round(1000 * wall / max(1, after["steps"] - before["steps"]), 2),
+        steps=after.steps - before.steps,
+        ms_per_step=round(1000 * wall / max(1, after.steps - before.steps), 2),
         forward_share=round(sum(spent) / wall, 3),
         mean_forward_ms=round(1000 * sum(spent) / max(1, len(spent)), 2),
-        max_batch_rows=after["max_batch_rows"],
+        max_batch_rows=after.max_batch_rows,
     )
     await engine.stop()
 

@@ -27,10 +27,17 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from copygen.config import Settings
-from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.deadline import Deadline
+from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams
 from copygen.engine.engine import Engine
 from copygen.engine.model.runner import TransformersRunner
 from copygen.errors import CopygenError
+
+
+async def _generate(engine: Engine, requests: list[GenerationRequest]) -> list[Generation]:
+    """Generate ``requests`` as one job within a minute."""
+    return (await engine.run(requests, Deadline.within(60))).generations
+
 
 MODEL_FILES = Path(".gpu/model")
 #: "cpu" gives a quick local smoke run of the script itself (throughput only).
@@ -78,12 +85,12 @@ async def engine_for(model_dir: Path, **settings: object) -> Engine:
 async def throughput(model_dir: Path, dtype: str) -> None:
     engine = await engine_for(model_dir, dtype=dtype, max_batch_size=64)
     assert engine.info is not None
-    before = engine.stats()["forward_passes"]
+    before = engine.snapshot().figures.forward_passes
     started = time.perf_counter()
-    results = await asyncio.gather(*(engine.generate([request(i)]) for i in range(64)))
+    results = await asyncio.gather(*(_generate(engine, [request(i)]) for i in range(64)))
     wall = time.perf_counter() - started
     tokens = sum(c.completion_tokens for [g] in results for c in g.completions)
-    passes = engine.stats()["forward_passes"] - before
+    passes = engine.snapshot().figures.forward_passes - before
     report(
         "throughput",
         dtype_requested=dtype,
@@ -94,7 +101,7 @@ async def throughput(model_dir: Path, dtype: str) -> None:
         wall_s=round(wall, 3),
         tok_s=round(tokens / wall, 1),
         forward_passes_per_request=round(passes / 64, 3),
-        max_batch_rows=engine.stats()["max_batch_rows"],
+        max_batch_rows=engine.snapshot().figures.max_batch_rows,
         memory_allocated_mib=round(torch.cuda.memory_allocated() / 2**20, 1)
         if DEVICE == "cuda"
         else None,
@@ -119,23 +126,23 @@ async def out_of_memory_split(model_dir: Path) -> None:
     torch.cuda.set_per_process_memory_fraction(cap)
     started = time.perf_counter()
     outcomes = await asyncio.gather(
-        *(engine.generate([request(i, tokens=32, words=300)]) for i in range(256)),
+        *(_generate(engine, [request(i, tokens=32, words=300)]) for i in range(256)),
         return_exceptions=True,
     )
     failed = [o for o in outcomes if isinstance(o, BaseException)]
-    stats = engine.stats()
+    stats = engine.snapshot().figures
     report(
         "oom_split",
         memory_cap_gib=round(cap * total / 2**30, 2),
         requests=256,
         succeeded=256 - len(failed),
         failed=[type(f).__name__ for f in failed][:5],
-        oom_splits=stats["oom_splits"],
-        oom_failures=stats["oom_failures"],
-        batch_ceiling=stats["batch_ceiling"],
-        max_batch_rows=stats["max_batch_rows"],
+        oom_splits=stats.oom_splits,
+        oom_failures=stats.oom_failures,
+        batch_ceiling=stats.batch_ceiling,
+        max_batch_rows=stats.max_batch_rows,
         wall_s=round(time.perf_counter() - started, 2),
-        breaker=engine.breaker.state.value,
+        breaker=engine.gate.breaker.state.value,
     )
     await engine.stop()
     torch.cuda.set_per_process_memory_fraction(1.0)
@@ -149,7 +156,7 @@ async def fallback_to_cpu(model_dir: Path) -> None:
     errors = []
     for i in range(3):
         try:
-            await engine.generate([request(i, tokens=16, words=2000)])
+            await _generate(engine, [request(i, tokens=16, words=2000)])
         except CopygenError as exc:
             errors.append(exc.type)
     for _ in range(100):
@@ -159,7 +166,7 @@ async def fallback_to_cpu(model_dir: Path) -> None:
     torch.cuda.set_per_process_memory_fraction(1.0)
     after = None
     try:
-        [generation] = await engine.generate([request(7, tokens=8)])
+        [generation] = await _generate(engine, [request(7, tokens=8)])
         after = generation.completions[0].completion_tokens
     except CopygenError as exc:
         after = exc.type
@@ -171,8 +178,8 @@ async def fallback_to_cpu(model_dir: Path) -> None:
         device_now=engine.info.device,
         dtype_now=engine.info.dtype,
         tokens_after=after,
-        breaker=engine.breaker.state.value,
-        oom_failures=engine.stats()["oom_failures"],
+        breaker=engine.gate.breaker.state.value,
+        oom_failures=engine.snapshot().figures.oom_failures,
     )
     await engine.stop()
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from copygen.config import Settings
 from copygen.engine.engine import Engine
-from copygen.service.copywriter import Copywriter
+from copygen.service.runtime import Runtime
 from tests.fakes import FakeRunner
 
 
-def copywriter(runner: FakeRunner, settings: Settings) -> Copywriter:
-    """A copywriter (real engine, scheduler and cache) on ``runner``; not started."""
-    return Copywriter.from_settings(settings, Engine(settings, runner))
+def runtime(runner: FakeRunner, settings: Settings) -> Runtime:
+    """A runtime (real engine, scheduler, cache and copy workflow) on ``runner``; not
+    started."""
+    return Runtime.from_settings(settings, Engine(settings, runner))
 
 
-async def started_copywriter(runner: FakeRunner, **settings: object) -> Copywriter:
-    """A started copywriter on ``runner`` with ``Settings(warmup=False, **settings)``."""
-    writer = copywriter(runner, Settings(warmup=False, **settings))  # type: ignore[arg-type]
-    await writer.start()
-    return writer
+async def started_runtime(runner: FakeRunner, **settings: object) -> Runtime:
+    """A started runtime on ``runner`` with ``Settings(warmup=False, **settings)``."""
+    built = runtime(runner, Settings(warmup=False, **settings))  # type: ignore[arg-type]
+    await built.start()
+    return built

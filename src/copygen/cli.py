@@ -46,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from copygen.api.schemas import CopyRequest, CopyResponse
-    from copygen.service.copywriter import Copywriter
+    from copygen.service.runtime import Runtime
 
     settings = _settings(args).model_copy(update={"warmup": False})
     _configure_logging("warning")
@@ -73,12 +73,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> CopyResponse:
-        copywriter = Copywriter.from_settings(settings)
-        await copywriter.start()
+        runtime = Runtime.from_settings(settings)
+        await runtime.start()
         try:
-            return CopyResponse.from_result(await copywriter.generate(brief))
+            return CopyResponse.from_result(
+                await runtime.workflow.generate(brief, runtime.deadline())
+            )
         finally:
-            await copywriter.stop()
+            await runtime.stop()
 
     response = asyncio.run(run())
     if args.csv:
@@ -106,7 +108,7 @@ def generate_csv(settings: Settings, source: str, target: str) -> int:
     from copygen.api.exports import BATCH_HEADER, batch_rows, csv_text
     from copygen.api.responses import validation_detail
     from copygen.api.schemas import CopyBatchItem, CopyRequest, CopyResponse, ErrorDetail
-    from copygen.service.copywriter import Copywriter
+    from copygen.service.runtime import Runtime
 
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     lines = text.splitlines()
@@ -121,19 +123,21 @@ def generate_csv(settings: Settings, source: str, target: str) -> int:
             items.append(CopyBatchItem(index=index, error=error))
 
     async def run() -> None:
-        copywriter = Copywriter.from_settings(settings)
-        await copywriter.start()
+        runtime = Runtime.from_settings(settings)
+        await runtime.start()
         try:
             for start in range(0, len(briefs), CSV_CHUNK):
                 chunk = briefs[start : start + CSV_CHUNK]
-                results = await copywriter.generate_many([brief for _, brief in chunk])
+                results = await runtime.workflow.generate_many(
+                    [brief for _, brief in chunk], runtime.deadline()
+                )
                 for (index, _), result in zip(chunk, results, strict=True):
                     items.append(
                         CopyBatchItem(index=index, result=CopyResponse.from_result(result))
                     )
                 _progress(start + len(chunk), len(briefs))
         finally:
-            await copywriter.stop()
+            await runtime.stop()
 
     asyncio.run(run())
     items.sort(key=lambda item: item.index)
@@ -235,7 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="migrate the database to the newest schema, then exit")
     migrate.set_defaults(func=cmd_migrate)
+
+    listing = sub.add_parser("settings", help="list every COPYGEN_* variable by section")
+    listing.set_defaults(func=cmd_settings)
     return parser
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from copygen.config_sections import describe_sections
+
+    print(describe_sections())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from copygen.deadline import Deadline
 from copygen.domain import Completion, Generation, GenerationRequest, ScoreRequest
-from copygen.resilience.breaker import BreakerState, CircuitBreaker
+from copygen.resilience.admission import Admission
+from copygen.resilience.breaker import CircuitBreaker
 from copygen.resilience.memory import MemoryGuard
 
 #: (job id, request index within the job, row index within the request)
@@ -152,64 +154,108 @@ async def relay(
     return stream.finished()
 
 
-class Generator(Protocol):
-    """The seam. ``run`` is the one way to generate; ``open_stream`` admits first (so a full
-    queue or a cold model fail before any byte is sent) and streams later."""
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """A generator's queue and batching counters, for /health, /metrics and the benchmark.
+    Each figure is named once, here; a generator leaves at 0 what it does not have."""
 
-    #: True once shutdown began: readiness fails and new work is refused.
-    draining: bool
-    #: Set before start() to receive observations (the app sets Prometheus).
-    metrics: MetricsSink
+    queued_jobs: int = 0
+    running_rows: int = 0
+    jobs_rejected: int = 0
+    steps: int = 0
+    forward_passes: int = 0
+    draft_tokens: int = 0
+    draft_tokens_accepted: int = 0
+    mean_batch_rows: float = 0.0
+    max_batch_rows: int = 0
+    jobs_submitted: int = 0
+    jobs_completed: int = 0
+    jobs_cancelled_queued: int = 0
+    jobs_cancelled_running: int = 0
+    jobs_failed: int = 0
+    oom_splits: int = 0
+    oom_failures: int = 0
+    rows_settled: int = 0
+    batch_ceiling: int = 0
+    backend_in_flight: int = 0
+    backend_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorSnapshot:
+    """What a generator is doing now, typed: /health and /metrics read only this."""
+
+    model_id: str
+    ready: bool
+    accepting: bool
     breaker: CircuitBreaker
     memory: MemoryGuard
-    degraded_to_cpu: bool
-    startup_error: str | None
+    figures: QueueFigures
+    #: Its own /health sections: ``model``, and ``batching`` or ``backend``.
+    sections: Mapping[str, Any]
+    load_seconds: float | None = None
+    degraded_to_cpu: bool = False
+    #: Accelerator figures (bytes allocated, …), empty on a CPU or a remote server.
+    device: Mapping[str, float] = field(default_factory=dict)
+
+
+class Generator(Protocol):
+    """The seam: what writes tokens, in process (engine/) or on a remote server (backends/).
+
+    Lifecycle: ``start()`` once (load, probe; failure leaves it not ready with the reason in
+    its snapshot), then any number of ``run``/``open_stream``/``score`` calls, then ``stop()``
+    once. Every call is admitted by ``gate`` first (ready, draining, memory, breaker, queue
+    bound) and bounded by the request's one ``Deadline``; neither ever starts a timeout of its
+    own.
+    """
+
+    #: Where it reports steps, jobs and backend calls; set before ``start()`` (the runtime
+    #: sets Prometheus).
+    metrics: MetricsSink
+    #: Its admission gate; the runtime shares the service's drain state into it.
+    gate: Admission
 
     @property
-    def model_id(self) -> str: ...
+    def model_id(self) -> str:
+        """The model's name as callers see it (OpenAI ``model``, the response's ``model``)."""
 
     @property
     def revision(self) -> str:
-        """Which weights the model id names (part of cache keys)."""
+        """Which weights (and where they run) the model id names: part of cache keys."""
 
     @property
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """Loaded and warm (in process), or the server answers (remote)."""
 
-    @property
-    def accepting(self) -> bool:
-        """Ready for traffic: warm, not draining, the breaker not open."""
+    async def start(self) -> None:
+        """Load the model or reach the server; called once by the runtime."""
 
-    @property
-    def load_seconds(self) -> float | None: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Fail what is still queued or running and release everything."""
 
     async def run(
         self,
         requests: Sequence[GenerationRequest],
-        timeout_s: float | None = None,
+        deadline: Deadline,
         on_event: Callable[[RowEvent], None] | None = None,
         *,
-        follow_up: bool = False,
         settle: Settle | None = None,
-    ) -> FinishedJob: ...
-
-    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
+        follow_up: bool = False,
+    ) -> FinishedJob:
+        """Generate ``requests`` as one job by ``deadline`` (DeadlineExceeded otherwise);
+        ``on_event`` sees every row's token deltas as they are decoded; ``settle`` may stop a
+        request's rows once it has what it needs; a ``follow_up`` (a later round of an
+        admitted request) is not refused while draining."""
 
     def open_stream(
-        self, requests: Sequence[GenerationRequest], timeout_s: float | None = None
-    ) -> GenerationStream: ...
+        self, requests: Sequence[GenerationRequest], deadline: Deadline
+    ) -> GenerationStream:
+        """Admit now (so a full queue or a cold model fail before any byte is sent) and
+        return the job's stream of row events."""
 
-    async def score(self, requests: Sequence[ScoreRequest]) -> list[float]: ...
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """Mean log-probability per token of each text after its messages (GenerationFailed
+        where the generator cannot score)."""
 
-    def stats(self) -> dict[str, float | int]:
-        """Queue and batching figures for /health, /metrics and the benchmark."""
-
-    def describe(self) -> dict[str, Any]:
-        """The generator's sections of /health (model, batching or backend, …)."""
-
-    def device_stats(self) -> dict[str, float]: ...
-
-    def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None: ...
+    def snapshot(self) -> GeneratorSnapshot:
+        """What it is doing now."""

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from copygen.config import Settings
-from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.deadline import Deadline
+from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams
 from copygen.engine.engine import Engine
 from copygen.engine.model.runner import TransformersRunner
 from tests.tiny_model import WORDS, build_tiny_model
@@ -35,6 +36,10 @@ async def engine(model_dir: Path) -> AsyncIterator[Engine]:
     await engine.stop()
 
 
+async def generate(engine: Engine, requests: list[GenerationRequest]) -> list[Generation]:
+    return (await engine.run(requests, Deadline.within(60))).generations
+
+
 def _prompts(count: int) -> list[GenerationRequest]:
     return [
         GenerationRequest(
@@ -48,27 +53,27 @@ def _prompts(count: int) -> list[GenerationRequest]:
 async def test_concurrent_requests_share_forward_passes(engine: Engine) -> None:
     requests = _prompts(16)
     sequential = []
-    before = engine.stats()["forward_passes"]
+    before = engine.snapshot().figures.forward_passes
     for request in requests:
-        [generation] = await engine.generate([request])
+        [generation] = await generate(engine, [request])
         sequential.append(generation.completions[0].text)
-    sequential_passes = engine.stats()["forward_passes"] - before
+    sequential_passes = engine.snapshot().figures.forward_passes - before
 
-    before = engine.stats()["forward_passes"]
-    results = await asyncio.gather(*(engine.generate([r]) for r in requests))
-    concurrent_passes = engine.stats()["forward_passes"] - before
+    before = engine.snapshot().figures.forward_passes
+    results = await asyncio.gather(*(generate(engine, [r]) for r in requests))
+    concurrent_passes = engine.snapshot().figures.forward_passes - before
 
     assert [g.completions[0].text for [g] in results] == sequential
     assert concurrent_passes * 4 < sequential_passes
-    assert engine.stats()["max_batch_rows"] >= 8
+    assert engine.snapshot().figures.max_batch_rows >= 8
 
 
 async def test_static_batching_matches_too(model_dir: Path) -> None:
     engine = await _engine(model_dir, batching="static")
     try:
         requests = _prompts(6)
-        expected = [(await engine.generate([r]))[0].completions[0].text for r in requests]
-        results = await asyncio.gather(*(engine.generate([r]) for r in requests))
+        expected = [(await generate(engine, [r]))[0].completions[0].text for r in requests]
+        results = await asyncio.gather(*(generate(engine, [r]) for r in requests))
         assert [g.completions[0].text for [g] in results] == expected
     finally:
         await engine.stop()
@@ -76,8 +81,8 @@ async def test_static_batching_matches_too(model_dir: Path) -> None:
 
 async def test_streaming_deltas_concatenate_to_the_text(engine: Engine) -> None:
     request = _prompts(1)[0]
-    [generation] = await engine.generate([request])
-    pieces = [event async for event in engine.open_stream([request]).events()]
+    [generation] = await generate(engine, [request])
+    pieces = [event async for event in engine.open_stream([request], Deadline.within(60)).events()]
     assert len(pieces) > 1
     assert "".join(event.delta for event in pieces) == generation.completions[0].text
     assert pieces[-1].finish_reason in ("stop", "length")

@@ -10,8 +10,8 @@ import pytest
 from copygen.cache.keys import key_pattern
 from copygen.domain import CopyBrief
 from copygen.errors import CacheUnavailable
-from copygen.service.copywriter import Copywriter
-from tests.builders import started_copywriter
+from copygen.service.runtime import Runtime
+from tests.builders import started_runtime
 from tests.fakes import FakeRunner
 from tests.services import RedisServer
 
@@ -19,8 +19,8 @@ BRIEF = CopyBrief(product="solar charger", channel="sms", variants=1, seed=1)
 EVERYTHING = (key_pattern(), lambda key: True)
 
 
-async def _replica(server: RedisServer) -> Copywriter:
-    writer = await started_copywriter(
+async def _replica(server: RedisServer) -> Runtime:
+    writer = await started_runtime(
         FakeRunner(), redis_url=server.url, cache_invalidation_check_s=0.3
     )
     for _ in range(100):  # subscribed before the test goes on
@@ -30,12 +30,12 @@ async def _replica(server: RedisServer) -> Copywriter:
     raise AssertionError("never subscribed")
 
 
-async def _until_fresh(writer: Copywriter, limit_s: float) -> float:
+async def _until_fresh(writer: Runtime, limit_s: float) -> float:
     """Seconds until ``writer`` answers BRIEF with fresh copy again."""
     started = asyncio.get_running_loop().time()
     while True:
         elapsed = asyncio.get_running_loop().time() - started
-        if not (await writer.generate(BRIEF)).cached:
+        if not (await writer.workflow.generate(BRIEF)).cached:
             return elapsed
         assert elapsed < limit_s, f"still served from cache after {elapsed:.2f} s"
         await asyncio.sleep(0.05)
@@ -45,9 +45,9 @@ async def test_an_invalidation_on_one_replica_reaches_the_others_l1_within_a_sec
     redis_server: RedisServer,
 ) -> None:
     a, b = await _replica(redis_server), await _replica(redis_server)
-    await a.generate(BRIEF)
-    assert (await b.generate(BRIEF)).cache_tier == "l2"
-    assert (await b.generate(BRIEF)).cache_tier == "l1"
+    await a.workflow.generate(BRIEF)
+    assert (await b.workflow.generate(BRIEF)).cache_tier == "l2"
+    assert (await b.workflow.generate(BRIEF)).cache_tier == "l1"
     await a.cache.delete(*EVERYTHING)
     assert await _until_fresh(b, limit_s=1.0) < 1.0
     stats = await b.cache.stats()
@@ -60,9 +60,9 @@ async def test_a_replica_that_missed_the_message_clears_l1_at_its_next_epoch_che
     redis_server: RedisServer,
 ) -> None:
     a, b = await _replica(redis_server), await _replica(redis_server)
-    await a.generate(BRIEF)
-    await b.generate(BRIEF)
-    assert (await b.generate(BRIEF)).cache_tier == "l1"
+    await a.workflow.generate(BRIEF)
+    await b.workflow.generate(BRIEF)
+    assert (await b.workflow.generate(BRIEF)).cache_tier == "l1"
     redis_server.kill()
     redis_server.start()  # b's subscription is gone; a's next publish is not heard by b
     for _ in range(50):
@@ -84,7 +84,7 @@ async def test_with_redis_down_an_invalidation_is_refused_not_half_done(
     redis_server: RedisServer,
 ) -> None:
     a = await _replica(redis_server)
-    await a.generate(BRIEF)
+    await a.workflow.generate(BRIEF)
     redis_server.kill()
     with pytest.raises(CacheUnavailable):
         await a.cache.delete(*EVERYTHING)

@@ -19,8 +19,8 @@ from copygen.cache.l2 import HOT_KEY
 from copygen.config import Settings
 from copygen.domain import CopyBrief
 from copygen.engine.engine import Engine
-from copygen.service.copywriter import Copywriter
-from tests.builders import started_copywriter
+from copygen.service.runtime import Runtime
+from tests.builders import started_runtime
 from tests.fakes import FakeRunner
 from tests.services import RedisServer
 
@@ -29,12 +29,12 @@ BRIEF = CopyBrief(product="solar charger", channel="sms", variants=2, seed=1)
 
 async def _copywriter(
     server: RedisServer, runner: FakeRunner | None = None, **kw: object
-) -> Copywriter:
-    return await started_copywriter(runner or FakeRunner(), redis_url=server.url, **kw)
+) -> Runtime:
+    return await started_runtime(runner or FakeRunner(), redis_url=server.url, **kw)
 
 
-def _key(copywriter: Copywriter, brief: CopyBrief = BRIEF) -> str:
-    return copy_cache_key(brief, copywriter.key_context(ANONYMOUS))
+def _key(copywriter: Runtime, brief: CopyBrief = BRIEF) -> str:
+    return copy_cache_key(brief, copywriter.workflow.key_context(ANONYMOUS))
 
 
 async def test_an_entry_written_by_one_replica_is_an_l2_hit_on_another_then_l1(
@@ -43,9 +43,9 @@ async def test_an_entry_written_by_one_replica_is_an_l2_hit_on_another_then_l1(
     a_runner, b_runner = FakeRunner(), FakeRunner()
     a = await _copywriter(redis_server, a_runner)
     b = await _copywriter(redis_server, b_runner)
-    written = await a.generate(BRIEF)
-    from_l2 = await b.generate(BRIEF)
-    from_l1 = await b.generate(BRIEF)
+    written = await a.workflow.generate(BRIEF)
+    from_l2 = await b.workflow.generate(BRIEF)
+    from_l1 = await b.workflow.generate(BRIEF)
     assert (from_l2.cached, from_l2.cache_tier) == (True, "l2")
     assert (from_l1.cached, from_l1.cache_tier) == (True, "l1")
     assert from_l2.variants == written.variants
@@ -58,10 +58,10 @@ async def test_an_entry_written_by_one_replica_is_an_l2_hit_on_another_then_l1(
 async def test_entries_expire_in_both_tiers(redis_server: RedisServer) -> None:
     runner = FakeRunner()
     engine = await _copywriter(redis_server, runner, cache_ttl_s=1)
-    await engine.generate(BRIEF)
+    await engine.workflow.generate(BRIEF)
     assert redis.Redis.from_url(redis_server.url).ttl(_key(engine)) in (0, 1)
     await asyncio.sleep(1.2)
-    assert not (await engine.generate(BRIEF)).cached
+    assert not (await engine.workflow.generate(BRIEF)).cached
     assert len(runner.calls) == 2
     await engine.stop()
 
@@ -75,7 +75,7 @@ async def test_corrupt_and_old_schema_entries_are_misses_and_get_replaced(
     for garbage in (b"\x00garbage", b'J{"v": 0, "result": {}}', b'J{"v": 1, "result": 7}'):
         client.set(key, garbage)
         reader = await _copywriter(redis_server)  # fresh L1
-        result = await reader.generate(BRIEF)
+        result = await reader.workflow.generate(BRIEF)
         assert not result.cached
         assert (await reader.cache.stats())["corrupt_entries"] == 1
         assert writer.cache.codec.decode(key, client.get(key)) is not None  # type: ignore[arg-type]
@@ -89,7 +89,9 @@ async def test_identical_misses_on_two_replicas_run_one_generation(
     a_runner, b_runner = FakeRunner(step_delay_s=0.05), FakeRunner(step_delay_s=0.05)
     a = await _copywriter(redis_server, a_runner)
     b = await _copywriter(redis_server, b_runner)
-    results = await asyncio.gather(*(engine.generate(BRIEF) for engine in (a, b, a, b, a, b)))
+    results = await asyncio.gather(
+        *(engine.workflow.generate(BRIEF) for engine in (a, b, a, b, a, b))
+    )
     assert len(a_runner.calls) + len(b_runner.calls) == 1
     assert len({tuple(v.text for v in r.variants) for r in results}) == 1
     assert sum(1 for r in results if r.cache_tier == "l2") >= 1  # waited for the peer
@@ -103,9 +105,9 @@ async def test_a_starting_replica_warms_l1_with_the_hottest_entries(
     a = await _copywriter(redis_server)
     briefs = [dataclasses.replace(BRIEF, product=f"p{i}") for i in range(5)]
     for brief in briefs:
-        await a.generate(brief)
+        await a.workflow.generate(brief)
     for _ in range(3):
-        await a.generate(briefs[4])
+        await a.workflow.generate(briefs[4])
     await a.stop()  # flushes the access counts
     hottest = redis.Redis.from_url(redis_server.url).zrevrange(HOT_KEY, 0, 0)
     assert hottest == [_key(a, briefs[4]).encode()]
@@ -113,7 +115,7 @@ async def test_a_starting_replica_warms_l1_with_the_hottest_entries(
     runner = FakeRunner()
     b = await _copywriter(redis_server, runner, cache_warm_entries=2)
     assert len(b.cache.l1) == 2
-    result = await b.generate(briefs[4])
+    result = await b.workflow.generate(briefs[4])
     assert result.cache_tier == "l1"
     assert not runner.calls
     await b.stop()
@@ -124,8 +126,8 @@ async def test_invalidation_by_channel_reaches_redis(redis_server: RedisServer) 
 
     engine = await _copywriter(redis_server)
     email = dataclasses.replace(BRIEF, channel="email_subject")
-    await engine.generate(BRIEF)
-    await engine.generate(email)
+    await engine.workflow.generate(BRIEF)
+    await engine.workflow.generate(email)
     deleted = await engine.cache.delete(
         key_pattern(channel="sms"), lambda key: key.split(":")[4] == "sms"
     )
@@ -139,13 +141,13 @@ async def test_invalidation_by_channel_reaches_redis(redis_server: RedisServer) 
 async def test_values_are_encrypted_at_rest_when_a_key_is_set(redis_server: RedisServer) -> None:
     key = base64.b64encode(os.urandom(32)).decode()
     engine = await _copywriter(redis_server, cache_encryption_key=key)
-    await engine.generate(BRIEF)
+    await engine.workflow.generate(BRIEF)
     stored = redis.Redis.from_url(redis_server.url).get(_key(engine))
     assert stored is not None
     assert stored[:1] == b"E"
     assert b"Fresh copy" not in stored
     other = await _copywriter(redis_server, cache_encryption_key=key)
-    assert (await other.generate(BRIEF)).cache_tier == "l2"
+    assert (await other.workflow.generate(BRIEF)).cache_tier == "l2"
     await engine.stop()
     await other.stop()
 

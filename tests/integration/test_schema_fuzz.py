@@ -39,7 +39,7 @@ def live_url() -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while not server.started or not app.state.copywriter.engine.ready:
+    while not server.started or not app.state.runtime.default.ready:
         assert time.monotonic() < deadline, "the fuzz server never started"
         time.sleep(0.05)
     yield f"http://127.0.0.1:{port}"

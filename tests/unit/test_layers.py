@@ -185,6 +185,51 @@ def test_the_rules_see_a_violation() -> None:
     tree = ast.parse("import torch\nfrom copygen.cache.l1 import _Entry\n")
     found = [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
     assert len(found) == 2
-    assert not _within("copygen.service.copywriter", CONFINED["torch"])
+    assert not _within("copygen.service.workflow", CONFINED["torch"])
     assert _within("copygen.engine.model.kv", CONFINED["torch"])
     assert _within("copygen.cache.l1", FORBIDDEN["copygen.engine"])
+
+
+#: What the copy workflow holds for its own use; routes, middleware and metrics reach these
+#: through the runtime (api/deps.py), never through the workflow.
+WORKFLOW_PARTS = ("cache", "generators", "book", "rounds", "engine", "routes")
+#: Where a name bound to the workflow is called (local names, parameters, attributes).
+WORKFLOW_NAMES = ("workflow", "copywriter", "writer")
+
+
+def _reaches_through_workflow(tree: ast.AST) -> list[int]:
+    """Lines where ``<workflow>.<part>`` is read: a route or metric fetching the cache, the
+    generators or the store from the copy workflow instead of from the runtime."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or node.attr not in WORKFLOW_PARTS:
+            continue
+        owner = node.value
+        name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+        if name in WORKFLOW_NAMES:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_route_middleware_or_metric_reaches_through_the_workflow() -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for part in ("api", "observability")
+        for path in sorted((PACKAGE / part).rglob("*.py"))
+        for line in _reaches_through_workflow(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert wrong == []
+
+
+def test_the_reach_through_rule_sees_a_violation() -> None:
+    tree = ast.parse("runtime.workflow.cache.stats()\ncopywriter.book.voice()\nruntime.cache\n")
+    assert _reaches_through_workflow(tree) == [1, 2]
+
+
+def test_the_api_imports_no_store_types() -> None:
+    wrong = [
+        _where(i)
+        for i in _src_imports()
+        if _within(i.module, ("copygen.api",)) and _within(i.target, ("copygen.store",))
+    ]
+    assert wrong == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -10,7 +12,7 @@ from copygen.api.lifespan import lifespan
 from copygen.api.middleware.auth import AuthMiddleware
 from copygen.api.middleware.body_limit import BodyLimitMiddleware
 from copygen.api.middleware.client_ip import parse_networks
-from copygen.api.middleware.drain import DrainMiddleware
+from copygen.api.middleware.drain import DrainMiddleware, InFlight
 from copygen.api.middleware.fastpath import CopyHitFastPath
 from copygen.api.middleware.rate_limit import RateLimitMiddleware
 from copygen.api.middleware.request_id import RequestIdMiddleware
@@ -34,16 +36,20 @@ from copygen.config import Settings
 from copygen.generation import Generator
 from copygen.observability.metrics import Metrics
 from copygen.ratelimit import Limiter
-from copygen.service.copywriter import Copywriter
+from copygen.resilience.admission import Drain
+from copygen.service.runtime import Runtime
+from copygen.service.workflow import CopyWorkflow
 
 
 def create_app(settings: Settings | None = None, engine: Generator | None = None) -> FastAPI:
-    """Build the app. ``engine`` lets tests inject one built on a fake runner."""
+    """Build the app; the lifespan builds its runtime. ``engine`` lets tests inject a
+    generator built on a fake runner."""
     settings = settings or Settings()
     metrics = Metrics()
+    drain, flights = Drain(), InFlight()
 
-    def build() -> Copywriter:
-        return Copywriter.from_settings(settings, engine)
+    def build() -> Runtime:
+        return Runtime.from_settings(settings, engine, metrics=metrics, drain=drain)
 
     docs = settings.docs_enabled
     app = FastAPI(
@@ -53,13 +59,14 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
         summary="Marketing copy from a language model, checked against each channel's rules.",
-        lifespan=lifespan(settings, build, metrics),
+        lifespan=lifespan(settings, build),
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.drain = drain
+    app.state.flights = flights
     metrics.info.labels(__version__, settings.model).set(1)
-    metrics.watch(lambda: getattr(app.state, "copywriter", None))
-    metrics.watch_jobs(lambda: getattr(app.state, "jobs", None))
+    metrics.watch(lambda: getattr(app.state, "runtime", None))
     limiter = Limiter(settings.redis_url, timeout_s=settings.redis_timeout_s)
     app.state.limiter = limiter
     install_error_handlers(app)
@@ -69,7 +76,7 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
     if settings.ui:
         app.include_router(ui.router)
     # Innermost first: the fast path runs after every other middleware.
-    app.add_middleware(CopyHitFastPath, copywriter=lambda: getattr(app.state, "copywriter", None))
+    app.add_middleware(CopyHitFastPath, copywriter=lambda: _workflow(app))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,
@@ -83,7 +90,7 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
     app.add_middleware(
         AuthMiddleware, keys=KeyRing(parse_api_keys(keys.get_secret_value()) if keys else [])
     )
-    app.add_middleware(DrainMiddleware, draining=lambda: _draining(app))
+    app.add_middleware(DrainMiddleware, drain=drain, flights=flights)
     if settings.cors_origin_list:  # off unless origins are listed
         app.add_middleware(
             CORSMiddleware,
@@ -107,40 +114,22 @@ def _route_paths(app: FastAPI) -> set[str]:
     return set(app.openapi()["paths"])
 
 
-def _engine(app: FastAPI) -> Generator | None:
-    copywriter = getattr(app.state, "copywriter", None)
-    return copywriter.engine if isinstance(copywriter, Copywriter) else None
-
-
-def _draining(app: FastAPI) -> bool:
-    engine = _engine(app)
-    return bool(engine is not None and engine.draining)
+def _workflow(app: FastAPI) -> CopyWorkflow | None:
+    runtime = getattr(app.state, "runtime", None)
+    return runtime.workflow if isinstance(runtime, Runtime) else None
 
 
 def begin_drain(app: FastAPI) -> None:
     """Readiness fails and new work is refused from now on (SIGTERM), by every generator."""
-    copywriter = getattr(app.state, "copywriter", None)
-    if isinstance(copywriter, Copywriter):
-        for generator in copywriter.generators:
-            generator.draining = True
-
-
-def _drain_layer(app: FastAPI) -> DrainMiddleware | None:
-    layer = app.middleware_stack
-    while layer is not None and not isinstance(layer, DrainMiddleware):
-        layer = getattr(layer, "app", None)
-    return layer if isinstance(layer, DrainMiddleware) else None
+    cast(Drain, app.state.drain).begin()
 
 
 def in_flight(app: FastAPI) -> int:
     """Requests being served now (health and metrics excluded)."""
-    layer = _drain_layer(app)
-    return layer.in_flight if layer is not None else 0
+    return len(cast(InFlight, app.state.flights))
 
 
 async def abort_in_flight(app: FastAPI) -> None:
     """Answer every request still running with 503 ``draining`` (or end its stream with an
     error event) and stop its work: the drain deadline passed."""
-    layer = _drain_layer(app)
-    if layer is not None:
-        await layer.abort()
+    await cast(InFlight, app.state.flights).abort()

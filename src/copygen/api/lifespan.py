@@ -1,5 +1,6 @@
-"""The app's lifespan: it owns the copywriter (and so the engine and the cache). Start in the
-background so liveness answers while the model loads; stop everything at exit."""
+"""The app's lifespan: it builds the runtime (service/runtime.py: the cache, the generators,
+the store, the jobs) and starts it in the background so liveness answers while the model
+loads; it stops everything at exit."""
 
 from __future__ import annotations
 
@@ -15,9 +16,7 @@ from pydantic import ValidationError
 from copygen.api.schemas import CopyRequest
 from copygen.config import Settings
 from copygen.errors import CopygenError
-from copygen.generation import MetricsSink
-from copygen.service.copywriter import Copywriter
-from copygen.service.jobs import JobRunner
+from copygen.service.runtime import Runtime
 
 log = logging.getLogger("copygen.api")
 
@@ -26,22 +25,16 @@ STARTUP_CANCEL_TIMEOUT_S = 5.0
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
-def lifespan(settings: Settings, build: Callable[[], Copywriter], metrics: MetricsSink) -> Lifespan:
-    """A lifespan that builds the copywriter with ``build`` when the app starts."""
+def lifespan(settings: Settings, build: Callable[[], Runtime]) -> Lifespan:
+    """A lifespan that builds the runtime with ``build`` when the app starts."""
 
     @contextlib.asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
-        copywriter = build()
-        copywriter.observe(metrics)
-        app.state.copywriter = copywriter
-        jobs = None
-        if copywriter.book is not None:
-            # It takes jobs once the model is ready and the database migrated.
-            jobs = JobRunner(copywriter, copywriter.book, settings)
-            app.state.jobs = jobs
-            await jobs.start()
+        runtime = build()
+        app.state.runtime = runtime
+        await runtime.start_jobs()
         starting = asyncio.create_task(
-            _start_quietly(copywriter, settings.cache_warmup_file), name="copygen-engine-start"
+            _start_quietly(runtime, settings.cache_warmup_file), name="copygen-engine-start"
         )
         try:
             yield
@@ -49,24 +42,22 @@ def lifespan(settings: Settings, build: Callable[[], Copywriter], metrics: Metri
             starting.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(starting, STARTUP_CANCEL_TIMEOUT_S)
-            if jobs is not None:
-                await jobs.stop()
-            await copywriter.stop()
+            await runtime.stop()
 
     return run
 
 
-async def _start_quietly(copywriter: Copywriter, warmup_file: Path | None) -> None:
-    # A failed start leaves the engine not-ready with the reason in /health.
+async def _start_quietly(runtime: Runtime, warmup_file: Path | None) -> None:
+    # A failed start leaves the generator not ready with the reason in /health.
     try:
-        await copywriter.start()
+        await runtime.start()
     except Exception:  # noqa: BLE001
         return
     if warmup_file is not None:
-        await _prefill(copywriter, warmup_file)
+        await _pregenerate(runtime, warmup_file)
 
 
-async def _prefill(copywriter: Copywriter, path: Path) -> None:
+async def _pregenerate(runtime: Runtime, path: Path) -> None:
     """Generate the briefs of a warm-up file (JSON lines, /v1/copy bodies) into the cache.
     Lines that are not valid briefs are skipped and counted, never shown."""
     briefs, skipped = [], 0
@@ -85,7 +76,7 @@ async def _prefill(copywriter: Copywriter, path: Path) -> None:
             continue
         briefs.append(request.to_brief())
     try:
-        new = await copywriter.prefill(briefs)
+        new = await runtime.pregenerate(briefs)
     except CopygenError as exc:
         log.warning("cache warm-up stopped: %s", exc.type)
         return

@@ -9,16 +9,19 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from copygen.deadline import Deadline
 from copygen.domain import Completion, Generation, GenerationRequest
-from copygen.errors import DeadlineExceeded
 from copygen.generation import FinishedJob, RowEvent, RowKey, job_generations, job_timings_ms
 
 
 @dataclass(eq=False)
-class Job:
+class RemoteJob:
+    """One submission to the model server: several requests, each ``n`` rows, by one
+    ``deadline`` (the request's); times on the event loop's clock."""
+
     id: int
     requests: Sequence[GenerationRequest]
-    deadline: float
+    deadline: Deadline
     submitted: float
     admitted: float | None = None
     first_token: float | None = None
@@ -71,18 +74,18 @@ class CallOwner(Protocol):
     """Who makes a job's calls (the remote backend) and hears how the job ended."""
 
     def calls(
-        self, job: Job, emit: Callable[[RowEvent], None]
+        self, job: RemoteJob, emit: Callable[[RowEvent], None]
     ) -> list[Coroutine[Any, Any, None]]: ...
 
-    def job_done(self, job: Job) -> None: ...
+    def job_done(self, job: RemoteJob) -> None: ...
 
-    def deadline_missed(self, job: Job) -> None: ...
+    def deadline_missed(self, job: RemoteJob) -> None: ...
 
 
 class RemoteStream:
     """One admitted job: its row events as the calls stream them, then what it made."""
 
-    def __init__(self, owner: CallOwner, job: Job) -> None:
+    def __init__(self, owner: CallOwner, job: RemoteJob) -> None:
         self._owner = owner
         self.job = job
 
@@ -96,14 +99,11 @@ class RemoteStream:
         try:
             while running:
                 try:
-                    async with asyncio.timeout_at(job.deadline):
+                    async with asyncio.timeout(job.deadline.remaining()):
                         item = await queue.get()
                 except TimeoutError as exc:
                     owner.deadline_missed(job)
-                    seconds = round(job.deadline - job.submitted, 3)
-                    raise DeadlineExceeded(
-                        f"generation did not finish within {seconds:g} s"
-                    ) from exc
+                    raise job.deadline.exceeded("generation") from exc
                 if item is None:
                     running -= 1
                 elif isinstance(item, BaseException):

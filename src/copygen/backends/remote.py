@@ -23,29 +23,25 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from copygen.backends.client import BackendCallError, OpenAIClient
-from copygen.backends.job import Job, RefusedN, RemoteStream, Row
+from copygen.backends.job import RefusedN, RemoteJob, RemoteStream, Row
 from copygen.backends.wire import domain_error, request_body, stream_rows
 from copygen.config import Settings
-from copygen.domain import Generation, GenerationRequest, ScoreRequest
-from copygen.errors import (
-    BackendOverloaded,
-    CircuitOpen,
-    Draining,
-    GenerationFailed,
-    MemoryPressure,
-    NotReady,
-    QueueFull,
-)
+from copygen.deadline import Deadline
+from copygen.domain import GenerationRequest, ScoreRequest
+from copygen.errors import BackendOverloaded, GenerationFailed
 from copygen.generation import (
     FinishedJob,
+    GeneratorSnapshot,
     MetricsSink,
     NullMetrics,
+    QueueFigures,
     RowEvent,
     RowKey,
     Settle,
     relay,
 )
-from copygen.resilience.breaker import BreakerState, CircuitBreaker
+from copygen.resilience.admission import Admission
+from copygen.resilience.breaker import CircuitBreaker
 from copygen.resilience.memory import MemoryGuard
 
 log = logging.getLogger("copygen.backend")
@@ -85,7 +81,6 @@ class RemoteBackend:
             "backend",
             failure_threshold=settings.breaker_failures,
             reset_s=settings.breaker_reset_s,
-            on_change=self.breaker_changed,
         )
         self.memory = MemoryGuard(
             rss_high_bytes=settings.memory_high_bytes,
@@ -93,9 +88,14 @@ class RemoteBackend:
             read_device=dict,
             relieve=lambda: None,
         )
+        self.gate = Admission(
+            "model server",
+            "the model server is not answering yet; retry shortly",
+            self.breaker,
+            self.memory,
+            settings.max_queue,
+        )
         self.metrics: MetricsSink = NullMetrics()
-        self.draining = False
-        self.degraded_to_cpu = False
         self.startup_error: str | None = None
 
     # --- what the seam exposes -------------------------------------------------------------
@@ -113,14 +113,6 @@ class RemoteBackend:
     def ready(self) -> bool:
         return self._up
 
-    @property
-    def accepting(self) -> bool:
-        return self._up and not self.draining and self.breaker.state is not BreakerState.OPEN
-
-    @property
-    def load_seconds(self) -> float | None:
-        return None
-
     async def start(self) -> None:
         """Probe once now, then every PROBE_EVERY_S in the background."""
         await self._probe()
@@ -137,90 +129,70 @@ class RemoteBackend:
     async def run(
         self,
         requests: Sequence[GenerationRequest],
-        timeout_s: float | None = None,
+        deadline: Deadline,
         on_event: Callable[[RowEvent], None] | None = None,
         *,
-        follow_up: bool = False,
         settle: Settle | None = None,
+        follow_up: bool = False,
     ) -> FinishedJob:
         """``settle`` is not used: a request's ``n`` rows are one call to the server."""
-        return await relay(self._open(requests, timeout_s, follow_up=follow_up), on_event)
-
-    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        return (await self.run(requests)).generations
+        return await relay(self._open(requests, deadline, follow_up=follow_up), on_event)
 
     def open_stream(
-        self, requests: Sequence[GenerationRequest], timeout_s: float | None = None
+        self, requests: Sequence[GenerationRequest], deadline: Deadline
     ) -> RemoteStream:
-        return self._open(requests, timeout_s)
+        return self._open(requests, deadline)
 
     async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         raise GenerationFailed("relevance scoring needs the in-process model")
 
-    def stats(self) -> dict[str, float | int]:
-        return {
-            "queued_jobs": self._waiting,
-            "running_rows": self._in_flight,
-            "backend_in_flight": self._in_flight,
-            "backend_calls": self.calls_total,
-        }
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "model": {"id": self.model_id, "device": "remote", "error": self.startup_error},
-            "engine": self.stats(),
-            "backend": {
-                "host": self.client.host,
-                "model": self._model,
-                "state": "up" if self._up else "down",
-                "latency_ms": None
-                if self.probe_latency_s is None
-                else round(self.probe_latency_s * 1000, 2),
-                "takes_n": self._takes_n,
-                "max_concurrency": self.settings.backend_max_concurrency,
-                "last_error": self.last_error,
+    def snapshot(self) -> GeneratorSnapshot:
+        latency = self.probe_latency_s
+        return GeneratorSnapshot(
+            model_id=self.model_id,
+            ready=self._up,
+            accepting=self.gate.accepting(self._up),
+            breaker=self.breaker,
+            memory=self.memory,
+            figures=QueueFigures(
+                queued_jobs=self._waiting,
+                running_rows=self._in_flight,
+                jobs_rejected=self.gate.rejected_total,
+                backend_in_flight=self._in_flight,
+                backend_calls=self.calls_total,
+            ),
+            sections={
+                "model": {"id": self.model_id, "device": "remote", "error": self.startup_error},
+                "backend": {
+                    "host": self.client.host,
+                    "model": self._model,
+                    "state": "up" if self._up else "down",
+                    "latency_ms": None if latency is None else round(latency * 1000, 2),
+                    "takes_n": self._takes_n,
+                    "max_concurrency": self.settings.backend_max_concurrency,
+                    "last_error": self.last_error,
+                },
             },
-        }
-
-    def device_stats(self) -> dict[str, float]:
-        return {}
-
-    def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
-        log.warning("breaker %s: %s -> %s", name, old.value, new.value)
-        self.metrics.breaker_changed(name, new.value)
+        )
 
     # --- admission -------------------------------------------------------------------------
 
     def _open(
         self,
         requests: Sequence[GenerationRequest],
-        timeout_s: float | None,
+        deadline: Deadline,
         *,
         follow_up: bool = False,
     ) -> RemoteStream:
-        """Refuse cheaply (not ready, draining, memory, breaker, backend busy, queue full)."""
-        if not self._up:
-            raise NotReady("the model server is not answering yet; retry shortly")
-        if self.draining and not follow_up:
-            raise Draining("the service is shutting down; retry on another replica")
-        if self.memory.shedding:
-            raise MemoryPressure("memory is high; retry shortly")
+        """Refuse cheaply: the server asked to slow down, or the admission gate says no."""
         now = asyncio.get_running_loop().time()
         if now < self._busy_until:
             raise BackendOverloaded(
                 "the model server asked to slow down; retry shortly",
                 retry_after_s=max(1, math.ceil(self._busy_until - now)),
             )
-        if not self.breaker.allow():
-            retry = max(1, math.ceil(self.breaker.retry_after_s()))
-            raise CircuitOpen(
-                "generation is paused after repeated model server failures", retry_after_s=retry
-            )
-        if self._waiting >= self.settings.max_queue:
-            raise QueueFull("the generation queue is full; retry shortly")
-        timeout_s = timeout_s or self.settings.request_timeout_s
-        job = Job(next(self._ids), requests, now + timeout_s, now)
-        return RemoteStream(self, job)
+        self.gate.admit(ready=self._up, queued=self._waiting, follow_up=follow_up)
+        return RemoteStream(self, RemoteJob(next(self._ids), requests, deadline, now))
 
     # --- calls -----------------------------------------------------------------------------
 
@@ -237,7 +209,9 @@ class RemoteBackend:
             for row, key in enumerate(keys)
         ]
 
-    def calls(self, job: Job, emit: Callable[[RowEvent], None]) -> list[Coroutine[Any, Any, None]]:
+    def calls(
+        self, job: RemoteJob, emit: Callable[[RowEvent], None]
+    ) -> list[Coroutine[Any, Any, None]]:
         """The calls that stream ``job``'s rows (CallOwner)."""
         return [
             self._rows(job, index, keys, seed, emit)
@@ -247,7 +221,7 @@ class RemoteBackend:
 
     async def _rows(
         self,
-        job: Job,
+        job: RemoteJob,
         index: int,
         keys: list[RowKey],
         seed: int | None,
@@ -263,7 +237,7 @@ class RemoteBackend:
 
     async def _call(
         self,
-        job: Job,
+        job: RemoteJob,
         index: int,
         keys: list[RowKey],
         seed: int | None,
@@ -309,7 +283,7 @@ class RemoteBackend:
             if first is not None and (job.first_token is None or first < job.first_token):
                 job.first_token = first
 
-    def job_done(self, job: Job) -> None:
+    def job_done(self, job: RemoteJob) -> None:
         timings = job.timings_ms()
         first = timings.get("first_token")
         generations = job.generations()
@@ -320,7 +294,7 @@ class RemoteBackend:
             sum(c.completion_tokens for g in generations for c in g.completions),
         )
 
-    def deadline_missed(self, job: Job) -> None:
+    def deadline_missed(self, job: RemoteJob) -> None:
         """A job ran past its deadline: with calls still streaming, a slow backend counts."""
         if not self._in_flight:
             return

@@ -18,8 +18,8 @@ from copygen.cache.l1 import L1Cache
 from copygen.cache.l2 import RedisL2
 from copygen.cache.singleflight import SingleFlight
 from copygen.config import Settings, decode_key
+from copygen.deadline import Deadline
 from copygen.domain import CopyResult
-from copygen.resilience.breaker import BreakerState
 
 Tier = Literal["l1", "l2"]
 
@@ -76,11 +76,6 @@ class TieredCache:
         self.counters = CacheCounters()
         self._hot: Counter[str] = Counter()
         self._flusher: asyncio.Task[None] | None = None
-
-    def l2_breaker_hook(self, on_change: Callable[[str, BreakerState, BreakerState], None]) -> None:
-        """Report Redis up/down transitions (for logs and metrics)."""
-        if self.l2 is not None:
-            self.l2.breaker.on_change = on_change
 
     async def start(self, warm_entries: int = 0) -> int:
         """Warm L1 from the shared popularity table and start the count flusher."""
@@ -177,14 +172,15 @@ class TieredCache:
         if self.l2 is not None:
             await self.l2.release_lock(key, token)
 
-    async def wait_for_peer(self, key: str, timeout_s: float) -> CopyResult | None:
+    async def wait_for_peer(self, key: str, deadline: Deadline) -> CopyResult | None:
         """Poll L2 while another replica holds the lock for ``key``; its result, or None when
-        the lock goes away without one (the peer failed) or the wait times out."""
+        the lock goes away without one (the peer failed), the lock's lifetime passes or the
+        request's ``deadline`` leaves no time to wait."""
         if self.l2 is None:
             return None
         self.counters.peer_waits += 1
-        deadline = time.monotonic() + min(timeout_s, self.lock_ttl_s)
-        while time.monotonic() < deadline:
+        deadline_s = time.monotonic() + min(deadline.remaining(), self.lock_ttl_s)
+        while time.monotonic() < deadline_s:
             await asyncio.sleep(self.peer_poll_s)
             # Lock first, value second: a peer stores its value before it unlocks, so a value
             # read after the lock is seen gone is never missed.

@@ -7,26 +7,29 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from copygen.config import Settings
-from copygen.domain import ChatMessage, Generation, GenerationRequest, SamplingParams, ScoreRequest
+from copygen.config_sections import ModelSection
+from copygen.deadline import Deadline
+from copygen.domain import ChatMessage, GenerationRequest, SamplingParams, ScoreRequest
 from copygen.engine.batch_policy import BatchPolicy
 from copygen.engine.protocols import Runner, RunnerInfo
-from copygen.engine.scheduler import Job, Scheduler
+from copygen.engine.scheduler import DecodeJob, Scheduler
 from copygen.engine.stream import TokenStream
-from copygen.errors import (
-    CircuitOpen,
-    DeadlineExceeded,
-    Draining,
-    GenerationFailed,
-    MemoryPressure,
-    NotReady,
+from copygen.errors import DeadlineExceeded, GenerationFailed, NotReady
+from copygen.generation import (
+    FinishedJob,
+    GeneratorSnapshot,
+    MetricsSink,
+    NullMetrics,
+    QueueFigures,
+    RowEvent,
+    Settle,
+    relay,
 )
-from copygen.generation import FinishedJob, MetricsSink, NullMetrics, RowEvent, Settle, relay
+from copygen.resilience.admission import Admission
 from copygen.resilience.breaker import BreakerState, CircuitBreaker
 from copygen.resilience.memory import MemoryGuard, cgroup_limit_bytes
 
@@ -64,20 +67,25 @@ class Engine:
             "model",
             failure_threshold=settings.breaker_failures,
             reset_s=settings.breaker_reset_s,
-            on_change=self.breaker_changed,
+            on_change=self._breaker_changed,
         )
         self.memory = MemoryGuard(
             rss_high_bytes=settings.memory_high_bytes or _default_rss_high(),
             device_high_ratio=settings.cuda_memory_high_ratio,
-            read_device=self.device_stats,
+            read_device=self._device_stats,
             relieve=self._relieve_memory,
+        )
+        self.gate = Admission(
+            "model",
+            "the model is still loading; retry shortly",
+            self.breaker,
+            self.memory,
+            settings.max_queue,
         )
         self._memory_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[object]] = set()
-        #: True once shutdown began: readiness fails and new work is refused.
-        self.draining = False
         self.degraded_to_cpu = False
-        #: Set before start() to receive step and job observations (the app sets Prometheus).
+        #: Set before start() to receive step and job observations (the runtime sets Prometheus).
         self.metrics: MetricsSink = NullMetrics()
         self._ready = asyncio.Event()
         self.info: RunnerInfo | None = None
@@ -88,20 +96,7 @@ class Engine:
         """The production engine: the transformers runner (torch is imported only here)."""
         from copygen.engine.model.runner import TransformersRunner
 
-        runner = TransformersRunner(
-            settings.model,
-            cache_dir=settings.model_cache_dir,
-            device=settings.device,
-            dtype=settings.dtype,
-            threads=settings.torch_threads,
-            prefix_cache=settings.prefix_cache,
-            fused_forward=settings.fused_forward,
-            speculative_tokens=settings.speculative_tokens,
-            speculative_shared=settings.speculative_shared,
-            speculative_sampled=settings.speculative_sampled,
-            prefix_attention=settings.prefix_attention,
-            cpu_kernels=settings.cpu_kernels,
-        )
+        runner = TransformersRunner.of(settings.section(ModelSection))
         return cls(settings, runner)
 
     @property
@@ -117,10 +112,6 @@ class Engine:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    @property
-    def load_seconds(self) -> float | None:
-        return self.info.load_seconds if self.info is not None else None
-
     async def start(self) -> None:
         """Load and warm the model. On failure the engine stays not-ready and says why."""
         try:
@@ -130,14 +121,13 @@ class Engine:
                 self._runner,
                 self.policy,
                 self._executor,
-                max_queue=self.settings.max_queue,
                 metrics=self.metrics,
                 on_outcome=self._job_outcome,
             )
             self._scheduler.start()
             if self.settings.warmup:
-                job = self._scheduler.submit([WARMUP_REQUEST], self.settings.request_timeout_s)
-                await job.future
+                warmup = Deadline.within(self.settings.request_timeout_s)
+                await self._scheduler.submit([WARMUP_REQUEST], warmup).future
         except Exception as exc:
             self.startup_error = f"{type(exc).__name__}: {exc}"
             log.exception("engine start failed")
@@ -160,24 +150,17 @@ class Engine:
             await self._scheduler.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    @property
-    def accepting(self) -> bool:
-        """Ready for traffic: warm, not draining, the model breaker not open."""
-        return self.ready and not self.draining and self.breaker.state is not BreakerState.OPEN
-
-    def _job_outcome(self, job: Job, error: BaseException | None) -> None:
+    def _job_outcome(self, job: DecodeJob, error: BaseException | None) -> None:
         """Feed the model breaker: runner failures and deadlines count, cancellations do not."""
         if error is None:
             self.breaker.success()
         elif isinstance(error, GenerationFailed | DeadlineExceeded):
             self.breaker.failure()
 
-    def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
-        """Log and count a breaker transition (the engine's own and, via the copywriter, the
-        cache's); the model breaker opening may move the model to the CPU."""
-        log.warning("breaker %s: %s -> %s", name, old.value, new.value)
-        self.metrics.breaker_changed(name, new.value)
-        if name == "model" and new is BreakerState.OPEN:
+    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        """The model breaker opening may move the model to the CPU (the breaker logs the
+        transition; the runtime counts it)."""
+        if new is BreakerState.OPEN:
             self._maybe_fall_back()
 
     def _maybe_fall_back(self) -> None:
@@ -220,108 +203,104 @@ class Engine:
                 self._executor.submit(self._runner.release_memory)
             await asyncio.sleep(every_s)
 
-    def device_stats(self) -> dict[str, float]:
+    def _device_stats(self) -> dict[str, float]:
         return self._runner.device_stats() if self.info is not None else {}
 
-    def stats(self) -> dict[str, float | int]:
-        """Queue and batching figures for /health and the benchmark."""
+    def snapshot(self) -> GeneratorSnapshot:
+        """The model, its queue and batching figures, its breaker and memory, typed."""
+        info, settings = self.info, self.settings
+        return GeneratorSnapshot(
+            model_id=self.model_id,
+            ready=self.ready,
+            accepting=self.gate.accepting(self.ready),
+            breaker=self.breaker,
+            memory=self.memory,
+            figures=self._figures(),
+            sections={
+                "model": {
+                    "id": self.model_id,
+                    "device": info.device if info else None,
+                    "dtype": info.dtype if info else None,
+                    "load_seconds": info.load_seconds if info else None,
+                    "chat_template": info.chat_template if info else None,
+                    "forward": info.forward if info else None,
+                    "error": self.startup_error,
+                },
+                "batching": {
+                    "mode": settings.batching,
+                    "max_batch_size": settings.max_batch_size,
+                    "ceiling": self.policy.ceiling,
+                    "max_batch_wait_ms": settings.max_batch_wait_ms,
+                    "idle_wait_window_ms": round(self.policy.window_s() * 1000, 2),
+                },
+            },
+            load_seconds=info.load_seconds if info else None,
+            degraded_to_cpu=self.degraded_to_cpu,
+            device=self._device_stats(),
+        )
+
+    def _figures(self) -> QueueFigures:
         scheduler = self._scheduler
         if scheduler is None:
-            return {}
+            return QueueFigures(jobs_rejected=self.gate.rejected_total)
         s = scheduler.stats
-        return {
-            "queued_jobs": scheduler.queued_jobs,
-            "running_rows": scheduler.running_rows,
-            "steps": s.steps,
-            "forward_passes": self._runner.forward_passes_total,
-            "draft_tokens": self._runner.drafted_tokens_total,
-            "draft_tokens_accepted": self._runner.accepted_tokens_total,
-            "mean_batch_rows": round(s.rows_stepped / s.steps, 2) if s.steps else 0.0,
-            "max_batch_rows": s.max_batch_rows,
-            "jobs_submitted": s.jobs_submitted,
-            "jobs_completed": s.jobs_completed,
-            "jobs_cancelled_queued": s.jobs_cancelled_queued,
-            "jobs_cancelled_running": s.jobs_cancelled_running,
-            "jobs_rejected": s.jobs_rejected,
-            "jobs_failed": s.jobs_failed,
-            "oom_splits": s.oom_splits,
-            "rows_settled": s.rows_settled,
-            "oom_failures": s.oom_failures,
-            "batch_ceiling": self.policy.ceiling,
-        }
-
-    def describe(self) -> dict[str, Any]:
-        """The model, engine and batching sections of /health."""
-        info, settings = self.info, self.settings
-        return {
-            "model": {
-                "id": self.model_id,
-                "device": info.device if info else None,
-                "dtype": info.dtype if info else None,
-                "load_seconds": info.load_seconds if info else None,
-                "chat_template": info.chat_template if info else None,
-                "forward": info.forward if info else None,
-                "error": self.startup_error,
-            },
-            "engine": self.stats(),
-            "degraded_to_cpu": self.degraded_to_cpu,
-            "batching": {
-                "mode": settings.batching,
-                "max_batch_size": settings.max_batch_size,
-                "ceiling": self.policy.ceiling,
-                "max_batch_wait_ms": settings.max_batch_wait_ms,
-                "idle_wait_window_ms": round(self.policy.window_s() * 1000, 2),
-            },
-        }
+        return QueueFigures(
+            queued_jobs=scheduler.queued_jobs,
+            running_rows=scheduler.running_rows,
+            jobs_rejected=self.gate.rejected_total,
+            steps=s.steps,
+            forward_passes=self._runner.forward_passes_total,
+            draft_tokens=self._runner.drafted_tokens_total,
+            draft_tokens_accepted=self._runner.accepted_tokens_total,
+            mean_batch_rows=round(s.rows_stepped / s.steps, 2) if s.steps else 0.0,
+            max_batch_rows=s.max_batch_rows,
+            jobs_submitted=s.jobs_submitted,
+            jobs_completed=s.jobs_completed,
+            jobs_cancelled_queued=s.jobs_cancelled_queued,
+            jobs_cancelled_running=s.jobs_cancelled_running,
+            jobs_failed=s.jobs_failed,
+            oom_splits=s.oom_splits,
+            oom_failures=s.oom_failures,
+            rows_settled=s.rows_settled,
+            batch_ceiling=self.policy.ceiling,
+        )
 
     def _submit(
         self,
         requests: Sequence[GenerationRequest],
-        timeout_s: float,
+        deadline: Deadline,
         *,
         stream: bool = False,
         follow_up: bool = False,
         settle: Settle | None = None,
     ) -> TokenStream:
-        """Refuse cheaply first (cold, draining, breaker open, memory high), then queue. A
-        ``follow_up`` job belongs to a request already in flight, which draining lets finish."""
-        if not self.ready or self._scheduler is None:
-            raise NotReady("the model is still loading; retry shortly")
-        if self.draining and not follow_up:
-            raise Draining("the service is shutting down; retry on another replica")
-        if self.memory.shedding:
-            raise MemoryPressure("memory is high; retry shortly")
-        if not self.breaker.allow():
-            retry = max(1, math.ceil(self.breaker.retry_after_s()))
-            raise CircuitOpen(
-                "generation is paused after repeated model failures", retry_after_s=retry
-            )
-        job = self._scheduler.submit(requests, timeout_s, stream=stream, settle=settle)
-        return TokenStream(self._scheduler, job, timeout_s)
-
-    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Run raw generation requests within the request deadline."""
-        return (await self.run(requests)).generations
+        """Refuse cheaply first (the admission gate), then queue."""
+        scheduler = self._scheduler
+        ready = self.ready and scheduler is not None
+        self.gate.admit(
+            ready=ready,
+            queued=scheduler.queued_jobs if scheduler is not None else 0,
+            follow_up=follow_up,
+        )
+        assert scheduler is not None
+        job = scheduler.submit(requests, deadline, stream=stream, settle=settle)
+        return TokenStream(scheduler, job, deadline)
 
     async def run(
         self,
         requests: Sequence[GenerationRequest],
-        timeout_s: float | None = None,
+        deadline: Deadline,
         on_event: Callable[[RowEvent], None] | None = None,
         *,
-        follow_up: bool = False,
         settle: Settle | None = None,
+        follow_up: bool = False,
     ) -> FinishedJob:
-        """Generate ``requests`` as one job within ``timeout_s`` (default: the request
-        timeout); ``on_event`` sees every row's token deltas as they are decoded. A
-        ``follow_up`` job (a later round of a request in flight) is not refused while
-        draining. ``settle`` stops a request's rows once it has what it needs."""
-        timeout_s = timeout_s or self.settings.request_timeout_s
+        """Generate ``requests`` as one job by ``deadline``; see generation.Generator.run."""
         if on_event is None:
-            stream = self._submit(requests, timeout_s, follow_up=follow_up, settle=settle)
+            stream = self._submit(requests, deadline, follow_up=follow_up, settle=settle)
             await stream.result()
             return stream.finished()
-        stream = self._submit(requests, timeout_s, stream=True, follow_up=follow_up, settle=settle)
+        stream = self._submit(requests, deadline, stream=True, follow_up=follow_up, settle=settle)
         return await relay(stream, on_event)
 
     async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
@@ -332,9 +311,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._runner.score, requests)
 
-    def open_stream(
-        self, requests: Sequence[GenerationRequest], timeout_s: float | None = None
-    ) -> TokenStream:
+    def open_stream(self, requests: Sequence[GenerationRequest], deadline: Deadline) -> TokenStream:
         """Submit now (so a full queue or a cold model fail before any byte is sent) and
         return a stream of every row's token deltas."""
-        return self._submit(requests, timeout_s or self.settings.request_timeout_s, stream=True)
+        return self._submit(requests, deadline, stream=True)

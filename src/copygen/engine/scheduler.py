@@ -1,4 +1,5 @@
-"""The scheduler: a bounded queue in front of the runner and the loop that drives it.
+"""The scheduler: the queue in front of the runner and the loop that drives it (the engine's
+admission gate bounds the queue before a job gets here).
 
 One asyncio task owns the decoding loop; each iteration asks the BatchPolicy how many queued
 rows join, then runs one ``Runner.step`` on the single model thread. Jobs whose caller gave
@@ -20,10 +21,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Literal
 
+from copygen.deadline import Deadline
 from copygen.domain import Completion, Generation, GenerationRequest
 from copygen.engine.batch_policy import BatchPolicy
 from copygen.engine.protocols import RowSpec, Runner, RunnerOutOfMemory
-from copygen.errors import DeadlineExceeded, GenerationFailed, QueueFull
+from copygen.errors import DeadlineExceeded, GenerationFailed
 from copygen.generation import (
     MetricsSink,
     NullMetrics,
@@ -39,8 +41,9 @@ STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(eq=False)
-class Job:
-    """One submission: several requests, each sampled ``n`` times, finished together."""
+class DecodeJob:
+    """One submission: several requests, each sampled ``n`` times, finished together by
+    ``deadline`` (the request's, on the scheduler's clock)."""
 
     id: int
     requests: Sequence[GenerationRequest]
@@ -83,7 +86,6 @@ class SchedulerStats:
     jobs_completed: int = 0
     jobs_cancelled_queued: int = 0
     jobs_cancelled_running: int = 0
-    jobs_rejected: int = 0
     max_batch_rows: int = 0
     jobs_failed: int = 0
     oom_splits: int = 0
@@ -99,10 +101,9 @@ class Scheduler:
         policy: BatchPolicy,
         executor: Executor,
         *,
-        max_queue: int,
         clock: Callable[[], float] = time.monotonic,
         metrics: MetricsSink | None = None,
-        on_outcome: Callable[[Job, BaseException | None], None] | None = None,
+        on_outcome: Callable[[DecodeJob, BaseException | None], None] | None = None,
     ) -> None:
         """``on_outcome(job, error)`` hears how every job that reached the runner ended."""
         self._runner = runner
@@ -110,11 +111,10 @@ class Scheduler:
         self._metrics = metrics or NullMetrics()
         self.policy = policy
         self._executor = executor
-        self._max_queue = max_queue
         self._clock = clock
         self._ids = itertools.count(1)
-        self._waiting: deque[Job] = deque()
-        self._running: dict[int, Job] = {}
+        self._waiting: deque[DecodeJob] = deque()
+        self._running: dict[int, DecodeJob] = {}
         self._drop: set[RowKey] = set()
         self._live_rows = 0
         self._wake = asyncio.Event()
@@ -146,21 +146,17 @@ class Scheduler:
     def submit(
         self,
         requests: Sequence[GenerationRequest],
-        timeout_s: float,
+        deadline: Deadline,
         *,
         stream: bool = False,
         settle: Settle | None = None,
-    ) -> Job:
-        """Queue a job; raises QueueFull at once when the queue is at its bound. ``settle``:
-        see generation.Settle."""
-        if len(self._waiting) >= self._max_queue:
-            self.stats.jobs_rejected += 1
-            raise QueueFull("the generation queue is full; retry shortly")
+    ) -> DecodeJob:
+        """Queue a job that must finish by ``deadline``. ``settle``: see generation.Settle."""
         now = self._clock()
-        job = Job(
+        job = DecodeJob(
             id=next(self._ids),
             requests=requests,
-            deadline=now + timeout_s,
+            deadline=deadline.at,
             submitted_at=now,
             future=asyncio.get_running_loop().create_future(),
             events=asyncio.Queue() if stream else None,
@@ -179,7 +175,7 @@ class Scheduler:
         self._wake.set()
         return job
 
-    def cancel(self, job: Job, error: BaseException | None = None) -> None:
+    def cancel(self, job: DecodeJob, error: BaseException | None = None) -> None:
         """The caller gave up (``error`` None) or its deadline passed: drop the job wherever it
         is. A give-up counts as cancelled, a deadline as failed."""
         if job in self._waiting:
@@ -258,7 +254,7 @@ class Scheduler:
             if now >= job.deadline and not job.done:
                 self.cancel(job, DeadlineExceeded("the request deadline passed"))
 
-    def _release(self, job: Job) -> None:
+    def _release(self, job: DecodeJob) -> None:
         """Hand the job's live rows to the runner for dropping; forget the job."""
         self._drop |= job.live
         self._live_rows -= len(job.live)
@@ -298,7 +294,7 @@ class Scheduler:
             if not job.live and not job.pending:
                 self._complete(job, now)
 
-    def _settled(self, job: Job, index: int) -> bool:
+    def _settled(self, job: DecodeJob, index: int) -> bool:
         """Ask the job; a settle that fails is dropped (its rows run on), never the loop."""
         assert job.settle is not None
         try:
@@ -308,7 +304,7 @@ class Scheduler:
             job.settle = None
             return False
 
-    def _drop_rows(self, job: Job, index: int) -> None:
+    def _drop_rows(self, job: DecodeJob, index: int) -> None:
         """Request ``index`` of ``job`` has what it needs: its rows still running leave the
         batch at the next step, its queued rows never start."""
         keys = {key for key in job.live if key[1] == index}
@@ -324,7 +320,7 @@ class Scheduler:
             for key in sorted(keys):
                 job.events.put_nowait(RowEvent(key, "", "dropped", "", 0, 0))
 
-    def _complete(self, job: Job, now: float) -> None:
+    def _complete(self, job: DecodeJob, now: float) -> None:
         job.finished_at = now
         self._running.pop(job.id, None)
         self.stats.jobs_completed += 1
@@ -364,7 +360,7 @@ class Scheduler:
         self._live_rows = 0
         self._drop.clear()
 
-    def _report(self, job: Job, generations: Sequence[Generation]) -> None:
+    def _report(self, job: DecodeJob, generations: Sequence[Generation]) -> None:
         admitted = job.admitted_at or job.submitted_at
         first = job.first_token_at
         self._metrics.job_done(
@@ -382,7 +378,7 @@ class Scheduler:
         self._live_rows = 0
         self._runner.reset()
 
-    def _fail(self, job: Job, error: BaseException) -> None:
+    def _fail(self, job: DecodeJob, error: BaseException) -> None:
         if not job.future.done() and not isinstance(error, asyncio.CancelledError):
             self.stats.jobs_failed += 1
         if job.admitted_at is not None and not job.future.done() and self._on_outcome:

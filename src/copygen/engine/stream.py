@@ -9,9 +9,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
+from copygen.deadline import Deadline
 from copygen.domain import Generation
-from copygen.engine.scheduler import Job, Scheduler
-from copygen.errors import DeadlineExceeded
+from copygen.engine.scheduler import DecodeJob, Scheduler
 from copygen.generation import FinishedJob, RowEvent, job_timings_ms
 
 
@@ -19,11 +19,10 @@ class TokenStream:
     """One submitted job. Use ``result()`` (the job was submitted without events) or
     ``events()`` (with events), once."""
 
-    def __init__(self, scheduler: Scheduler, job: Job, timeout_s: float) -> None:
+    def __init__(self, scheduler: Scheduler, job: DecodeJob, deadline: Deadline) -> None:
         self._scheduler = scheduler
         self.job = job
-        self._timeout_s = timeout_s
-        self._deadline = asyncio.get_running_loop().time() + timeout_s
+        self._deadline = deadline
 
     async def result(self) -> list[Generation]:
         """Every row's completion, once the last row finished."""
@@ -62,12 +61,11 @@ class TokenStream:
 
     @contextlib.asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
-        """The one place a request deadline becomes DeadlineExceeded (and drops the job)."""
+        """Where the request's deadline becomes DeadlineExceeded (and drops the job). The
+        deadline is read as time left, so the loop's own clock need not be the same one."""
         try:
-            async with asyncio.timeout_at(self._deadline):
+            async with asyncio.timeout(self._deadline.remaining()):
                 yield
         except TimeoutError as exc:
-            self._scheduler.cancel(self.job, DeadlineExceeded("deadline"))
-            raise DeadlineExceeded(
-                f"generation did not finish within {self._timeout_s:g} s"
-            ) from exc
+            self._scheduler.cancel(self.job, self._deadline.exceeded("generation"))
+            raise self._deadline.exceeded("generation") from exc

@@ -22,11 +22,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from copygen.generation import QueueFigures
 from copygen.resilience.breaker import STATE_VALUE
 
 if TYPE_CHECKING:
-    from copygen.service.copywriter import Copywriter
     from copygen.service.jobs import JobRunner
+    from copygen.service.runtime import Runtime
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 15, 20, 30, 60
@@ -180,16 +181,18 @@ class Metrics:
     def breaker_changed(self, name: str, state: str) -> None:
         self.breaker_transitions.labels(name, state).inc()
 
-    def watch(self, copywriter: Callable[[], Copywriter | None]) -> None:
-        """Read the engine's and the cache's own figures at every scrape."""
-        self.registry.register(_ServiceCollector(copywriter))
-
-    def watch_jobs(self, jobs: Callable[[], JobRunner | None]) -> None:
-        """Jobs per status and job items done, read at every scrape."""
-        self.registry.register(_JobsCollector(jobs))
+    def watch(self, runtime: Callable[[], Runtime | None]) -> None:
+        """Read the runtime's own figures (generator, cache, breakers, store, jobs) at every
+        scrape."""
+        self.registry.register(_ServiceCollector(runtime))
+        self.registry.register(_JobsCollector(lambda: _jobs(runtime())))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _jobs(runtime: Runtime | None) -> JobRunner | None:
+    return runtime.jobs if runtime is not None else None
 
 
 class _JobsCollector(Collector):
@@ -212,63 +215,54 @@ class _JobsCollector(Collector):
         )
 
 
-#: (metric, help, key of Engine.stats())
-ENGINE_GAUGES = (
-    ("copygen_queue_depth", "Jobs waiting for the batch.", "queued_jobs"),
-    ("copygen_running_rows", "Rows in the running batch.", "running_rows"),
+#: (metric, help, the figure) of the default generator's QueueFigures.
+QUEUE_GAUGES: tuple[tuple[str, str, Callable[[QueueFigures], float]], ...] = (
+    ("copygen_queue_depth", "Jobs waiting for the batch.", lambda f: f.queued_jobs),
+    ("copygen_running_rows", "Rows in the running batch.", lambda f: f.running_rows),
     (
         "copygen_backend_in_flight",
         "Calls in flight to the remote model server.",
-        "backend_in_flight",
+        lambda f: f.backend_in_flight,
     ),
+    ("copygen_batch_ceiling_rows", "Current adaptive batch ceiling.", lambda f: f.batch_ceiling),
 )
 
 
 class _ServiceCollector(Collector):
-    def __init__(self, copywriter: Callable[[], Copywriter | None]) -> None:
-        self._copywriter = copywriter
+    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+        self._runtime = runtime
 
     def describe(self) -> list[Metric]:
-        return []  # collected lazily: the copywriter may not exist yet
+        return []  # collected lazily: the runtime may not exist yet
 
     def collect(self) -> Iterator[Metric]:
-        copywriter = self._copywriter()
-        if copywriter is None:
+        runtime = self._runtime()
+        if runtime is None:
             return
-        engine = copywriter.engine
-        stats = engine.stats()
+        engine = runtime.default.snapshot()
+        f = engine.figures
         yield _gauge("copygen_ready", "1 when the model is loaded and warm.", int(engine.ready))
-        for name, doc, key in ENGINE_GAUGES:
-            yield _gauge(name, doc, stats.get(key, 0))
-        yield _counter(
-            "copygen_forward_passes", "Model forward calls.", stats.get("forward_passes", 0)
-        )
+        for name, doc, figure in QUEUE_GAUGES:
+            yield _gauge(name, doc, figure(f))
+        yield _counter("copygen_forward_passes", "Model forward calls.", f.forward_passes)
         yield _counters(
             "copygen_draft_tokens",
             "Speculative decoding: tokens guessed, and guessed tokens the model confirmed.",
             "outcome",
-            {
-                "proposed": stats.get("draft_tokens", 0),
-                "accepted": stats.get("draft_tokens_accepted", 0),
-            },
+            {"proposed": f.draft_tokens, "accepted": f.draft_tokens_accepted},
         )
         yield _counters(
             "copygen_oom_events",
             "Device out-of-memory steps: split (retried in halves) or failed (at one row).",
             "outcome",
-            {"split": stats.get("oom_splits", 0), "failed": stats.get("oom_failures", 0)},
-        )
-        yield _gauge(
-            "copygen_batch_ceiling_rows",
-            "Current adaptive batch ceiling.",
-            stats.get("batch_ceiling", 0),
+            {"split": f.oom_splits, "failed": f.oom_failures},
         )
         yield _gauge(
             "copygen_degraded_to_cpu",
             "1 after falling back from the GPU.",
             int(engine.degraded_to_cpu),
         )
-        yield _gauge("copygen_draining", "1 while shutting down.", int(engine.draining))
+        yield _gauge("copygen_draining", "1 while shutting down.", int(runtime.draining))
         yield _gauge(
             "copygen_memory_shedding",
             "1 while memory is above its mark.",
@@ -278,17 +272,14 @@ class _ServiceCollector(Collector):
             "copygen_jobs_cancelled",
             "Jobs dropped by their client, by stage.",
             "stage",
-            {
-                "queued": stats.get("jobs_cancelled_queued", 0),
-                "running": stats.get("jobs_cancelled_running", 0),
-            },
+            {"queued": f.jobs_cancelled_queued, "running": f.jobs_cancelled_running},
         )
         if engine.load_seconds is not None:
             yield _gauge(
                 "copygen_model_load_seconds", "Time to load the model.", engine.load_seconds
             )
 
-        cache = copywriter.cache
+        cache = runtime.cache
         c = cache.counters
         yield _counters(
             "copygen_cache_hits", "Cache hits by tier.", "tier", {"l1": c.hits_l1, "l2": c.hits_l2}
@@ -311,13 +302,13 @@ class _ServiceCollector(Collector):
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
             labels=["breaker"],
         )
-        for breaker in copywriter.breakers():
+        for breaker in runtime.breakers():
             breakers.add_metric([breaker.name], STATE_VALUE[breaker.state])
         yield breakers
         if cache.l2 is not None:
             yield _gauge("copygen_redis_up", "1 while Redis answers.", int(cache.l2.up))
             yield _counter("copygen_redis_errors", "Failed Redis calls.", cache.l2.errors_total)
-        if (book := copywriter.book) is not None:
+        if (book := runtime.book) is not None:
             figures = book.figures
             yield _gauge("copygen_store_up", "1 once the database is migrated.", int(book.migrated))
             yield _gauge("copygen_brands", "Stored brands, every tenant.", figures["brands"])
@@ -335,7 +326,7 @@ class _ServiceCollector(Collector):
                 "Responses whose variants could not be kept for feedback.",
                 book.remember_failures,
             )
-        for name, value in engine.device_stats().items():
+        for name, value in engine.device.items():
             yield _gauge(f"copygen_{name}", f"Accelerator figure {name}.", value)
 
 

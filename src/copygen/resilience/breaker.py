@@ -6,9 +6,15 @@ circuitbreaker lets every caller through while half-open. This one admits exactl
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
+
+log = logging.getLogger("copygen.breaker")
+
+#: ``listener(name, old, new)``: a breaker moved from ``old`` to ``new``.
+Listener = Callable[[str, "BreakerState", "BreakerState"], None]
 
 
 class BreakerState(StrEnum):
@@ -28,7 +34,8 @@ class CircuitBreaker:
     ``allow()`` is False until ``reset_s`` has passed; then exactly one caller (the probe) is
     let through. Its success closes the breaker, its failure opens it for another ``reset_s``.
     A probe that never reports back (its caller was cancelled) is given up after ``reset_s``.
-    ``on_change(old, new)`` sees every transition, for logs and metrics.
+    Every transition is logged here, once, and handed to each ``listen``-er (metrics, the
+    engine's device fallback).
     """
 
     def __init__(
@@ -38,13 +45,13 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         reset_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        on_change: Callable[[str, BreakerState, BreakerState], None] | None = None,
+        on_change: Listener | None = None,
     ) -> None:
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_s = reset_s
         self._clock = clock
-        self.on_change = on_change
+        self._listeners: list[Listener] = [] if on_change is None else [on_change]
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._opened_at = 0.0
@@ -54,6 +61,10 @@ class CircuitBreaker:
     @property
     def state(self) -> BreakerState:
         return self._state
+
+    def listen(self, listener: Listener) -> None:
+        """Hand every later transition to ``listener`` too."""
+        self._listeners.append(listener)
 
     def retry_after_s(self) -> float:
         """Seconds until the next probe may run (0 when closed)."""
@@ -97,5 +108,6 @@ class CircuitBreaker:
 
     def _set(self, state: BreakerState) -> None:
         old, self._state = self._state, state
-        if self.on_change is not None:
-            self.on_change(self.name, old, state)
+        log.warning("breaker %s: %s -> %s", self.name, old.value, state.value)
+        for listener in self._listeners:
+            listener(self.name, old, state)

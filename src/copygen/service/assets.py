@@ -1,6 +1,6 @@
 """Asset sets in one call: a Google Ads responsive search ad (headlines, descriptions, display
 paths) or a Meta ad's text set, each part a brief of its channel, all parts generated in the
-same rounds (shared forward passes) by the copywriter, then checked as a set
+same rounds (shared forward passes) by the copy workflow, then checked as a set
 (copywriting/assets.py)."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from copygen.auth import ANONYMOUS
 from copygen.cache.codec import variant_from_dict
 from copygen.copywriting.assets import AssetChecks, meta_checks, rsa_checks, suggest_pins
 from copygen.copywriting.ranking import deduplicate
+from copygen.deadline import Deadline
 from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, Variant, new_copy_id
-from copygen.service.copywriter import Copywriter
+from copygen.service.workflow import CopyWorkflow
 
 #: Headlines that open with a keyword (the format wants at least three), and how many
 #: headlines one part asks for (each part samples twice as many rows per round).
@@ -86,22 +87,26 @@ def part(brief: CopyBrief, channel: str, count: int, **changes: object) -> CopyB
 
 
 async def write_parts(
-    copywriter: Copywriter, parts: Sequence[tuple[str, CopyBrief]], tenant: str
+    workflow: CopyWorkflow,
+    parts: Sequence[tuple[str, CopyBrief]],
+    tenant: str,
+    deadline: Deadline | None = None,
 ) -> tuple[dict[str, list[Variant]], list[CopyResult]]:
     """One brief per part (none for a part of 0 variants), all generated together."""
     live = [(name, brief) for name, brief in parts if brief.variants > 0]
-    results = await copywriter.generate_many([brief for _, brief in live], tenant=tenant)
+    results = await workflow.generate_many([b for _, b in live], deadline, tenant=tenant)
     found = {name: list(r.variants) for (name, _), r in zip(live, results, strict=True)}
     return {name: found.get(name, []) for name, _ in parts}, results
 
 
 async def google_rsa(
-    copywriter: Copywriter,
+    workflow: CopyWorkflow,
     brief: CopyBrief,
     headlines: int,
     descriptions: int,
     paths: tuple[str, str],
     tenant: str = ANONYMOUS,
+    deadline: Deadline | None = None,
 ) -> tuple[AssetSet, tuple[str, str]]:
     """The RSA's headlines and descriptions (and display paths where none were given: two
     generated path segments)."""
@@ -124,7 +129,7 @@ async def google_rsa(
         ("descriptions", part(brief, "google_ads_description", descriptions)),
         ("paths", part(brief, "google_ads_path", 0 if any(paths) else 2)),
     ]  # fmt: skip
-    parts, results = await write_parts(copywriter, wanted, tenant)
+    parts, results = await write_parts(workflow, wanted, tenant, deadline)
     chosen: list[Variant] = []
     for name in [name for name, _ in wanted if name.startswith(("keyword", "cta", "headlines"))]:
         chosen += deduplicate(parts.pop(name), keep=chosen)
@@ -134,7 +139,7 @@ async def google_rsa(
         extra = part(
             brief, "google_ads_headline", short, seed=(base - 7919 * (attempt + 1)) % 2**63
         )
-        [more] = await copywriter.generate_many([extra], tenant=tenant)
+        [more] = await workflow.generate_many([extra], deadline, tenant=tenant)
         results.append(more)
         chosen += deduplicate(more.variants, keep=chosen)[:short]
     parts = {"headlines": chosen, **parts}
@@ -153,19 +158,20 @@ async def google_rsa(
 
 
 async def meta_ad(
-    copywriter: Copywriter,
+    workflow: CopyWorkflow,
     brief: CopyBrief,
     primary_texts: int,
     headlines: int,
     descriptions: int,
     tenant: str = ANONYMOUS,
+    deadline: Deadline | None = None,
 ) -> AssetSet:
     wanted = [
         ("primary_texts", part(brief, "meta_primary_text", primary_texts)),
         ("headlines", part(brief, "meta_headline", headlines)),
         ("descriptions", part(brief, "meta_link_description", descriptions)),
     ]
-    parts, results = await write_parts(copywriter, wanted, tenant)
+    parts, results = await write_parts(workflow, wanted, tenant, deadline)
     texts = {name: [v.text for v in variants] for name, variants in parts.items()}
     checks = meta_checks(texts["primary_texts"], texts["headlines"], texts["descriptions"])
     return _set(parts, checks, [None] * len(parts["headlines"]), results)

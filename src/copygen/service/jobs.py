@@ -25,6 +25,7 @@ from typing import Any
 from copygen import webhooks
 from copygen.cache.codec import result_to_dict
 from copygen.config import Settings
+from copygen.deadline import Deadline
 from copygen.domain import CachePolicy, CopyBrief
 from copygen.errors import (
     BackendOverloaded,
@@ -42,7 +43,7 @@ from copygen.errors import (
 )
 from copygen.service import assets
 from copygen.service.brands import BrandBook, with_brand
-from copygen.service.copywriter import Copywriter
+from copygen.service.workflow import CopyWorkflow
 from copygen.store.brands import now
 from copygen.store.jobs import Job, JobItem, JobRepository, Limits, PendingDelivery
 
@@ -95,7 +96,7 @@ def brief_from_dict(data: dict[str, Any]) -> tuple[CopyBrief, str | None]:
 
 
 class JobRunner:
-    def __init__(self, copywriter: Copywriter, book: BrandBook, settings: Settings) -> None:
+    def __init__(self, copywriter: CopyWorkflow, book: BrandBook, settings: Settings) -> None:
         self.copywriter = copywriter
         self.book = book
         self.settings = settings
@@ -181,7 +182,7 @@ class JobRunner:
     async def _loop(self) -> None:
         while True:
             try:
-                if not self.book.migrated or not self.copywriter.engine.ready:
+                if not self.book.migrated or not self.copywriter.generators.ready:
                     await asyncio.sleep(IDLE_S)
                     continue
                 job = await self.repo.claim(self.owner, self.settings.job_lease_s)
@@ -276,7 +277,9 @@ class JobRunner:
             runnable.append((index, brief))
         if runnable:
             results = await self.copywriter.generate_many(
-                [brief for _, brief in runnable], tenant=job.tenant
+                [brief for _, brief in runnable],
+                Deadline.within(self.settings.request_timeout_s),  # a chunk is its own request
+                tenant=job.tenant,
             )
             for (index, _), result in zip(runnable, results, strict=True):
                 items.append(JobItem(index, result_to_dict(result), None))

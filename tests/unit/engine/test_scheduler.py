@@ -1,4 +1,4 @@
-"""The scheduler on a fake runner: queue bound, deadlines, cancellation, shared steps."""
+"""The scheduler on a fake runner: deadlines, cancellation, shared steps."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from copygen.deadline import Deadline
 from copygen.domain import ChatMessage, Completion, GenerationRequest, SamplingParams
 from copygen.engine.batch_policy import BatchPolicy
 from copygen.engine.scheduler import Scheduler
 from copygen.engine.stream import TokenStream
-from copygen.errors import DeadlineExceeded, QueueFull
+from copygen.errors import DeadlineExceeded
 from tests.fakes import FakeRunner
 
 
@@ -32,11 +33,9 @@ async def executor() -> AsyncIterator[ThreadPoolExecutor]:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def make(
-    runner: FakeRunner, executor: ThreadPoolExecutor, *, max_queue: int = 8, max_batch: int = 8
-) -> Scheduler:
+def make(runner: FakeRunner, executor: ThreadPoolExecutor, *, max_batch: int = 8) -> Scheduler:
     policy = BatchPolicy(max_batch_size=max_batch, max_wait_s=0.0)
-    scheduler = Scheduler(runner, policy, executor, max_queue=max_queue)
+    scheduler = Scheduler(runner, policy, executor)
     scheduler.start()
     return scheduler
 
@@ -44,7 +43,7 @@ def make(
 async def test_jobs_complete_with_every_row(executor: ThreadPoolExecutor) -> None:
     runner = FakeRunner(lambda r, row: f"one two three {row}", whole=False)
     scheduler = make(runner, executor)
-    job = scheduler.submit([request(n=2), request(n=1)], timeout_s=5)
+    job = scheduler.submit([request(n=2), request(n=1)], Deadline.within(5))
     generations = await job.future
     assert [len(g.completions) for g in generations] == [2, 1]
     assert generations[0].completions[1].text == "one two three 1"
@@ -54,8 +53,8 @@ async def test_jobs_complete_with_every_row(executor: ThreadPoolExecutor) -> Non
 
 async def test_concurrent_jobs_share_steps_under_the_ceiling(executor: ThreadPoolExecutor) -> None:
     runner = FakeRunner(lambda r, row: "a b c d e f", whole=False)
-    scheduler = make(runner, executor, max_batch=4, max_queue=16)
-    jobs = [scheduler.submit([request(n=1)], timeout_s=5) for _ in range(10)]
+    scheduler = make(runner, executor, max_batch=4)
+    jobs = [scheduler.submit([request(n=1)], Deadline.within(5)) for _ in range(10)]
     await asyncio.gather(*(job.future for job in jobs))
     assert max(runner.batch_sizes) == 4
     assert len(runner.batch_sizes) < 10 * 6  # far fewer steps than one job at a time
@@ -65,29 +64,13 @@ async def test_concurrent_jobs_share_steps_under_the_ceiling(executor: ThreadPoo
 async def test_late_arrivals_join_the_running_batch(executor: ThreadPoolExecutor) -> None:
     runner = FakeRunner(lambda r, row: " ".join(["w"] * 20), whole=False, step_delay_s=0.005)
     scheduler = make(runner, executor)
-    first = scheduler.submit([request(n=1, words=20)], timeout_s=5)
+    first = scheduler.submit([request(n=1, words=20)], Deadline.within(5))
     while not runner.batch_sizes:
         await asyncio.sleep(0.001)
-    second = scheduler.submit([request(n=1, words=20)], timeout_s=5)
+    second = scheduler.submit([request(n=1, words=20)], Deadline.within(5))
     await asyncio.gather(first.future, second.future)
     assert len(runner.joins) == 2  # the second joined while the first was running
     assert 2 in runner.batch_sizes
-    await scheduler.stop()
-
-
-async def test_a_full_queue_rejects_at_once(executor: ThreadPoolExecutor) -> None:
-    hang = threading.Event()
-    runner = FakeRunner(hang=hang)
-    scheduler = make(runner, executor, max_queue=2, max_batch=1)
-    jobs = [scheduler.submit([request()], timeout_s=5)]
-    while not runner.joins:  # the first job is running (and hangs)
-        await asyncio.sleep(0.001)
-    jobs += [scheduler.submit([request()], timeout_s=5) for _ in range(2)]
-    with pytest.raises(QueueFull):
-        scheduler.submit([request()], timeout_s=5)
-    assert scheduler.stats.jobs_rejected == 1
-    hang.set()
-    await asyncio.gather(*(job.future for job in jobs))
     await scheduler.stop()
 
 
@@ -97,8 +80,8 @@ async def test_cancelled_while_queued_never_reaches_the_runner(
     hang = threading.Event()
     runner = FakeRunner(hang=hang)
     scheduler = make(runner, executor, max_batch=1)
-    running = scheduler.submit([request()], timeout_s=5)
-    queued = scheduler.submit([request()], timeout_s=5)
+    running = scheduler.submit([request()], Deadline.within(5))
+    queued = scheduler.submit([request()], Deadline.within(5))
     await asyncio.sleep(0.05)
     scheduler.cancel(queued)
     hang.set()
@@ -112,11 +95,11 @@ async def test_cancelled_while_queued_never_reaches_the_runner(
 async def test_cancelled_while_running_rows_are_dropped(executor: ThreadPoolExecutor) -> None:
     runner = FakeRunner(lambda r, row: " ".join(["w"] * 50), whole=False)
     scheduler = make(runner, executor)
-    job = scheduler.submit([request(n=2, words=50)], timeout_s=5)
+    job = scheduler.submit([request(n=2, words=50)], Deadline.within(5))
     while sum(runner.batch_sizes) < 4:
         await asyncio.sleep(0.001)
     scheduler.cancel(job)
-    other = scheduler.submit([request()], timeout_s=5)
+    other = scheduler.submit([request()], Deadline.within(5))
     await other.future
     assert sorted(runner.dropped) == [(job.id, 0, 0), (job.id, 0, 1)]
     assert scheduler.running_rows == 0
@@ -128,8 +111,8 @@ async def test_deadline_covers_queue_time(executor: ThreadPoolExecutor) -> None:
     hang = threading.Event()
     runner = FakeRunner(hang=hang)
     scheduler = make(runner, executor, max_batch=1)
-    blocker = scheduler.submit([request()], timeout_s=5)
-    late = scheduler.submit([request()], timeout_s=0.05)
+    blocker = scheduler.submit([request()], Deadline.within(5))
+    late = scheduler.submit([request()], Deadline.within(0.05))
     await asyncio.sleep(0.1)
     hang.set()
     await blocker.future
@@ -150,10 +133,10 @@ async def test_a_failing_runner_fails_its_jobs_and_recovers(executor: ThreadPool
 
     runner = FakeRunner(reply)
     scheduler = make(runner, executor)
-    failing = scheduler.submit([request()], timeout_s=5)
+    failing = scheduler.submit([request()], Deadline.within(5))
     with pytest.raises(Exception, match="generation failed"):
         await failing.future
-    ok = scheduler.submit([request()], timeout_s=5)
+    ok = scheduler.submit([request()], Deadline.within(5))
     assert (await ok.future)[0].completions[0].text == "fine"
     await scheduler.stop()
 
@@ -172,7 +155,9 @@ async def test_a_settled_request_drops_its_other_rows(executor: ThreadPoolExecut
         asked.append((index, len(finished)))
         return index == 0 and len(finished) >= 2
 
-    job = scheduler.submit([request(n=4, words=40), request(n=1, words=3)], 5, settle=settle)
+    job = scheduler.submit(
+        [request(n=4, words=40), request(n=1, words=3)], Deadline.within(5), settle=settle
+    )
     first, second = await job.future
     assert [len(c.text.split()) for c in first.completions] == [2, 3]
     assert [c.text for c in second.completions] == ["w w"]  # the other request is untouched
@@ -191,7 +176,9 @@ async def test_a_settled_request_drops_its_other_rows(executor: ThreadPoolExecut
 async def test_a_settled_requests_queued_rows_never_start(executor: ThreadPoolExecutor) -> None:
     runner = lengths(2, 2, 2, 2)
     scheduler = make(runner, executor, max_batch=2)
-    job = scheduler.submit([request(n=4)], 5, settle=lambda index, finished: len(finished) >= 2)
+    job = scheduler.submit(
+        [request(n=4)], Deadline.within(5), settle=lambda index, finished: len(finished) >= 2
+    )
     [generation] = await job.future
     assert len(generation.completions) == 2
     assert {spec.key[2] for join in runner.joins for spec in join} == {0, 1}
@@ -205,7 +192,9 @@ async def test_rows_finishing_in_the_same_step_all_count(executor: ThreadPoolExe
     of rows within a step."""
     runner = lengths(3, 3, 3, 9)
     scheduler = make(runner, executor)
-    job = scheduler.submit([request(n=4, words=9)], 5, settle=lambda i, done: len(done) >= 1)
+    job = scheduler.submit(
+        [request(n=4, words=9)], Deadline.within(5), settle=lambda i, done: len(done) >= 1
+    )
     [generation] = await job.future
     assert len(generation.completions) == 3
     await scheduler.stop()
@@ -214,8 +203,10 @@ async def test_rows_finishing_in_the_same_step_all_count(executor: ThreadPoolExe
 async def test_a_stream_ends_with_dropped_rows(executor: ThreadPoolExecutor) -> None:
     runner = lengths(1, 30)
     scheduler = make(runner, executor)
-    job = scheduler.submit([request(n=2, words=30)], 5, stream=True, settle=lambda i, d: True)
-    stream = TokenStream(scheduler, job, 5)
+    job = scheduler.submit(
+        [request(n=2, words=30)], Deadline.within(5), stream=True, settle=lambda i, d: True
+    )
+    stream = TokenStream(scheduler, job, Deadline.within(5))
     reasons = [e.finish_reason async for e in stream.events() if e.finish_reason is not None]
     assert reasons == ["stop", "dropped"]
     assert len(stream.finished().generations[0].completions) == 1
@@ -231,10 +222,10 @@ async def test_a_failing_settle_lets_the_rows_run_and_the_loop_go_on(
     def broken(index: int, finished: Sequence[Completion]) -> bool:
         raise RuntimeError("a bug in the caller's check")
 
-    job = scheduler.submit([request(n=3, words=5)], 5, settle=broken)
+    job = scheduler.submit([request(n=3, words=5)], Deadline.within(5), settle=broken)
     [generation] = await job.future
     assert len(generation.completions) == 3  # not settled: every row ran to its end
-    other = scheduler.submit([request()], 5)
+    other = scheduler.submit([request()], Deadline.within(5))
     await other.future
     assert scheduler.stats.rows_settled == 0
     await scheduler.stop()

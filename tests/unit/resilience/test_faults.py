@@ -19,7 +19,7 @@ from copygen.domain import CachePolicy, CopyBrief
 from copygen.engine.engine import Engine
 from copygen.errors import CircuitOpen, GenerationFailed
 from copygen.resilience.memory import MemoryGuard
-from tests.builders import started_copywriter
+from tests.builders import started_runtime
 from tests.fakes import FakeRunner
 
 
@@ -40,35 +40,37 @@ async def _client(runner: FakeRunner, **settings: object) -> AsyncIterator[httpx
 
 async def test_out_of_memory_splits_the_batch_and_every_request_succeeds() -> None:
     runner = FakeRunner(oom_above=4)
-    writer = await started_copywriter(runner, max_batch_size=32)
+    writer = await started_runtime(runner, max_batch_size=32)
     briefs = [CopyBrief(product=f"p{i}", variants=2, seed=i) for i in range(6)]  # 24 rows
-    results = await writer.generate_many(briefs)
+    results = await writer.workflow.generate_many(briefs)
     assert all(len(r.variants) == 2 for r in results)
     assert runner.ooms >= 1
-    stats = writer.engine.stats()
-    assert stats["oom_splits"] >= 1
-    assert stats["batch_ceiling"] <= 4
-    assert writer.engine.stats()["oom_failures"] == 0
+    stats = writer.default.snapshot().figures
+    assert stats.oom_splits >= 1
+    assert stats.batch_ceiling <= 4
+    assert writer.default.snapshot().figures.oom_failures == 0
     assert max(runner.batch_sizes) <= 4
-    assert writer.engine.breaker.state == "closed"
+    assert writer.default.snapshot().breaker.state == "closed"
     # Same seeds, same text as without any split.
-    clean = await started_copywriter(FakeRunner(), max_batch_size=32)
-    assert [r.variants for r in await clean.generate_many(briefs)] == [r.variants for r in results]
+    clean = await started_runtime(FakeRunner(), max_batch_size=32)
+    assert [r.variants for r in await clean.workflow.generate_many(briefs)] == [
+        r.variants for r in results
+    ]
     await writer.stop()
     await clean.stop()
 
 
 async def test_out_of_memory_at_one_row_fails_and_repeated_failures_open_the_breaker() -> None:
     runner = FakeRunner(oom_above=0)
-    writer = await started_copywriter(runner, breaker_failures=2, breaker_reset_s=60)
+    writer = await started_runtime(runner, breaker_failures=2, breaker_reset_s=60)
     brief = CopyBrief(product="x", variants=1, cache=CachePolicy.BYPASS)
     for _ in range(2):
         with pytest.raises(GenerationFailed):
-            await writer.generate(brief)
-    assert writer.engine.breaker.state == "open"
-    assert writer.engine.stats()["oom_failures"] >= 1
+            await writer.workflow.generate(brief)
+    assert writer.default.snapshot().breaker.state == "open"
+    assert writer.default.snapshot().figures.oom_failures >= 1
     with pytest.raises(CircuitOpen) as refused:
-        await writer.generate(brief)
+        await writer.workflow.generate(brief)
     assert refused.value.retry_after_s is not None
     assert 1 <= refused.value.retry_after_s <= 60
     await writer.stop()

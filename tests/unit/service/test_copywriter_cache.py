@@ -13,7 +13,7 @@ from copygen.api.app import create_app
 from copygen.config import Settings
 from copygen.domain import CachePolicy, CopyBrief
 from copygen.engine.engine import Engine
-from tests.builders import started_copywriter
+from tests.builders import started_runtime
 from tests.fakes import FakeRunner, spelled
 
 BRIEF = CopyBrief(product="solar charger", channel="sms", variants=2, seed=1)
@@ -21,9 +21,9 @@ BRIEF = CopyBrief(product="solar charger", channel="sms", variants=2, seed=1)
 
 async def test_a_repeated_brief_is_an_l1_hit_without_model_work() -> None:
     runner = FakeRunner()
-    writer = await started_copywriter(runner)
-    first = await writer.generate(BRIEF)
-    second = await writer.generate(BRIEF)
+    writer = await started_runtime(runner)
+    first = await writer.workflow.generate(BRIEF)
+    second = await writer.workflow.generate(BRIEF)
     assert len(runner.calls) == 1
     assert (first.cached, first.cache_tier) == (False, None)
     assert (second.cached, second.cache_tier) == (True, "l1")
@@ -37,19 +37,21 @@ async def test_a_repeated_brief_is_an_l1_hit_without_model_work() -> None:
 async def test_refresh_regenerates_and_replaces_and_bypass_leaves_no_trace() -> None:
     counter = iter(range(1000))
     runner = FakeRunner(lambda request, row: f"Fresh copy take {spelled(next(counter))}")
-    writer = await started_copywriter(runner)
-    first = await writer.generate(BRIEF)
-    refreshed = await writer.generate(dataclasses.replace(BRIEF, cache=CachePolicy.REFRESH))
-    again = await writer.generate(BRIEF)
+    writer = await started_runtime(runner)
+    first = await writer.workflow.generate(BRIEF)
+    refreshed = await writer.workflow.generate(
+        dataclasses.replace(BRIEF, cache=CachePolicy.REFRESH)
+    )
+    again = await writer.workflow.generate(BRIEF)
     assert not refreshed.cached
     assert refreshed.variants != first.variants
     assert again.cached
     assert again.variants == refreshed.variants
 
     other = dataclasses.replace(BRIEF, product="kettle", cache=CachePolicy.BYPASS)
-    await writer.generate(other)
+    await writer.workflow.generate(other)
     calls = len(runner.calls)
-    used = await writer.generate(dataclasses.replace(other, cache=CachePolicy.USE))
+    used = await writer.workflow.generate(dataclasses.replace(other, cache=CachePolicy.USE))
     assert not used.cached
     assert len(runner.calls) == calls + 1
     await writer.stop()
@@ -57,8 +59,8 @@ async def test_refresh_regenerates_and_replaces_and_bypass_leaves_no_trace() -> 
 
 async def test_twenty_identical_concurrent_misses_run_one_generation() -> None:
     runner = FakeRunner(step_delay_s=0.01)
-    writer = await started_copywriter(runner)
-    results = await asyncio.gather(*(writer.generate(BRIEF) for _ in range(20)))
+    writer = await started_runtime(runner)
+    results = await asyncio.gather(*(writer.workflow.generate(BRIEF) for _ in range(20)))
     assert len(runner.calls) == 1
     assert len({tuple(v.text for v in r.variants) for r in results}) == 1
     assert len({r.id for r in results}) == 20
@@ -71,11 +73,11 @@ async def test_twenty_identical_concurrent_misses_run_one_generation() -> None:
 async def test_followers_generate_themselves_when_the_leader_goes_away() -> None:
     hang = threading.Event()
     runner = FakeRunner(hang=hang)
-    writer = await started_copywriter(runner)
-    leader = asyncio.create_task(writer.generate(BRIEF))
+    writer = await started_runtime(runner)
+    leader = asyncio.create_task(writer.workflow.generate(BRIEF))
     while not runner.joins:
         await asyncio.sleep(0.001)
-    follower = asyncio.create_task(writer.generate(BRIEF))
+    follower = asyncio.create_task(writer.workflow.generate(BRIEF))
     await asyncio.sleep(0.01)
     leader.cancel()
     hang.set()
@@ -88,10 +90,10 @@ async def test_followers_generate_themselves_when_the_leader_goes_away() -> None
 
 async def test_tenants_never_share_entries() -> None:
     runner = FakeRunner()
-    writer = await started_copywriter(runner)
-    await writer.generate_many([BRIEF], tenant="a")
-    [b] = await writer.generate_many([BRIEF], tenant="b")
-    [a_again] = await writer.generate_many([BRIEF], tenant="a")
+    writer = await started_runtime(runner)
+    await writer.workflow.generate_many([BRIEF], tenant="a")
+    [b] = await writer.workflow.generate_many([BRIEF], tenant="b")
+    [a_again] = await writer.workflow.generate_many([BRIEF], tenant="a")
     assert not b.cached
     assert a_again.cached
     assert len(runner.calls) == 2
@@ -100,10 +102,10 @@ async def test_tenants_never_share_entries() -> None:
 
 async def test_a_batch_mixes_hits_and_one_shared_generation_for_the_misses() -> None:
     runner = FakeRunner()
-    writer = await started_copywriter(runner)
-    await writer.generate(BRIEF)
+    writer = await started_runtime(runner)
+    await writer.workflow.generate(BRIEF)
     other = dataclasses.replace(BRIEF, product="kettle")
-    results = await writer.generate_many([BRIEF, other, other])
+    results = await writer.workflow.generate_many([BRIEF, other, other])
     assert [r.cached for r in results] == [True, False, False]
     assert len(runner.calls) == 2
     assert len(runner.calls[1]) == 1  # the duplicate in the batch shared the generation
@@ -185,7 +187,7 @@ async def test_a_warm_up_file_is_generated_into_the_cache_at_start(tmp_path: Pat
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
     ):
         for _ in range(200):
-            if len(app.state.copywriter.cache.l1) == 2:
+            if len(app.state.runtime.cache.l1) == 2:
                 break
             await asyncio.sleep(0.01)
         assert len(runner.calls) == 1  # both briefs in one shared generation

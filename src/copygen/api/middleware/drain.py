@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from copygen.api.responses import error_response
+from copygen.resilience.admission import Drain
 
 #: Paths that stay open while draining and do not count as work in flight.
 OPEN_WHILE_DRAINING = ("/health", "/metrics")
@@ -33,23 +34,42 @@ class _Flight:
     aborted: bool = False
 
 
+class InFlight:
+    """The requests being served now (health and metrics excluded): counted for the server's
+    drain wait, stopped and answered when the drain deadline passes."""
+
+    def __init__(self) -> None:
+        self.flights: set[_Flight] = set()
+
+    def __len__(self) -> int:
+        return len(self.flights)
+
+    async def abort(self) -> None:
+        """Stop every request still running and answer it (the drain deadline passed)."""
+        for flight in list(self.flights):
+            if flight.task is not None and not flight.aborted:
+                flight.aborted = True
+                flight.task.cancel()
+        for _ in range(100):  # each answers in its own task; give them a moment
+            if not self.flights:
+                return
+            await asyncio.sleep(0.01)
+
+
 class DrainMiddleware:
-    """Counts requests in flight; while draining, refuses new ones with 503."""
+    """Counts requests in flight (``flights``); once the service's ``drain`` began, refuses
+    new ones with 503."""
 
-    def __init__(self, app: ASGIApp, draining: Callable[[], bool]) -> None:
+    def __init__(self, app: ASGIApp, drain: Drain, flights: InFlight) -> None:
         self.app = app
-        self._draining = draining
-        self._flights: set[_Flight] = set()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._flights)
+        self._drain = drain
+        self._flights = flights.flights
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(OPEN_WHILE_DRAINING):
             await self.app(scope, receive, send)
             return
-        if self._draining():
+        if self._drain.active:
             response = error_response(
                 503,
                 "draining",
@@ -79,17 +99,6 @@ class DrainMiddleware:
             await _answer_aborted(flight, scope, receive, send)
         finally:
             self._flights.discard(flight)
-
-    async def abort(self) -> None:
-        """Stop every request still running and answer it (the drain deadline passed)."""
-        for flight in list(self._flights):
-            if flight.task is not None and not flight.aborted:
-                flight.aborted = True
-                flight.task.cancel()
-        for _ in range(100):  # each answers in its own task; give them a moment
-            if not self._flights:
-                return
-            await asyncio.sleep(0.01)
 
 
 async def _answer_aborted(flight: _Flight, scope: Scope, receive: Receive, send: Send) -> None:

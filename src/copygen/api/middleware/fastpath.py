@@ -21,16 +21,19 @@ from copygen.api.schemas import copy_response
 from copygen.api.state import COPY_BRIEF, buffered_body, set_log_fields, state, tenant
 from copygen.domain import CachePolicy, CopyBrief
 from copygen.observability.logging import copy_log_fields
-from copygen.service.copywriter import Copywriter
+from copygen.service.workflow import CopyWorkflow
 
 PATH = "/v1/copy"
 
 
 class CopyHitFastPath:
+    """Answers a repeated /v1/copy body from L1 through the copy workflow (``copywriter``:
+    None until the runtime is built)."""
+
     def __init__(
         self,
         app: ASGIApp,
-        copywriter: Callable[[], Copywriter | None],
+        copywriter: Callable[[], CopyWorkflow | None],
         *,
         max_entries: int = 4096,
     ) -> None:

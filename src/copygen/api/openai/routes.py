@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from sse_starlette.sse import EventSourceResponse
 
 from copygen.api import state
-from copygen.api.deps import EngineDep
+from copygen.api.deps import DeadlineDep, GeneratorDep
 from copygen.api.openai.schemas import (
     ChatChoice,
     ChatCompletion,
@@ -28,6 +28,7 @@ from copygen.api.openai.schemas import (
 )
 from copygen.api.responses import GENERATION_ERRORS, STREAM_OK
 from copygen.api.sse import sse_response
+from copygen.deadline import Deadline
 from copygen.domain import (
     ChatMessage,
     Completion,
@@ -72,10 +73,12 @@ def _request(body: OpenAIRequest, **what: Any) -> GenerationRequest:
     )
 
 
-async def _generate(http: Request, engine: Generator, request: GenerationRequest) -> Generation:
+async def _generate(
+    http: Request, engine: Generator, request: GenerationRequest, deadline: Deadline
+) -> Generation:
     """The non-stream reply's one generation, with its token counts left for the request log
     line and the per-client token budget."""
-    [generation] = await engine.generate([request])
+    [generation] = (await engine.run([request], deadline)).generations
     usage = _usage(generation)
     fields = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
     state.set_log_fields(http.scope, fields)
@@ -92,27 +95,28 @@ def _usage(generation: Generation) -> Usage:
 
 
 @router.get("/v1/models")
-async def list_models(engine: EngineDep) -> ModelList:
+async def list_models(engine: GeneratorDep) -> ModelList:
     return ModelList(data=[ModelCard(id=engine.model_id, created=STARTED)])
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=OPENAI_ERRORS)
 async def chat_completions(
-    body: ChatCompletionRequest, engine: EngineDep, http: Request
+    body: ChatCompletionRequest, engine: GeneratorDep, deadline: DeadlineDep, http: Request
 ) -> ChatCompletion | EventSourceResponse:
     _check_model(engine, body.model)
     messages = tuple(ChatMessage(m.role, m.content) for m in body.messages)
-    reply = await _reply(CHAT, body, _request(body, messages=messages), engine, http)
+    request = _request(body, messages=messages)
+    reply = await _reply(CHAT, body, request, engine, deadline, http)
     return cast(ChatCompletion | EventSourceResponse, reply)
 
 
 @router.post("/v1/completions", response_model=TextCompletion, responses=OPENAI_ERRORS)
 async def completions(
-    body: CompletionRequest, engine: EngineDep, http: Request
+    body: CompletionRequest, engine: GeneratorDep, deadline: DeadlineDep, http: Request
 ) -> TextCompletion | EventSourceResponse:
     _check_model(engine, body.model)
     request = _request(body, messages=(), prompt=body.prompt)
-    reply = await _reply(TEXT, body, request, engine, http)
+    reply = await _reply(TEXT, body, request, engine, deadline, http)
     return cast(TextCompletion | EventSourceResponse, reply)
 
 
@@ -143,13 +147,19 @@ TEXT = _Shape(
 
 
 async def _reply(
-    shape: _Shape, body: OpenAIRequest, request: GenerationRequest, engine: Generator, http: Request
+    shape: _Shape,
+    body: OpenAIRequest,
+    request: GenerationRequest,
+    engine: Generator,
+    deadline: Deadline,
+    http: Request,
 ) -> ChatCompletion | TextCompletion | EventSourceResponse:
     """The one way both routes answer: a stream, or the whole reply with its usage."""
     reply_id, created = f"{shape.id_prefix}-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        return _stream(engine, body, request, reply_id, created, chat=shape.chat)
-    generation = await _generate(http, engine, request)
+        stream = engine.open_stream([request], deadline)
+        return _stream(stream, engine.model_id, body, reply_id, created, chat=shape.chat)
+    generation = await _generate(http, engine, request, deadline)
     choices: list[Any] = [shape.choice(i, c) for i, c in enumerate(generation.completions)]
     return shape.reply(
         id=reply_id,
@@ -161,22 +171,21 @@ async def _reply(
 
 
 def _stream(
-    engine: Generator,
+    stream: GenerationStream,
+    model_id: str,
     body: OpenAIRequest,
-    request: GenerationRequest,
     reply_id: str,
     created: int,
     *,
     chat: bool,
 ) -> EventSourceResponse:
-    """Submit now (errors keep their status code), then stream OpenAI chunks."""
-    stream = engine.open_stream([request])
+    """OpenAI chunks of a job already submitted (so its errors kept their status code)."""
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     head = {
         "id": reply_id,
         "object": "chat.completion.chunk" if chat else "text_completion",
         "created": created,
-        "model": engine.model_id,
+        "model": model_id,
     }
     return sse_response(_chunks(stream, head, body.n, include_usage, chat=chat))
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from copygen.api.deps import CopywriterDep
+from copygen.api.deps import RuntimeDep
 from copygen.api.schemas import ErrorBody
 from copygen.cache.keys import key_pattern, model_tag
 from copygen.copywriting.channels import CHANNELS
@@ -21,14 +21,14 @@ class CacheDeleted(BaseModel):
 
 
 @router.get("/v1/cache/stats")
-async def cache_stats(copywriter: CopywriterDep) -> dict[str, Any]:
+async def cache_stats(runtime: RuntimeDep) -> dict[str, Any]:
     """Hits per tier, misses, hit rate, sizes, and whether Redis is up."""
-    return await copywriter.cache.stats()
+    return await runtime.cache.stats()
 
 
 @router.delete("/v1/cache", response_model=CacheDeleted, responses={422: {"model": ErrorBody}})
 async def cache_delete(
-    copywriter: CopywriterDep,
+    runtime: RuntimeDep,
     channel: str | None = Query(None, max_length=64, description="only this channel"),
     model: str | None = Query(None, max_length=200, description="only this model id"),
 ) -> CacheDeleted:
@@ -43,5 +43,5 @@ async def cache_delete(
         parts = key.split(":")
         return (tag is None or parts[3] == tag) and (channel is None or parts[4] == channel)
 
-    deleted = await copywriter.cache.delete(key_pattern(model=model, channel=channel), match)
+    deleted = await runtime.cache.delete(key_pattern(model=model, channel=channel), match)
     return CacheDeleted(deleted=deleted)

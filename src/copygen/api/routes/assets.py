@@ -18,7 +18,7 @@ from copygen.api.asset_schemas import (
     RsaRequest,
     RsaResponse,
 )
-from copygen.api.deps import CopywriterDep, TenantDep
+from copygen.api.deps import DeadlineDep, RuntimeDep, TenantDep
 from copygen.api.exports import CSV, accepts, csv_response, google_ads_editor, meta_bulk
 from copygen.api.responses import GENERATION_ERRORS
 from copygen.api.routes.copy import brief_of
@@ -34,16 +34,21 @@ ANSWERS: dict[int | str, dict[str, Any]] = {**GENERATION_ERRORS, 200: {"content"
 
 @router.post("/v1/assets/google-ads-rsa", response_model=RsaResponse, responses=ANSWERS)
 async def google_rsa(
-    body: RsaRequest, copywriter: CopywriterDep, tenant: TenantDep, request: Request
+    body: RsaRequest,
+    runtime: RuntimeDep,
+    deadline: DeadlineDep,
+    tenant: TenantDep,
+    request: Request,
 ) -> Any:
     """Up to 15 headlines and 4 descriptions for a responsive search ad, distinct, within
     Google's limits by Google's counting, checked as a set (`checks`): at least 3 headlines
     with a keyword, a call to action, no headline repeating a display path; a brand or keyword
     headline suggested for position 1. `Accept: text/csv`: Google Ads Editor's columns."""
-    brief = await brief_of(body, copywriter, tenant)
+    brief = await brief_of(body, runtime.book, tenant)
     made, paths = await assets.google_rsa(
-        copywriter, brief, body.headlines, body.descriptions, (body.path1, body.path2), tenant
-    )
+        runtime.workflow, brief, body.headlines, body.descriptions, (body.path1, body.path2),
+        tenant, deadline,
+    )  # fmt: skip
     if accepts(request, CSV):
         headlines = [
             (v.text, pin) for v, pin in zip(made.parts["headlines"], made.pins, strict=True)
@@ -56,14 +61,19 @@ async def google_rsa(
 
 @router.post("/v1/assets/meta-ad", response_model=MetaResponse, responses=ANSWERS)
 async def meta_ad(
-    body: MetaRequest, copywriter: CopywriterDep, tenant: TenantDep, request: Request
+    body: MetaRequest,
+    runtime: RuntimeDep,
+    deadline: DeadlineDep,
+    tenant: TenantDep,
+    request: Request,
 ) -> Any:
     """Up to 5 primary texts, 5 headlines and 5 link descriptions for a Facebook/Instagram
     ad. `Accept: text/csv`: Meta's bulk sheet, one ad per row."""
-    brief = await brief_of(body, copywriter, tenant)
+    brief = await brief_of(body, runtime.book, tenant)
     made = await assets.meta_ad(
-        copywriter, brief, body.primary_texts, body.headlines, body.descriptions, tenant
-    )
+        runtime.workflow, brief, body.primary_texts, body.headlines, body.descriptions, tenant,
+        deadline,
+    )  # fmt: skip
     parts = {name: [v.text for v in variants] for name, variants in made.parts.items()}
     if accepts(request, CSV):
         text = meta_bulk(parts["primary_texts"], parts["headlines"], parts["descriptions"],

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from copygen.api import state
-from copygen.api.deps import CopywriterDep, TenantDep
+from copygen.api.deps import DeadlineDep, RuntimeDep, TenantDep, WorkflowDep
 from copygen.api.exports import (
     BATCH_HEADER,
     CSV,
@@ -33,12 +33,13 @@ from copygen.api.schemas import (
     copy_response,
 )
 from copygen.api.sse import sse_response
+from copygen.deadline import Deadline
 from copygen.domain import CopyBrief
 from copygen.errors import CopygenError, NotFound, NotReady, StoreUnavailable
 from copygen.generation import RowEvent
 from copygen.observability.logging import copy_log_fields
-from copygen.service.brands import with_brand
-from copygen.service.copywriter import Copywriter
+from copygen.service.brands import BrandBook, with_brand
+from copygen.service.workflow import CopyWorkflow
 
 log = logging.getLogger("copygen.api")
 router = APIRouter(tags=["copy"])
@@ -52,17 +53,22 @@ STREAM_IN_BATCH = "items of a batch cannot stream; send stream=false or use POST
     responses={**GENERATION_ERRORS, **STREAM_OK},
 )
 async def create_copy(
-    body: CopyRequest, copywriter: CopywriterDep, tenant: TenantDep, request: Request
+    body: CopyRequest,
+    runtime: RuntimeDep,
+    workflow: WorkflowDep,
+    deadline: DeadlineDep,
+    tenant: TenantDep,
+    request: Request,
 ) -> Response:
     """``stream: true`` answers with Server-Sent Events: ``draft`` events carry every
     candidate's tokens as they are decoded (round, row, delta), then one ``result`` event
     carries the checked, ranked response, then ``data: [DONE]``."""
-    brief = await brief_of(body, copywriter, tenant)
+    brief = await brief_of(body, runtime.book, tenant)
     if body.stream:
-        if not copywriter.engine.ready:
+        if not runtime.generators.for_channel(brief.channel).ready:
             raise NotReady("the model is still loading; retry shortly")
-        return sse_response(_stream_copy(copywriter, brief, tenant))
-    result = await copywriter.generate(brief, tenant=tenant)
+        return sse_response(_stream_copy(workflow, brief, deadline, tenant))
+    result = await workflow.generate(brief, deadline, tenant=tenant)
     if brief.brand is None:
         # the fast path may answer these bytes next time (not with a brand: the same bytes
         # mean new copy once the brand changes)
@@ -71,24 +77,27 @@ async def create_copy(
     return copy_response(result)
 
 
-async def brief_of(body: CopyRequest, copywriter: Copywriter, tenant: str) -> CopyBrief:
-    """The domain brief of ``body``, with its brand (the tenant's) resolved."""
+async def brief_of(body: CopyRequest, book: BrandBook | None, tenant: str) -> CopyBrief:
+    """The domain brief of ``body``, with its brand (the tenant's, from ``book``) resolved."""
     brief = body.to_brief()
     if body.brand is None:
         return brief
-    if copywriter.book is None:
+    if book is None:
         raise StoreUnavailable("this server keeps no brands")
-    voice = await copywriter.book.voice(tenant, body.brand)
+    voice = await book.voice(tenant, body.brand)
     return with_brand(brief, voice, body.model_fields_set)
 
 
 async def _stream_copy(
-    copywriter: Copywriter, brief: CopyBrief, tenant: str
+    workflow: CopyWorkflow, brief: CopyBrief, deadline: Deadline, tenant: str
 ) -> AsyncIterator[tuple[str | None, Any]]:
     drafts: asyncio.Queue[tuple[int, RowEvent] | None] = asyncio.Queue()
     task = asyncio.create_task(
-        copywriter.generate(
-            brief, on_event=lambda rnd, event: drafts.put_nowait((rnd, event)), tenant=tenant
+        workflow.generate(
+            brief,
+            deadline,
+            on_event=lambda rnd, event: drafts.put_nowait((rnd, event)),
+            tenant=tenant,
         ),
         name="copygen-copy-stream",
     )
@@ -119,7 +128,12 @@ async def _stream_copy(
     responses={**GENERATION_ERRORS, 200: {"content": {CSV: {}, NDJSON: {}}}},
 )
 async def create_copy_batch(
-    body: CopyBatchRequest, copywriter: CopywriterDep, tenant: TenantDep, http: Request
+    body: CopyBatchRequest,
+    runtime: RuntimeDep,
+    workflow: WorkflowDep,
+    deadline: DeadlineDep,
+    tenant: TenantDep,
+    http: Request,
 ) -> Any:
     """Every valid item goes through the engine together, so they share forward passes;
     invalid items get their own error and do not hold the others back. ``Accept:
@@ -138,14 +152,16 @@ async def create_copy_batch(
             items.append(_failed(index, "invalid_request", STREAM_IN_BATCH, "stream"))
             continue
         try:
-            valid.append((index, await brief_of(request, copywriter, tenant)))
+            valid.append((index, await brief_of(request, runtime.book, tenant)))
         except (NotFound, StoreUnavailable) as exc:
             items.append(_failed(index, exc.type, exc.message, exc.field))
     if accepts(http, NDJSON):
         state.set_log_fields(http.scope, {"briefs": len(valid)})
-        return StreamingResponse(_lines(copywriter, items, valid, tenant), media_type=NDJSON)
+        lines = _lines(workflow, items, valid, deadline, tenant)
+        return StreamingResponse(lines, media_type=NDJSON)
     if valid:
-        results = await copywriter.generate_many([brief for _, brief in valid], tenant=tenant)
+        briefs = [brief for _, brief in valid]
+        results = await workflow.generate_many(briefs, deadline, tenant=tenant)
         state.set_log_fields(http.scope, {
             "briefs": len(results),
             "prompt_tokens": sum(r.usage.prompt_tokens for r in results),
@@ -162,9 +178,10 @@ async def create_copy_batch(
 
 
 async def _lines(
-    copywriter: Copywriter,
+    workflow: CopyWorkflow,
     failed: list[CopyBatchItem],
     valid: list[tuple[int, CopyBrief]],
+    deadline: Deadline,
     tenant: str,
 ) -> AsyncIterator[str]:
     """The batch as JSON lines, each item as soon as it is ready. Each brief is its own
@@ -173,10 +190,11 @@ async def _lines(
     for item in failed:
         yield item.model_dump_json() + "\n"
     running = {
-        asyncio.create_task(copywriter.generate(brief, tenant=tenant), name="copygen-batch-item"):
-        index
+        asyncio.create_task(
+            workflow.generate(brief, deadline, tenant=tenant), name="copygen-batch-item"
+        ): index
         for index, brief in valid
-    }  # fmt: skip
+    }
     try:
         while running:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)

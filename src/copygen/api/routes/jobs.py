@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from copygen.api.asset_schemas import MetaRequest, MetaResponse, RsaRequest, RsaResponse
-from copygen.api.deps import CopywriterDep, JobsDep, TenantDep
+from copygen.api.deps import JobsDep, RuntimeDep, TenantDep
 from copygen.api.responses import validation_detail
 from copygen.api.routes.assets import meta_response, rsa_response
 from copygen.api.routes.copy import brief_of
@@ -19,7 +19,7 @@ from copygen.api.schemas import CopyBatchItem, CopyRequest, CopyResponse, ErrorB
 from copygen.cache.codec import result_from_dict
 from copygen.errors import InvalidRequest
 from copygen.service.assets import asset_from_dict
-from copygen.service.copywriter import Copywriter
+from copygen.service.brands import BrandBook
 from copygen.service.jobs import ASSET_FIELDS, JobRunner
 from copygen.store.jobs import Job
 from copygen.webhooks import SIGNATURE_HEADER, check_url
@@ -91,14 +91,14 @@ def _out(job: Job, **extra: Any) -> JobOut:
 @router.post("/v1/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
              responses=ERRORS)  # fmt: skip
 async def create_job(
-    body: JobIn, copywriter: CopywriterDep, jobs: JobsDep, tenant: TenantDep, response: Response
+    body: JobIn, runtime: RuntimeDep, jobs: JobsDep, tenant: TenantDep, response: Response
 ) -> JobOut:
     """Every item is validated now (a bad one refuses the job, naming it); the job is stored
     and answered at once."""
     if body.webhook_url is not None:
         check_url(body.webhook_url)
     if body.kind != "batch":
-        return await _asset_job(body, copywriter, jobs, tenant, response)
+        return await _asset_job(body, runtime.book, jobs, tenant, response)
     if body.items is None or body.request is not None:
         raise InvalidRequest("a batch job takes items (and no request)", field="items")
     briefs = []
@@ -110,14 +110,14 @@ async def create_job(
             raise InvalidRequest(message, field=_within(f"items.{index}", field)) from None
         if request.stream:
             raise InvalidRequest("job items cannot stream", field=f"items.{index}.stream")
-        briefs.append((await brief_of(request, copywriter, tenant), request.brand))
+        briefs.append((await brief_of(request, runtime.book, tenant), request.brand))
     job = await jobs.submit(tenant, briefs, body.webhook_url)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return _out(job)
 
 
 async def _asset_job(
-    body: JobIn, copywriter: Copywriter, jobs: JobRunner, tenant: str, response: Response
+    body: JobIn, book: BrandBook | None, jobs: JobRunner, tenant: str, response: Response
 ) -> JobOut:
     if body.request is None or body.items is not None:
         raise InvalidRequest(f"a {body.kind} job takes request (and no items)", field="request")
@@ -127,7 +127,7 @@ async def _asset_job(
     except ValidationError as exc:
         message, field = validation_detail(exc.errors())
         raise InvalidRequest(message, field=_within("request", field)) from None
-    brief = await brief_of(request, copywriter, tenant)
+    brief = await brief_of(request, book, tenant)
     asset = request.model_dump(exclude=set(CopyRequest.model_fields))
     job = await jobs.submit(tenant, [(brief, request.brand)], body.webhook_url, body.kind, asset)
     response.headers["Location"] = f"/v1/jobs/{job.id}"

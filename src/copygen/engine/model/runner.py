@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from copygen.config_sections import ModelSection
 from copygen.domain import ChatMessage, ScoreRequest
 from copygen.engine.model import device as devices
 from copygen.engine.model.batch import DecodeBatch
@@ -39,6 +40,24 @@ PREFIX_BUDGET_TOKENS = 8192
 
 class TransformersRunner:
     """Runs a causal LM with transformers (and copygen's fused forward for Llama models)."""
+
+    @classmethod
+    def of(cls, model: ModelSection) -> TransformersRunner:
+        """The runner the settings' model section describes."""
+        return cls(
+            model.model,
+            cache_dir=model.model_cache_dir,
+            device=model.device,
+            dtype=model.dtype,
+            threads=model.torch_threads,
+            prefix_cache=model.prefix_cache,
+            fused_forward=model.fused_forward,
+            speculative_tokens=model.speculative_tokens,
+            speculative_shared=model.speculative_shared,
+            speculative_sampled=model.speculative_sampled,
+            prefix_attention=model.prefix_attention,
+            cpu_kernels=model.cpu_kernels,
+        )
 
     def __init__(
         self,

@@ -49,12 +49,14 @@ async def test_requests_running_at_the_deadline_get_503_draining_or_a_final_erro
 
 def test_draining_reaches_every_generator_routed_channels_included() -> None:
     from copygen.cache.tiered import build_cache
-    from copygen.service.copywriter import Copywriter
+    from copygen.service.generators import Generators
+    from copygen.service.runtime import Runtime
 
     config = Settings(warmup=False)
     local, routed = Engine(config, FakeRunner()), Engine(config, FakeRunner())
     app = create_app(config, engine=local)
-    app.state.copywriter = Copywriter(config, local, build_cache(config), {"sms": routed})
+    generators = Generators(local, {"sms": routed})
+    Runtime(config, generators, build_cache(config), drain=app.state.drain)
     begin_drain(app)
-    assert local.draining
-    assert routed.draining
+    assert local.gate.drain.active
+    assert routed.gate.drain.active

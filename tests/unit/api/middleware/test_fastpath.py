@@ -15,7 +15,7 @@ from copygen.api.app import create_app
 from copygen.api.middleware.fastpath import CopyHitFastPath
 from copygen.config import Settings
 from copygen.engine.engine import Engine
-from tests.builders import started_copywriter
+from tests.builders import started_runtime
 from tests.fakes import FakeRunner
 
 BODY = json.dumps({"product": "solar charger", "variants": 2, "seed": 3}).encode()
@@ -105,16 +105,16 @@ async def test_bodies_in_several_chunks_reach_the_app_and_oversized_ones_get_413
 
 async def test_tenants_are_remembered_apart() -> None:
     runner = FakeRunner()
-    writer = await started_copywriter(runner)
+    writer = await started_runtime(runner)
     tenant = {"value": "a"}
 
     async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
         from copygen.domain import CopyBrief
 
         scope["state"][scope_state.COPY_BRIEF] = CopyBrief(product="x")
-        await writer.generate_many([CopyBrief(product="x")], tenant=tenant["value"])
+        await writer.workflow.generate_many([CopyBrief(product="x")], tenant=tenant["value"])
 
-    fast = CopyHitFastPath(app, lambda: writer)  # type: ignore[arg-type]
+    fast = CopyHitFastPath(app, lambda: writer.workflow)  # type: ignore[arg-type]
 
     async def call() -> None:
         # As the body cap leaves it: the whole body buffered in the scope's state.

@@ -1,0 +1,49 @@
+"""Which generator writes which channel: the default one (the in-process engine, or a remote
+backend when COPYGEN_BACKEND_URL is set) and, with COPYGEN_BACKEND_ROUTES, the backend for
+the channels routed to it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from copygen.backends.remote import RemoteBackend
+from copygen.config import Settings
+from copygen.engine.engine import Engine
+from copygen.generation import Generator
+
+
+class Generators:
+    """The service's generators, the default one first."""
+
+    def __init__(self, default: Generator, routes: Mapping[str, Generator] | None = None) -> None:
+        self.default = default
+        #: Channels another generator writes; the rest: ``default``.
+        self.routes = dict(routes or {})
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Generator | None = None) -> Generators:
+        """The given generator, else a remote backend when COPYGEN_BACKEND_URL is set, else
+        the in-process engine; with COPYGEN_BACKEND_ROUTES, the in-process engine and the
+        backend for those channels."""
+        if engine is not None:
+            return cls(engine)
+        if not settings.backend_url:
+            return cls(Engine.from_settings(settings))
+        backend = RemoteBackend(settings)
+        routed = settings.backend_route_channels
+        if not routed:
+            return cls(backend)
+        return cls(Engine.from_settings(settings), dict.fromkeys(routed, backend))
+
+    @property
+    def all(self) -> list[Generator]:
+        """Every generator once, the default one first."""
+        return list(dict.fromkeys([self.default, *self.routes.values()]))
+
+    def for_channel(self, channel: str) -> Generator:
+        return self.routes.get(channel, self.default)
+
+    @property
+    def ready(self) -> bool:
+        """The default generator is ready (a routed one's readiness shows in /health)."""
+        return self.default.ready

@@ -1,0 +1,132 @@
+"""Generation rounds on one generator: briefs in, checked and ranked results out, by the
+request's deadline.
+
+Round 1 samples about twice as many rows as variants wanted (copywriting/rounds.py decides
+what each brief asks for). Later rounds regenerate only the slots still missing a variant
+that passes every rule, while the deadline leaves time for another round (judged by the last
+round's duration). With ``early_stop`` a brief's rows stop once enough distinct variants pass
+every rule. A relevance pass (the model's own likelihood) may then rank each shortlist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from copygen.copywriting.rounds import BriefRounds
+from copygen.deadline import Deadline
+from copygen.domain import Completion, CopyBrief, CopyResult, Grounding
+from copygen.errors import CopygenError, DeadlineExceeded
+from copygen.generation import Generator, RowEvent
+
+log = logging.getLogger("copygen.rounds")
+
+#: ``on_event(round, event)``: a draft token of some row in some round.
+DraftHook = Callable[[int, RowEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPolicy:
+    """How rounds run (from the settings): at most ``max_rounds``, ``banned_always`` words on
+    top of each brief's, the server's ``grounding`` for briefs that name none, ``early_stop``
+    and the ``relevance`` pass."""
+
+    max_rounds: int
+    banned_always: tuple[str, ...]
+    grounding: Grounding
+    early_stop: bool
+    relevance: bool
+
+
+async def write_rounds(
+    generator: Generator,
+    briefs: Sequence[CopyBrief],
+    policy: RoundPolicy,
+    deadline: Deadline,
+    on_event: DraftHook | None = None,
+    started: float | None = None,
+) -> list[CopyResult]:
+    """Each brief's result, after as many rounds as its rules and the deadline allow. Round
+    1 out of time is DeadlineExceeded; a later one ends the rounds with what was written.
+    Timings count from ``started`` (``time.perf_counter()``; default: now)."""
+    started = time.perf_counter() if started is None else started
+    works = [BriefRounds.new(brief, policy.banned_always, policy.grounding) for brief in briefs]
+    timings = {"queue": 0.0, "generation": 0.0}
+    rounds, last_round_s, jobs = 0, 0.0, []
+    while rounds < policy.max_rounds:
+        pending = [w for w in works if w.needed() > 0]
+        if not pending or (rounds and last_round_s > deadline.remaining()):
+            break
+        round_started = time.perf_counter()
+        settle = functools.partial(_settled, pending) if policy.early_stop else None
+        forward = None if on_event is None else functools.partial(on_event, rounds)
+        try:
+            finished = await generator.run(
+                [w.request(rounds) for w in pending],
+                deadline,
+                forward,
+                settle=settle,
+                follow_up=rounds > 0,
+            )
+        except DeadlineExceeded:
+            if rounds == 0:
+                raise
+            break
+        jobs.append(finished.job_id)
+        for work, generation in zip(pending, finished.generations, strict=True):
+            work.absorb(generation)
+        round_timings = finished.timings_ms
+        timings["queue"] += round_timings["queue"]
+        timings["generation"] += round_timings["generation"]
+        if "first_token" in round_timings:  # measured from the request's start
+            offset = (round_started - started) * 1000
+            timings.setdefault("first_token", offset + round_timings["first_token"])
+        rounds += 1
+        last_round_s = time.perf_counter() - round_started
+    relevance: list[dict[str, float]] = [{} for _ in works]
+    if policy.relevance and not deadline.expired:
+        scoring_started = time.perf_counter()
+        relevance = await _relevance(generator, works, deadline)
+        timings["relevance"] = (time.perf_counter() - scoring_started) * 1000
+    timings["total"] = (time.perf_counter() - started) * 1000
+    timings = {key: round(value, 2) for key, value in timings.items()}
+    return [
+        work.result(generator.model_id, rounds, timings, tuple(jobs), scores)
+        for work, scores in zip(works, relevance, strict=True)
+    ]
+
+
+async def _relevance(
+    generator: Generator, works: Sequence[BriefRounds], deadline: Deadline
+) -> list[dict[str, float]]:
+    """Per brief, text → how much the brief raises the model's likelihood of the text (nats
+    per token), for each brief's shortlist, in one scoring pass. Ranking without it is still
+    a ranking: on any failure, or when the deadline comes first, the briefs get none."""
+    shortlists = [work.shortlist() for work in works]
+    requests = [r for work, texts in zip(works, shortlists, strict=True)
+                for r in work.scoring(texts)]  # fmt: skip
+    if not requests:
+        return [{} for _ in works]
+    try:
+        async with asyncio.timeout(deadline.remaining()):
+            scores = await generator.score(requests)
+    except CopygenError as exc:
+        log.warning("relevance scoring skipped: %s", exc.type)
+        return [{} for _ in works]
+    except TimeoutError:
+        log.warning("relevance scoring skipped: the request deadline came first")
+        return [{} for _ in works]
+    result, position = [], 0
+    for texts in shortlists:
+        end = position + 2 * len(texts)
+        result.append(BriefRounds.relevance(texts, scores[position:end]))
+        position = end
+    return result
+
+
+def _settled(works: Sequence[BriefRounds], index: int, finished: Sequence[Completion]) -> bool:
+    return works[index].settled(finished)
