@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
 #: What happens to a candidate that states a brand, number or claim the brief does not support:
@@ -216,3 +217,35 @@ def new_copy_id() -> str:
     """The one id scheme of CopyResult: ``copy-`` and 32 random hex digits (uuid4's randomness
     without building a UUID)."""
     return f"copy-{os.urandom(16).hex()}"
+
+
+#: Examples a brand keeps (the API's and the store's bound).
+MAX_EXAMPLES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    """A stored brand: its profile at ``version`` (the store keeps it per tenant)."""
+
+    id: str
+    version: int
+    profile: BrandProfile
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A stored background job (a batch of briefs or one asset set) as its owner sees it."""
+
+    id: str
+    tenant: str
+    kind: str
+    request: list[dict[str, Any]]
+    status: str
+    total: int
+    done: int
+    failed: int
+    webhook_url: str | None
+    created_at: datetime
+    finished_at: datetime | None

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from copygen.domain import BrandExample, BrandProfile
+from copygen.domain import MAX_EXAMPLES, BrandExample, BrandProfile
 from copygen.errors import InvalidRequest, NotFound, PreconditionFailed, StoreUnavailable
 from copygen.service.brands import BrandBook
-from copygen.store.brands import MAX_EXAMPLES
 from copygen.store.database import Database
 from copygen.store.feedback import StoredResponse
 from copygen.store.tables import Base

@@ -9,9 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from copygen.api.schemas import Fact, clean_tone, known_channel
-from copygen.domain import BrandExample, BrandProfile
+from copygen.domain import MAX_EXAMPLES, Brand, BrandExample, BrandProfile
 from copygen.service.brands import MAX_EXAMPLE_CHARS
-from copygen.store.brands import MAX_EXAMPLES, Brand
 
 Term = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
 MAX_TERMS = 50

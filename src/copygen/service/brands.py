@@ -20,9 +20,9 @@ from typing import Any
 from copygen.config import Settings
 from copygen.copywriting.brand import AVOID_KEPT
 from copygen.copywriting.prompts import render_prompt
-from copygen.domain import BrandExample, BrandVoice, CopyBrief, CopyResult
+from copygen.domain import Brand, BrandExample, BrandVoice, CopyBrief, CopyResult
 from copygen.errors import CopygenError, InvalidRequest, StoreUnavailable
-from copygen.store.brands import Brand, BrandRepository
+from copygen.store.brands import BrandRepository
 from copygen.store.database import Database
 from copygen.store.feedback import Feedback, FeedbackRepository, Rating, StoredResponse
 

@@ -10,34 +10,21 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 
-from copygen.domain import BrandExample, BrandProfile
+from copygen.domain import MAX_EXAMPLES, Brand, BrandExample, BrandProfile
 from copygen.errors import InvalidRequest, NotFound, PreconditionFailed
 from copygen.store.database import Database, owned
 from copygen.store.tables import BrandRow
 
-MAX_EXAMPLES = 50
 #: Read-merge-write attempts of a write without If-Match before giving up (412). Each round
 #: of concurrent writers lets at least one through, so this many writers of one brand at once
 #: all get in; a jittered pause between attempts spreads them out.
 WRITE_ATTEMPTS = 20
 RETRY_PAUSE_S = 0.005
-
-
-@dataclass(frozen=True, slots=True)
-class Brand:
-    """A stored brand."""
-
-    id: str
-    version: int
-    profile: BrandProfile
-    created_at: datetime
-    updated_at: datetime
 
 
 def new_brand_id() -> str:

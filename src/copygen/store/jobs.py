@@ -17,27 +17,13 @@ from typing import Any
 from sqlalchemy import BigInteger, case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from copygen.domain import Job
 from copygen.errors import LimitExceeded
 from copygen.store.brands import now
 from copygen.store.database import Database, owned
 from copygen.store.tables import DeliveryRow, JobItemRow, JobRow
 
 ACTIVE = ("queued", "running")
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: str
-    tenant: str
-    kind: str
-    request: list[dict[str, Any]]
-    status: str
-    total: int
-    done: int
-    failed: int
-    webhook_url: str | None
-    created_at: datetime
-    finished_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

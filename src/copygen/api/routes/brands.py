@@ -19,8 +19,8 @@ from copygen.api.brand_schemas import (
 )
 from copygen.api.deps import BookDep, TenantDep
 from copygen.api.schemas import ErrorBody
+from copygen.domain import Brand
 from copygen.errors import InvalidRequest
-from copygen.store.brands import Brand
 
 router = APIRouter(tags=["brands"])
 

@@ -17,11 +17,11 @@ from copygen.api.routes.assets import meta_response, rsa_response
 from copygen.api.routes.copy import brief_of
 from copygen.api.schemas import CopyBatchItem, CopyRequest, CopyResponse, ErrorBody, ErrorDetail
 from copygen.cache.codec import result_from_dict
+from copygen.domain import Job
 from copygen.errors import InvalidRequest
 from copygen.service.assets import asset_from_dict
 from copygen.service.brands import BrandBook
 from copygen.service.jobs import ASSET_FIELDS, JobRunner
-from copygen.store.jobs import Job
 from copygen.webhooks import SIGNATURE_HEADER, check_url
 
 router = APIRouter(tags=["jobs"])
