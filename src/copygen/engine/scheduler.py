@@ -169,11 +169,20 @@ class Scheduler:
                 spec = RowSpec((job.id, index, row), request, seed)
                 job.pending.append(spec)
                 job.specs[spec.key] = spec
-        self._waiting.append(job)
+        self._queue(job)
         self.stats.jobs_submitted += 1
         self.policy.stats.observe_arrival(now)
         self._wake.set()
         return job
+
+    def _queue(self, job: DecodeJob) -> None:
+        """Earliest deadline first. A request's later round carries the deadline it got when
+        it arrived, so it goes before requests that arrived after it instead of waiting behind
+        every new arrival (at 16 users that wait was the p95 tail: 3.9x the median)."""
+        at = len(self._waiting)
+        while at and self._waiting[at - 1].deadline > job.deadline:
+            at -= 1
+        self._waiting.insert(at, job)
 
     def cancel(self, job: DecodeJob, error: BaseException | None = None) -> None:
         """The caller gave up (``error`` None) or its deadline passed: drop the job wherever it
@@ -204,7 +213,7 @@ class Scheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            oldest = now - self._waiting[0].submitted_at if self._waiting else 0.0
+            oldest = now - min((job.submitted_at for job in self._waiting), default=now)
             decision = self.policy.decide(queued_rows, oldest, self._live_rows)
             if decision.admit == 0 and not self._live_rows and not self._drop:
                 self._wake.clear()

@@ -112,6 +112,8 @@ async def test_deadline_covers_queue_time(executor: ThreadPoolExecutor) -> None:
     runner = FakeRunner(hang=hang)
     scheduler = make(runner, executor, max_batch=1)
     blocker = scheduler.submit([request()], Deadline.within(5))
+    while not runner.joins:  # the blocker is running (and hangs)
+        await asyncio.sleep(0.001)
     late = scheduler.submit([request()], Deadline.within(0.05))
     await asyncio.sleep(0.1)
     hang.set()
@@ -228,4 +230,23 @@ async def test_a_failing_settle_lets_the_rows_run_and_the_loop_go_on(
     other = scheduler.submit([request()], Deadline.within(5))
     await other.future
     assert scheduler.stats.rows_settled == 0
+    await scheduler.stop()
+
+
+async def test_a_requests_later_round_goes_before_requests_that_arrived_after_it(
+    executor: ThreadPoolExecutor,
+) -> None:
+    hang = threading.Event()
+    runner = FakeRunner(hang=hang)
+    scheduler = make(runner, executor, max_batch=1)
+    first_round = Deadline.within(30)
+    blocker = scheduler.submit([request()], Deadline.within(60))
+    while not runner.joins:  # the blocker is running (and hangs)
+        await asyncio.sleep(0.001)
+    newcomer = scheduler.submit([request()], Deadline.within(30))
+    later_round = scheduler.submit([request()], first_round)  # the earlier request's round 2
+    hang.set()
+    await asyncio.gather(blocker.future, newcomer.future, later_round.future)
+    order = [spec.key[0] for join in runner.joins for spec in join]
+    assert order.index(later_round.id) < order.index(newcomer.id)
     await scheduler.stop()
