@@ -70,6 +70,9 @@ class Level:
     hard_fit: int = 0
     rounds: list[int] = field(default_factory=list)
     errors: int = 0
+    #: Tokens the server decoded and prefilled during the level (every row, dropped ones too).
+    decoded: float = 0.0
+    prefilled: float = 0.0
 
 
 async def run_level(url: str, users: int, total: int, pool: list[dict[str, object]]) -> Level:
@@ -99,9 +102,28 @@ async def run_level(url: str, users: int, total: int, pool: list[dict[str, objec
                     level.hard_fit += measure.limit is None or measure.units <= measure.limit
 
     async with httpx.AsyncClient(timeout=600) as client:
+        before = await token_counters(client, url)
         await asyncio.gather(*(user(client) for _ in range(users)))
+        after = await token_counters(client, url)
     level.wall_s = time.perf_counter() - started
+    level.decoded = after[0] - before[0]
+    level.prefilled = after[1] - before[1]
     return level
+
+
+async def token_counters(client: httpx.AsyncClient, url: str) -> tuple[float, float]:
+    """The server's (generated, prompt) token counters from /metrics."""
+    text = (await client.get(f"{url}/metrics")).text
+    found = {"copygen_generated_tokens_total": 0.0, "copygen_prompt_tokens_total": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["copygen_generated_tokens_total"], found["copygen_prompt_tokens_total"]
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(share * len(sorted_values)))]
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -129,18 +151,22 @@ def report(
         + ". With only a few briefs per user, a level's rate is mostly its ramp-up and its "
         "last, slowest briefs.",
         "",
-        "| users | briefs/s | p50 s | p95 s | delivered | hard-limit fit | rounds | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| users | briefs/s | p50 s | p95 s | p99 s | delivered | hard-limit fit | rounds | "
+        "decoded tok/brief | prefilled tok/brief | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level in levels:
         lat = sorted(level.latencies) or [0.0]
-        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+        briefs_done = max(1, len(level.latencies) + level.errors)
         lines.append(
             f"| {level.users} | {len(level.latencies) / level.wall_s:.2f} | "
-            f"{statistics.median(lat):.2f} | {p95:.2f} | "
+            f"{statistics.median(lat):.2f} | {percentile(lat, 0.95):.2f} | "
+            f"{percentile(lat, 0.99):.2f} | "
             f"{level.delivered / max(1, level.requested):.1%} | "
             f"{level.hard_fit / max(1, level.hard):.1%} | "
-            f"{statistics.mean(level.rounds or [0]):.2f} | {level.errors} |"
+            f"{statistics.mean(level.rounds or [0]):.2f} | "
+            f"{level.decoded / briefs_done:.0f} | {level.prefilled / briefs_done:.0f} | "
+            f"{level.errors} |"
         )
     _, warm = rss["warm"]
     hwm, after = rss["load"]
