@@ -207,7 +207,7 @@ class _JobsCollector(Collector):
         if jobs is None:
             return
         family = GaugeMetricFamily("copygen_jobs", "Stored jobs by status.", labels=["status"])
-        for name in ("queued", "running", "succeeded", "cancelled"):
+        for name in ("queued", "running", "succeeded", "cancelled", "failed"):
             family.add_metric([name], jobs.figures.get(name, 0))
         yield family
         yield _counter(

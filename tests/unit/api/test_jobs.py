@@ -160,8 +160,8 @@ async def test_a_webhook_gets_one_valid_signature_when_the_job_ends(
     other = (await client.get("/v1/jobs/webhook-secret", headers=BOB)).json()["secret"]
     assert other != secret
     assert b'"status":"succeeded"' in payload
-    assert [(d["attempt"], d["status_code"], d["error"]) for d in done["deliveries"]] == [
-        (1, None, None)
+    assert [(d["attempt"], d["outcome"], d["error"]) for d in done["deliveries"]] == [
+        (1, "delivered", None)
     ]
 
 
@@ -184,8 +184,8 @@ async def test_a_failing_receiver_gets_the_documented_retries(
     job = (await client.post("/v1/jobs", json={"items": items(1), "webhook_url": receiver.url},
                              headers=ALICE)).json()  # fmt: skip
     found = await deliveries(client, job["id"], 4)
-    assert [(d["attempt"], d["status_code"], d["error"]) for d in found] == [
-        (n, None, "failed") for n in (1, 2, 3, 4)
+    assert [(d["attempt"], d["outcome"], d["error"]) for d in found] == [
+        (n, "failed", "failed") for n in (1, 2, 3, 4)
     ]
     assert len(receiver.calls) == 4  # the first try and COPYGEN_WEBHOOK_RETRIES=3 more
     ids = {headers.get("X-Copygen-Delivery") for headers, _ in receiver.calls}
@@ -240,8 +240,8 @@ async def test_failed_deliveries_say_only_failed(tmp_path: Path, receiver: Recei
             job = (await c.post("/v1/jobs", json={"items": items(1), "webhook_url": url},
                                 headers=ALICE)).json()  # fmt: skip
             [delivery] = await deliveries(c, job["id"], 1)
-            logs.append((delivery["status_code"], delivery["error"]))
-    assert logs == [(None, "failed"), (None, "failed")]
+            logs.append((delivery["outcome"], delivery["error"]))
+    assert logs == [("failed", "failed"), ("failed", "failed")]
 
 
 async def test_simultaneous_submissions_never_exceed_the_active_job_limit(
@@ -297,10 +297,12 @@ async def test_an_unexpected_error_fails_its_job_and_the_runner_goes_on(
         failed = await finished(c, bad["id"])
         done = await finished(c, good["id"])
         assert await runner.repo.claim("another-replica", 30) is None
+        metrics = (await c.get("/metrics")).text
     assert (failed["status"], failed["done"], failed["failed"]) == ("failed", 3, 3)
     assert {r["error"]["type"] for r in failed["results"]} == {"internal_error"}
     assert "secret-internal-detail" not in str(failed)
     assert (done["status"], done["done"], done["failed"]) == ("succeeded", 2, 0)
+    assert 'copygen_jobs{status="failed"} 1.0' in metrics
     logged = [r for r in caplog.records if r.exc_info and r.name == "copygen.jobs"]
     assert logged
     assert bad["id"] in logged[0].getMessage()

@@ -52,14 +52,19 @@ class JobIn(BaseModel):
 
 class DeliveryOut(BaseModel):
     attempt: int
-    status_code: int | None
-    error: str | None
+    outcome: Literal["delivered", "failed"] = Field(
+        description="what the receiver's answer came to; the status or error met is never "
+        "shown (it would map a private network for whoever names the URL)"
+    )
+    error: str | None = Field(description="`failed`, or null when delivered")
     at: datetime
 
 
 class JobOut(BaseModel):
     id: str
-    status: str = Field(description="queued, running, succeeded or cancelled")
+    status: str = Field(
+        description="queued, running, succeeded, cancelled or failed (the job met a bug)"
+    )
     total: int
     done: int
     failed: int
@@ -162,7 +167,10 @@ def _within(prefix: str, field: str | None) -> str:
 async def _deliveries(jobs: JobRunner, job: Job) -> list[DeliveryOut]:
     return [
         DeliveryOut(
-            attempt=d.attempt, status_code=d.status_code, error=d.error, at=d.at.replace(tzinfo=UTC)
+            attempt=d.attempt,
+            outcome="delivered" if d.error is None else "failed",
+            error=d.error,
+            at=d.at.replace(tzinfo=UTC),
         )
         for d in await jobs.repo.deliveries(job.id)
     ]
