@@ -1,0 +1,112 @@
+"""One brief across generation rounds, on plain data: the rules it is checked against, what
+each round asks the model for, when its slots are filled, and the ranked result."""
+
+from __future__ import annotations
+
+from copygen.copywriting.rounds import MAX_ROWS_PER_BRIEF, OVERSAMPLE, BriefRounds
+from copygen.domain import (
+    BrandProfile,
+    BrandVoice,
+    Completion,
+    CopyBrief,
+    Generation,
+)
+
+BRIEF = CopyBrief(product="Solar charger", channel="sms", variants=2, keywords=("solar",), seed=5)
+GOOD = (
+    Completion("Solar power for your phone anywhere", 6, "stop"),
+    Completion("Solar charger deals", 3, "stop"),
+)
+MISSING_KEYWORD = Completion("Charge your phone anywhere", 4, "stop")
+BANNED = Completion("Solar charger is damn good", 5, "stop")
+
+
+def _rounds(brief: CopyBrief = BRIEF) -> BriefRounds:
+    return BriefRounds.new(brief, banned_always=("damn",))
+
+
+def test_the_hard_rules_gather_the_briefs_the_servers_and_the_brands_words() -> None:
+    acme = BrandVoice("br_1", 1, BrandProfile("Acme", forbidden_terms=("cheap",)))
+    brief = CopyBrief(product="x", channel="sms", banned_words=("free",), brand=acme)
+    assert BriefRounds.new(brief, ("damn",)).banned == ("free", "damn", "cheap")
+
+
+def test_a_briefs_own_grounding_policy_wins_over_the_servers() -> None:
+    assert BriefRounds.new(BRIEF, (), "flag").grounding == "flag"
+    own = CopyBrief(product="x", grounding="off")
+    assert BriefRounds.new(own, (), "flag").grounding == "off"
+
+
+def test_round_one_samples_freely_with_spare_rows() -> None:
+    request = _rounds().request(0)
+    assert request.n == OVERSAMPLE * BRIEF.variants
+    assert (request.prefix, request.sampling.seed) == ("", BRIEF.seed)
+    assert request.single_line  # an SMS is one line: a row ends with it
+
+
+def test_later_rounds_prime_a_keyword_ask_only_for_missing_slots_and_reseed() -> None:
+    rounds = _rounds()
+    rounds.absorb(Generation(12, (GOOD[0], MISSING_KEYWORD)))
+    request = rounds.request(1)
+    assert rounds.needed() == 1
+    assert request.n == OVERSAMPLE * 1
+    assert request.prefix == "Solar"  # capitalised to open the answer
+    assert request.sampling.seed not in (None, BRIEF.seed)
+
+
+def test_rows_per_brief_are_capped() -> None:
+    many = CopyBrief(product="x", channel="sms", variants=10 * MAX_ROWS_PER_BRIEF)
+    assert BriefRounds.new(many, ()).request(0).n == MAX_ROWS_PER_BRIEF
+
+
+def test_a_round_settles_once_its_finished_rows_fill_every_slot() -> None:
+    rounds = _rounds()
+    assert not rounds.settled([GOOD[0], MISSING_KEYWORD, BANNED])
+    assert rounds.settled(list(GOOD))
+    rounds.absorb(Generation(12, (GOOD[0],)))  # earlier rounds' variants count too
+    assert rounds.settled([GOOD[1]])
+
+
+def test_absorbing_counts_tokens_and_keeps_every_checked_candidate() -> None:
+    rounds = _rounds()
+    rounds.absorb(Generation(12, (*GOOD, MISSING_KEYWORD, BANNED)))
+    rounds.absorb(Generation(12, ()))
+    assert (rounds.prompt_tokens, rounds.completion_tokens) == (24, 18)
+    assert rounds.needed() == 0
+    # The banned candidate can never be returned, so it is not worth a relevance score.
+    assert set(rounds.shortlist()) == {GOOD[0].text, GOOD[1].text, MISSING_KEYWORD.text}
+
+
+def test_relevance_is_the_likelihood_the_brief_adds() -> None:
+    rounds = _rounds()
+    texts = ["a", "b"]
+    pairs = rounds.scoring(texts)
+    assert [p.text for p in pairs] == ["a", "a", "b", "b"]
+    assert pairs[0].messages != pairs[1].messages  # with the brief, then the channel alone
+    assert BriefRounds.relevance(texts, [-1.0, -3.0, -2.0, -1.5]) == {"a": 2.0, "b": -0.5}
+
+
+def test_the_result_returns_the_best_variants_and_never_a_broken_one() -> None:
+    rounds = _rounds()
+    rounds.absorb(Generation(12, (BANNED, MISSING_KEYWORD, *GOOD)))
+    result = rounds.result("fake/model", 1, {"total": 1.0}, (7,), {GOOD[1].text: 0.5})
+    texts = [v.text for v in result.variants]
+    assert sorted(texts) == sorted(c.text for c in GOOD)
+    assert result.requested == 2
+    assert (result.model, result.channel, result.rounds, result.jobs) == (
+        "fake/model",
+        "sms",
+        1,
+        (7,),
+    )
+    assert result.usage.completion_tokens == 18
+    relevance = {v.text: v.relevance for v in result.variants}
+    assert relevance == {GOOD[0].text: None, GOOD[1].text: 0.5}
+
+
+def test_a_brand_brief_carries_each_variants_voice_adjustment() -> None:
+    acme = BrandVoice("br_1", 1, BrandProfile("Acme", preferred_terms=("deals",)))
+    rounds = _rounds(CopyBrief(product="Solar charger", channel="sms", variants=2, brand=acme))
+    rounds.absorb(Generation(12, GOOD))
+    voices = {v.text: v.voice for v in rounds.result("m", 1, {}, ()).variants}
+    assert voices == {GOOD[0].text: 0.0, GOOD[1].text: 0.05}
