@@ -70,3 +70,28 @@ async def test_nul_in_feedback_is_a_422_not_a_store_outage(client: httpx.AsyncCl
         _refused(await client.post("/v1/feedback", json=body), field)
     ok = await client.post("/v1/feedback", json={**rated, "note": "Warm, plain"})
     assert ok.status_code == 201, ok.text
+
+
+async def test_nul_in_a_brand_id_or_list_parameter_is_a_422_not_a_store_outage(
+    client: httpx.AsyncClient,
+) -> None:
+    """Every id or cursor a caller sends reaches PostgreSQL as text: the brief's brand, the
+    list routes' ``after`` and ``brand`` parameters, and the ids in paths."""
+    brief = {"product": "Solar lamp", "variants": 1, "brand": NUL}
+    _refused(await client.post("/v1/copy", json=brief), "brand")
+    batch = await client.post("/v1/copy/batch", json={"items": [brief]})
+    [item] = batch.json()["results"]
+    assert (item["error"]["type"], item["error"]["field"]) == ("validation_error", "brand")
+    job = await client.post("/v1/jobs", json={"items": [brief]})
+    assert (job.status_code, job.json()["error"]["field"]) == (422, "items.0.brand")
+    _refused(await client.get("/v1/brands", params={"after": NUL}), "after")
+    _refused(await client.get("/v1/feedback", params={"brand": NUL}), "brand")
+    for method, path in [
+        ("GET", "/v1/brands/"), ("PATCH", "/v1/brands/"), ("DELETE", "/v1/brands/"),
+        ("GET", "/v1/jobs/"), ("DELETE", "/v1/jobs/"),
+    ]:  # fmt: skip
+        body = {"voice": "Warm"} if method == "PATCH" else None
+        response = await client.request(method, path + "Warm%00plain", json=body)
+        field = "job_id" if "jobs" in path else "brand_id"
+        _refused(response, field)
+    assert (await client.get("/v1/brands", params={"after": "brand-none"})).status_code == 200

@@ -9,7 +9,14 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.frameworks import FRAMEWORKS, TONES
@@ -74,6 +81,11 @@ class CopyRequest(BaseModel):
     def _tone(cls, value: str) -> str:
         return clean_tone(value)
 
+    @field_validator("brand")
+    @classmethod
+    def _brand_id(cls, value: str | None) -> str | None:
+        return no_nul(value)
+
     @field_validator("channel")
     @classmethod
     def _known_channel(cls, value: str) -> str:
@@ -116,6 +128,20 @@ def clean_tone(value: str) -> str:
     return cleaned
 
 
+def no_nul(value: str | None) -> str | None:
+    """Refuse text holding NUL. PostgreSQL refuses the character in text, so an id or a cursor
+    holding one reached the store and failed as 503 store_unavailable; no id copygen makes
+    has one."""
+    if value is not None and "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+#: A stored record's id, or a page cursor, as a caller sends it in a path or a query string:
+#: at most 40 characters (no id is longer), never NUL.
+RecordId = Annotated[str, StringConstraints(max_length=40), AfterValidator(no_nul)]
+
+
 def known_channel(value: str) -> str:
     return _known(value, CHANNELS, "channel", "/v1/channels")
 
@@ -128,8 +154,16 @@ def _known(value: str, table: Mapping[str, object], what: str, route: str) -> st
 
 
 class FlagOut(BaseModel):
-    type: Literal["unsupported_entity", "unsupported_number", "risky_claim"]
-    text: str = Field(description="The words of the variant that the brief does not support.")
+    type: Literal[
+        "unsupported_entity", "unsupported_number", "risky_claim",
+        # the worth checks (copywriting/worth.py)
+        "off_topic", "misspelt_name", "fragment", "unsafe", "invented_claim", "incoherent",
+        "wrong_language",
+    ]  # fmt: skip
+    text: str = Field(
+        description="The words of the variant the flag is about (for off_topic and "
+        "incoherent text the whole variant; for wrong_language the language it is in)."
+    )
 
 
 class ReadabilityOut(BaseModel):

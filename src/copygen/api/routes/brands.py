@@ -18,7 +18,7 @@ from copygen.api.brand_schemas import (
     parse_if_match,
 )
 from copygen.api.deps import BookDep, TenantDep
-from copygen.api.schemas import ErrorBody
+from copygen.api.schemas import ErrorBody, RecordId
 from copygen.domain import Brand
 from copygen.errors import InvalidRequest
 
@@ -56,7 +56,7 @@ async def list_brands(
     book: BookDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(max_length=40)] = None,
+    after: Annotated[RecordId | None, Query(description="the previous page's `next`")] = None,
 ) -> BrandPage:
     """The tenant's brands, oldest first, ``limit`` per page."""
     await book.ready()
@@ -67,7 +67,7 @@ async def list_brands(
 
 @router.get("/v1/brands/{brand_id}", response_model=BrandOut, responses=ERRORS)
 async def get_brand(
-    brand_id: str, book: BookDep, tenant: TenantDep, response: Response
+    brand_id: RecordId, book: BookDep, tenant: TenantDep, response: Response
 ) -> BrandOut:
     await book.ready()
     return _answer(await book.brands.get(tenant, brand_id), response)
@@ -75,7 +75,7 @@ async def get_brand(
 
 @router.put("/v1/brands/{brand_id}", response_model=BrandOut, responses=ERRORS)
 async def replace_brand(
-    brand_id: str,
+    brand_id: RecordId,
     body: BrandIn,
     book: BookDep,
     tenant: TenantDep,
@@ -90,7 +90,7 @@ async def replace_brand(
 
 @router.patch("/v1/brands/{brand_id}", response_model=BrandOut, responses=ERRORS)
 async def patch_brand(
-    brand_id: str,
+    brand_id: RecordId,
     body: BrandPatch,
     book: BookDep,
     tenant: TenantDep,
@@ -112,7 +112,7 @@ async def patch_brand(
 
 @router.delete("/v1/brands/{brand_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
 async def delete_brand(
-    brand_id: str, book: BookDep, tenant: TenantDep, if_match: IfMatch = None
+    brand_id: RecordId, book: BookDep, tenant: TenantDep, if_match: IfMatch = None
 ) -> Response:
     await book.ready()
     await book.brands.delete(tenant, brand_id, parse_if_match(if_match))
@@ -127,7 +127,7 @@ async def delete_brand(
     responses=ERRORS,
 )
 async def add_example(
-    brand_id: str,
+    brand_id: RecordId,
     body: PromoteIn,
     book: BookDep,
     tenant: TenantDep,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response, status
 from copygen.api.brand_schemas import MAX_ID, FeedbackIn, FeedbackOut
 from copygen.api.deps import BookDep, TenantDep
 from copygen.api.routes.brands import ERRORS
+from copygen.api.schemas import RecordId
 
 router = APIRouter(tags=["feedback"])
 
@@ -49,7 +50,7 @@ async def create_feedback(body: FeedbackIn, book: BookDep, tenant: TenantDep) ->
 async def export_feedback(
     book: BookDep,
     tenant: TenantDep,
-    brand: Annotated[str | None, Query(max_length=40)] = None,
+    brand: Annotated[RecordId | None, Query(description="only this brand's")] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601; feedback from then on")] = None,
     after: Annotated[
         int, Query(ge=0, le=MAX_ID, description="the previous page's X-Next-Cursor")

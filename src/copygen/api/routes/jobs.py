@@ -15,7 +15,14 @@ from copygen.api.deps import JobsDep, RuntimeDep, TenantDep
 from copygen.api.responses import validation_detail
 from copygen.api.routes.assets import meta_response, rsa_response
 from copygen.api.routes.copy import brief_of
-from copygen.api.schemas import CopyBatchItem, CopyRequest, CopyResponse, ErrorBody, ErrorDetail
+from copygen.api.schemas import (
+    CopyBatchItem,
+    CopyRequest,
+    CopyResponse,
+    ErrorBody,
+    ErrorDetail,
+    RecordId,
+)
 from copygen.cache.codec import result_from_dict
 from copygen.domain import Job
 from copygen.errors import InvalidRequest
@@ -30,7 +37,7 @@ MAX_ITEMS = 1000
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (404, 422, 429, 503)
 }
-JobId = Annotated[str, Path(max_length=40)]
+JobId = Annotated[RecordId, Path()]
 
 
 class JobIn(BaseModel):
