@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from copygen.copywriting.lexicon import COMMON_ACRONYMS, is_common_word
+from copygen.copywriting.subject import Subject
 from copygen.copywriting.text import DOMAIN, base_forms, split_sentences, tokens
 from copygen.domain import CopyBrief, Flag
 
@@ -130,12 +131,15 @@ LEXICON_LANGUAGES = frozenset({"en"})
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """What a brief supports: its words (and their base forms), its figures and its text."""
+    """What a brief supports: its words (and their base forms), its figures, its text and
+    its subject."""
 
     language: str
     words: frozenset[str]
     numbers: frozenset[tuple[str, str | None]]
     text: str
+    #: What the brief is about: its names and anchor words (the worth checks read it).
+    subject: Subject = Subject()
 
     @classmethod
     def of(cls, brief: CopyBrief, terms: Sequence[str] = ()) -> Evidence:
@@ -146,7 +150,8 @@ class Evidence:
         words = {form for token in tokens(text) for form in base_forms(token)}
         numbers = {(value, unit) for value, unit, _ in _numbers(text)}
         language = brief.language.split("-")[0].lower()
-        return cls(language, frozenset(words), frozenset(numbers), text.casefold())
+        subject = Subject.of(brief, terms)
+        return cls(language, frozenset(words), frozenset(numbers), text.casefold(), subject)
 
     def supports_word(self, word: str) -> bool:
         return not base_forms(word).isdisjoint(self.words)
