@@ -156,8 +156,10 @@ class Generation:
 
 @dataclass(frozen=True, slots=True)
 class Flag:
-    """Something a variant says that the brief does not support, let through by the policy:
-    ``type`` is unsupported_entity, unsupported_number or risky_claim; ``text`` the words."""
+    """Something wrong with a variant, let through by the policy: ``type`` is a grounding
+    check's (unsupported_entity, unsupported_number, risky_claim) or a worth check's
+    (copywriting/worth.py: off_topic, misspelt_name, fragment, unsafe, invented_claim,
+    incoherent, wrong_language); ``text`` the words it is about."""
 
     type: str
     text: str

@@ -10,9 +10,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from copygen.copywriting.channels import Channel
+from copygen.copywriting.fragments import drop_preamble
 from copygen.copywriting.grounding import Evidence, check_grounding, repair
+from copygen.copywriting.names import repair_names
 from copygen.copywriting.readability import has_call_to_action, readability
 from copygen.copywriting.text import base_forms, sentence_ends, words
+from copygen.copywriting.worth import assess
 from copygen.domain import Flag, Grounding, Readability, Variant
 
 _CHAT_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>|</?s>")
@@ -202,8 +205,16 @@ class Checked:
 
 
 #: How the score combines the checks (weights sum to 1; each flag let through costs FLAG_COST).
-SCORE_WEIGHTS = {"fit": 0.45, "keywords": 0.30, "readability": 0.10, "cta": 0.15}
+SCORE_WEIGHTS = {
+    "fit": 0.25, "keywords": 0.15, "readability": 0.05, "cta": 0.10,
+    "relevance": 0.25, "coherence": 0.20,
+}  # fmt: skip
 FLAG_COST = 0.1
+#: Hard failures each flag type makes under the strict policy (the worth checks' own names).
+_FAILURE = {"unsupported_entity": "grounding", "unsupported_number": "grounding",
+            "risky_claim": "grounding"}  # fmt: skip
+#: Flags whose text stands apart, so that dropping it (or its sentence) may leave good copy.
+_REPAIRABLE = frozenset({*_FAILURE, "invented_claim", "unsafe", "fragment"})
 
 
 def score_variant(
@@ -217,6 +228,8 @@ def score_variant(
     ease: Readability | None = None,
     cta: bool | None = None,
     flags: int = 0,
+    relevance: float = 1.0,
+    coherence: float = 1.0,
 ) -> float:
     """0..1, a documented combination of the checks (docs/quality.md, "Score"):
 
@@ -225,7 +238,11 @@ def score_variant(
     * readability: reading ease / 100 clipped to 0..1 where the language has a formula, else
       1 for a mean word length of 3-7 letters and 0.6 otherwise;
     * cta: 1 when a call to action is present or the channel asks for none, else 0;
-    minus FLAG_COST for each grounding flag the policy let through.
+    * relevance: 1 when the text names the product (a name anchor), 0.5 when it shares only
+      other words with the brief, 0 when none (subject.relevance);
+    * coherence: 1 for a clean text, less for repetition, non-words, no grammar
+      (coherence.Coherence.score);
+    minus FLAG_COST for each flag the policy let through.
     """
     if limit is None:
         fit = 1.0
@@ -240,7 +257,10 @@ def score_variant(
         found = words(text)
         mean_len = sum(map(len, found)) / len(found) if found else 0.0
         reads = 1.0 if 3.0 <= mean_len <= 7.0 else 0.6
-    parts = {"fit": fit, "keywords": coverage, "readability": reads, "cta": cta is not False}
+    parts = {
+        "fit": fit, "keywords": coverage, "readability": reads, "cta": cta is not False,
+        "relevance": relevance, "coherence": coherence,
+    }  # fmt: skip
     score = sum(SCORE_WEIGHTS[name] * float(value) for name, value in parts.items())
     return round(max(0.0, score - FLAG_COST * flags), 4)
 
@@ -257,8 +277,11 @@ def check_variant(
     language: str = "en",
 ) -> Checked:
     """Measure and check one cleaned text against the brief's rules. With ``evidence`` and a
-    grounding policy other than ``off``, unsupported entities, numbers and claims are hard
-    failures (``strict``) or soft ones that the variant carries as flags (``flag``)."""
+    grounding policy other than ``off``, unsupported entities, numbers and claims and what
+    the worth checks find (worth.py: off_topic, misspelt_name, fragment, unsafe,
+    invented_claim, incoherent, wrong_language) are hard failures (``strict``, named
+    "grounding" or by the worth flag's type) or soft ones that the variant carries as flags
+    (``flag``). With ``evidence`` the score includes relevance and coherence."""
     measure = channel.measure(text, max_chars)
     limit = measure.limit
     over = limit is not None and measure.units > limit
@@ -276,16 +299,18 @@ def check_variant(
     if missing:
         soft.append("keywords")
     flags: tuple[Flag, ...] = ()
-    if evidence is not None and grounding != "off":
-        flags = check_grounding(text, evidence)
-        if flags:
-            (hard if grounding == "strict" else soft).append("grounding")
+    worth = assess(text, evidence, channel.id) if evidence is not None else None
+    if evidence is not None and worth is not None and grounding != "off":
+        flags = (*check_grounding(text, evidence), *worth.flags)
+        failures = dict.fromkeys(_FAILURE.get(flag.type, flag.type) for flag in flags)
+        (hard if grounding == "strict" else soft).extend(failures)
     ease = readability(text, language)
     cta = has_call_to_action(text, language) if channel.wants_cta else None
     shown = flags if grounding == "flag" else ()
     score = score_variant(
         text, measure.units, limit, not over, len(missing), len(keywords),
         ease=ease, cta=cta, flags=len(shown),
+        relevance=worth.relevance if worth else 1.0, coherence=worth.coherence if worth else 1.0,
     )  # fmt: skip
     fits = not over and "forbidden_character" not in hard
     variant = Variant(
@@ -308,8 +333,12 @@ def check_completion(
     language: str = "en",
 ) -> Checked | None:
     """Clean one raw completion, shorten it to fit when a clause boundary allows, check it.
-    None when nothing is left after cleaning."""
+    None when nothing is left after cleaning. Under a grounding policy other than ``off`` a
+    leading label or preamble is dropped and near misses of the brief's names are written as
+    the brief writes them, before checking."""
     text = clean_text(raw, single_line=channel.single_line, truncated=truncated)
+    if text and evidence is not None and grounding != "off":
+        text = repair_names(drop_preamble(text), evidence)
     if not text:
         return None
     limit = channel.measure(text, max_chars).limit
@@ -324,9 +353,11 @@ def check_completion(
         language=language,
     )
     checked = check(shorten_to_fit(text, channel, limit, language))
-    if "grounding" in checked.hard_failures:
-        # Drop the ungrounded hashtag or sentence when the rest still stands on its own.
-        repaired = repair(checked.variant.text, checked.flags)
+    apart = [flag for flag in checked.flags if flag.type in _REPAIRABLE]
+    if apart and not checked.acceptable:
+        # Drop the ungrounded hashtag or sentence (an invented claim, an unsafe hashtag, a
+        # preamble, an unfinished last sentence) when the rest still stands on its own.
+        repaired = repair(checked.variant.text, apart)
         if repaired and (fixed := check(repaired)).acceptable:
             return fixed
     return checked
