@@ -32,7 +32,8 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_model(directory: Path, *, chat: bool) -> Path:
+def tiny_model(*, chat: bool) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """The model and tokenizer in memory (the same weights every time)."""
     vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, "<s>": 3}
     for word in WORDS + ["<system>", "<user>", "<assistant>"]:
         vocab[word] = len(vocab)
@@ -59,6 +60,11 @@ def build_tiny_model(directory: Path, *, chat: bool) -> Path:
         # a cache bug then changes the text.
         initializer_range=0.5,
     )
-    LlamaForCausalLM(config).save_pretrained(directory)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+def build_tiny_model(directory: Path, *, chat: bool) -> Path:
+    model, tokenizer = tiny_model(chat=chat)
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

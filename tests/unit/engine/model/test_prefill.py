@@ -1,0 +1,100 @@
+"""Joining rows' prefill on the tiny random Llama: each distinct prompt runs once and fans out
+to its rows, a stored conversation prefix is reused exactly (the logits match a plain forward
+of the whole prompt, hit or miss), and the opportunistic store remembers what it prefilled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
+from copygen.engine.model.kv import KVCache
+from copygen.engine.model.loaded import LoadedModel
+from copygen.engine.model.prefill import Prefilled, prefill_alone, shared_prefix
+from copygen.engine.model.prefix import PrefixStore
+from copygen.engine.protocols import RowSpec
+from tests.tiny_model import tiny_model
+
+SYSTEM = ChatMessage("system", "the sun power")
+
+
+def _model() -> LoadedModel:
+    built, tokenizer = tiny_model(chat=True)
+    return LoadedModel(built, tokenizer, torch.device("cpu"), None)
+
+
+def _request(user: str) -> GenerationRequest:
+    return GenerationRequest((SYSTEM, ChatMessage("user", user)), SamplingParams())
+
+
+def _specs(*requests: GenerationRequest) -> list[RowSpec]:
+    return [RowSpec((1, i, 0), request, i) for i, request in enumerate(requests)]
+
+
+def _plain_logits(model: LoadedModel, request: GenerationRequest) -> torch.Tensor:
+    """The last position's logits of the whole prompt, one unpadded row, nothing reused."""
+    ids = torch.tensor([model.encode([model.prompt_text(request)])[0]])
+    return model.forward(
+        KVCache(),
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        position_ids=torch.arange(ids.shape[1])[None, :],
+    )[0]
+
+
+def test_a_reused_conversation_prefix_gives_the_logits_of_a_plain_prefill() -> None:
+    model, store = _model(), PrefixStore(budget_tokens=0)
+    charge, hike = _request("charge phone now"), _request("hike trail at night")
+    first = Prefilled.of(model, store, None, _specs(charge))  # miss: the prefix runs alone
+    assert len(store.shared_entries) == 1
+    second = Prefilled.of(model, store, None, _specs(hike, charge))  # hit for both
+    assert store.reused_tokens_total == 2 * len(next(iter(store.shared_entries)))
+    torch.testing.assert_close(first.logits[0], _plain_logits(model, charge))
+    torch.testing.assert_close(second.logits[1], first.logits[0])
+    torch.testing.assert_close(second.logits[0], _plain_logits(model, hike))
+
+
+def test_identical_prompts_run_once_and_fan_out_to_their_rows() -> None:
+    model = _model()
+    charge = _request("charge phone now")
+    specs = [RowSpec((1, 0, row), charge, row) for row in range(3)]
+    passes = model.forward_passes_total
+    prefilled = Prefilled.of(model, PrefixStore(budget_tokens=0), None, specs)
+    assert model.forward_passes_total - passes == 2  # the prefix alone, then one row
+    assert prefilled.logits.shape[0] == prefilled.attention.shape[0] == 3
+    torch.testing.assert_close(prefilled.logits[2], prefilled.logits[0])
+    prompt = model.encode([model.prompt_text(charge)])[0]
+    assert [row.prompt_tokens for row in prefilled.rows] == [len(prompt)] * 3
+    assert prefilled.seen[0, prompt].all()  # the repetition penalty sees the prompt
+    assert int(prefilled.seen[0].sum()) == len(set(prompt))
+
+
+def test_the_opportunistic_store_keeps_prompts_and_reuses_their_common_prefix() -> None:
+    model, store = _model(), PrefixStore(budget_tokens=1000)
+    long_ = _request("charge phone now fast")
+    Prefilled.of(model, store, None, _specs(long_))
+    assert list(store.entries) == [tuple(model.encode([model.prompt_text(long_)])[0])]
+    shorter = _request("charge phone now day")
+    prefilled = Prefilled.of(model, store, None, _specs(shorter))
+    assert store.reused_tokens_total > 0
+    torch.testing.assert_close(prefilled.logits[0], _plain_logits(model, shorter))
+
+
+def test_a_prompt_without_its_prefix_tokens_reuses_nothing() -> None:
+    model, store = _model(), PrefixStore(budget_tokens=0)
+    charge = _request("charge phone now")
+    tokens = model.encode([model.prompt_text(charge)])[0]
+    assert shared_prefix(model, store, charge, [9, *tokens[1:]]) == (0, None)
+    plain = GenerationRequest((), SamplingParams(), prompt="the sun")
+    assert shared_prefix(model, store, plain, tokens) == (0, None)
+    assert not store.shared_entries
+
+
+@pytest.mark.parametrize("length", [1, 5])
+def test_prefill_alone_keeps_every_position_of_every_layer(length: int) -> None:
+    model = _model()
+    kv = prefill_alone(model, list(range(4, 4 + length)))
+    assert len(kv) == model.model.config.num_hidden_layers
+    keys, values = kv[0]
+    assert keys.shape[0] == 1
+    assert keys.shape[2] == values.shape[2] == length

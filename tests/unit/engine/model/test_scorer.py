@@ -1,0 +1,56 @@
+"""Scoring (prompt, text) pairs on the tiny random Llama: the mean log-probability of the
+text's tokens, the same batched and padded as computed one by one from a plain forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from copygen.domain import ChatMessage, ScoreRequest
+from copygen.engine.model.loaded import LoadedModel
+from copygen.engine.model.scorer import CHUNK, score
+from tests.tiny_model import WORDS, tiny_model
+
+BRIEF = (ChatMessage("system", "solar power"), ChatMessage("user", "charge the phone"))
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    built, tokenizer = tiny_model(chat=True)
+    return LoadedModel(built, tokenizer, torch.device("cpu"), None)
+
+
+def _by_hand(model: LoadedModel, request: ScoreRequest) -> float:
+    """The text tokens' mean log-probability from one unpadded forward over prompt + text."""
+    prompt = model.encode([model.render(request.messages)])[0]
+    text = model.encode([request.text])[0]
+    ids = torch.tensor([prompt + text])
+    with torch.no_grad():
+        logits = model.model(input_ids=ids).logits[0].float().log_softmax(-1)
+    picked = [logits[len(prompt) - 1 + i, token].item() for i, token in enumerate(text)]
+    return sum(picked) / len(picked)
+
+
+def test_a_texts_score_is_its_tokens_mean_log_probability(model: LoadedModel) -> None:
+    request = ScoreRequest(BRIEF, "sun power now")
+    [found] = score(model, [request])
+    assert found == pytest.approx(_by_hand(model, request), abs=1e-4)
+    assert found < 0
+
+
+def test_padding_and_chunking_change_no_score(model: LoadedModel) -> None:
+    requests = [
+        ScoreRequest(BRIEF[: 1 + i % 2], " ".join(WORDS[: 1 + i % 7]))
+        for i in range(CHUNK + 1)  # two chunks, rows of different lengths
+    ]
+    together = score(model, requests)
+    alone = [score(model, [request])[0] for request in (requests[1], requests[-1])]
+    assert [together[1], together[-1]] == pytest.approx(alone, abs=1e-4)
+    assert len(together) == len(requests)
+
+
+def test_an_empty_text_scores_zero(model: LoadedModel) -> None:
+    assert score(model, [ScoreRequest(BRIEF, "")]) == [0.0]
+    mixed = score(model, [ScoreRequest(BRIEF, ""), ScoreRequest(BRIEF, "sun")])
+    assert mixed[0] == 0.0
+    assert mixed[1] < 0
