@@ -1,11 +1,8 @@
-"""The scheduler: the queue in front of the runner and the loop that drives it (the engine's
-admission gate bounds the queue before a job gets here).
-
-One asyncio task owns the decoding loop; each iteration asks the BatchPolicy how many queued
-rows join, then runs one ``Runner.step`` on the single model thread. Jobs whose caller gave
-up (deadline, disconnect) are dropped: never started if still queued, their rows removed from
-the running batch at the next step if not.
-"""
+"""The scheduler: the queue in front of the runner (bounded by the engine's admission gate,
+ordered by deadline) and the loop that drives it: each iteration asks the BatchPolicy how many
+queued rows join, then runs one ``Runner.step`` on the single model thread. Jobs whose caller
+gave up (deadline, disconnect) are dropped: never started if still queued, their rows removed
+from the running batch at the next step if not."""
 
 from __future__ import annotations
 
@@ -121,8 +118,6 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self.stats = SchedulerStats()
 
-    # --- public ---------------------------------------------------------------------------
-
     @property
     def queued_jobs(self) -> int:
         return len(self._waiting)
@@ -176,9 +171,8 @@ class Scheduler:
         return job
 
     def _queue(self, job: DecodeJob) -> None:
-        """Earliest deadline first. A request's later round carries the deadline it got when
-        it arrived, so it goes before requests that arrived after it instead of waiting behind
-        every new arrival (at 16 users that wait was the p95 tail: 3.9x the median)."""
+        """Earliest deadline first: a request's later round (its deadline set on arrival) goes
+        before later arrivals, not behind them (that wait was the 16-user p95 tail)."""
         at = len(self._waiting)
         while at and self._waiting[at - 1].deadline > job.deadline:
             at -= 1

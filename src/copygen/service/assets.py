@@ -18,6 +18,7 @@ from copygen.copywriting.assets import AssetChecks, meta_checks, rsa_checks, sug
 from copygen.copywriting.ranking import deduplicate
 from copygen.deadline import Deadline
 from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, Variant, new_copy_id
+from copygen.errors import DeadlineExceeded
 from copygen.service.workflow import CopyWorkflow
 
 #: Headlines that open with a keyword (the format wants at least three), and how many
@@ -139,7 +140,10 @@ async def google_rsa(
         extra = part(
             brief, "google_ads_headline", short, seed=(base - 7919 * (attempt + 1)) % 2**63
         )
-        [more] = await workflow.generate_many([extra], deadline, tenant=tenant)
+        try:
+            [more] = await workflow.generate_many([extra], deadline, tenant=tenant)
+        except DeadlineExceeded:  # the set is answered with what it has; checks say what is short
+            break
         results.append(more)
         chosen += deduplicate(more.variants, keep=chosen)[:short]
     parts = {"headlines": chosen, **parts}
