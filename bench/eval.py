@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import brand_eval
+import gold_eval
 from brand_eval import distinct_2
 
 from copygen.config import Settings
@@ -340,21 +341,36 @@ def report(
         "coverage and grounding already demote most off-topic text, so the decoy table is "
         "what decides whether the extra pass pays for itself on a given model.",
         "",
-        "## Score",
-        "",
-        "Every variant's `score` (0..1) is 0.45 × fit + 0.30 × keyword coverage + 0.10 × "
-        "readability + 0.15 × call to action, minus 0.1 per grounding flag let through, where "
-        "fit is 1 within the limit (0.5–1 when shorter than 30% of it) and falls linearly "
-        "over it; keyword coverage is the share of required keywords present; readability is "
-        "the reading ease / 100 clipped to 0..1 (Flesch or the language's adaptation: en, de, "
-        "fr, es, it, nl; else 1 for a mean word length of 3–7 letters, 0.6 otherwise); call "
-        "to action is 1 when one is present or the channel asks for none (Google Ads "
-        "descriptions, Meta primary text, SMS and meta descriptions ask for one), else 0. "
-        "`checks` carries each input. Ranking then discounts a variant by its word overlap "
-        "with those ranked above it, so the top of the list is not three takes on one idea.",
-        "",
     ]
     return "\n".join(lines)
+
+
+#: Sections of docs/quality.md written by hand (the rubric, the score's formula, the worth
+#: checks): kept as they are when `make eval` rewrites the measured ones.
+KEPT_SECTIONS = ("## Rubric", "## Score", "## Worth checks")
+
+
+def sections(text: str) -> dict[str, str]:
+    """A markdown document's "## " sections by heading, each with its heading."""
+    found: dict[str, str] = {}
+    parts = text.split("\n## ")
+    for part in parts[1:]:
+        heading = "## " + part.split("\n", 1)[0]
+        found[heading] = "## " + part.rstrip("\n") + "\n"
+    return found
+
+
+def compose(path: Path, measured: str, brands: str, gold: str) -> str:
+    """The new docs/quality.md: the title and the rubric first, then the measured sections
+    (pipeline vs raw, grounding, relevance), the score and the worth checks as written,
+    brands, and the gold set's figures (bench/gold_eval.py)."""
+    kept = sections(path.read_text()) if path.exists() else {}
+    title, _, body = measured.partition("\n")
+    keep = [kept[name] for name in KEPT_SECTIONS if name in kept]
+    rubric = keep[:1] if KEPT_SECTIONS[0] in kept else []
+    rest = [k for k in keep if k not in rubric]
+    pieces = [title + "\n", *rubric, "## Pipeline vs raw model\n" + body, *rest, brands, gold]
+    return "\n".join(piece.rstrip("\n") + "\n" for piece in pieces)
 
 
 async def main() -> None:
@@ -370,8 +386,9 @@ async def main() -> None:
     unchecked = await run_pipeline(copywriter, selected, "off")
     pipeline = await run_pipeline(copywriter, selected, "strict")
     decoys = await run_decoys(copywriter, pipeline)
-    text = report(pipeline, raw, unchecked, decoys, len(selected), settings, copywriter)
-    text += "\n" + await brand_eval.run(copywriter, selected, CHUNK) + "\n"
+    measured = report(pipeline, raw, unchecked, decoys, len(selected), settings, copywriter)
+    brands = await brand_eval.run(copywriter, selected, CHUNK)
+    text = compose(Path(args.out), measured, brands, gold_eval.section(gold_eval.load()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)
