@@ -17,6 +17,9 @@ TESTS = Path(__file__).parent
 # torch and several models at once, so on a tightly limited CI container it could start
 # shedding work mid-suite; tests that exercise the guard set their own mark.
 os.environ.setdefault("COPYGEN_MEMORY_HIGH_BYTES", str(1 << 40))
+# In-process clients call the app as http://t, real servers as 127.0.0.1: both are this
+# service's names here (a loopback bind serves only the loopback names by default).
+os.environ.setdefault("COPYGEN_ALLOWED_HOSTS", "t,127.0.0.1,localhost,::1")
 # Brands and feedback: a throwaway SQLite database per test session (and the servers it starts),
 # never the user's own data directory. Tests about the store give each app its own directory.
 os.environ.setdefault("COPYGEN_DATA_DIR", tempfile.mkdtemp(prefix="copygen-test-data-"))

@@ -29,6 +29,7 @@ from copygen.config_sections import (
     default_data_dir,
     default_model_cache_dir,
 )
+from copygen.hostnames import LOOPBACK_NAMES, HostRule, host_rules
 
 __all__ = [
     "EMBEDDED_MODEL_ID", "SECTIONS", "LOOPBACK", "Settings", "decode_key",
@@ -142,6 +143,12 @@ class Settings(
                     raise ValueError("expected addresses or CIDRs separated by commas") from exc
         return value
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        host_rules(_entries(value))
+        return value
+
     @model_validator(mode="after")
     def _no_open_door(self) -> Settings:
         if self.host not in LOOPBACK and self.api_keys is None and not self.allow_insecure_no_auth:
@@ -160,7 +167,15 @@ class Settings(
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return _entries(self.cors_origins)
+
+    @property
+    def allowed_host_rules(self) -> tuple[HostRule, ...]:
+        """COPYGEN_ALLOWED_HOSTS, or by default the loopback names on a loopback bind (a page
+        that rebinds its name to 127.0.0.1 still sends its name) and any name otherwise (a
+        public bind has keys)."""
+        default = LOOPBACK_NAMES if self.host in LOOPBACK else ("*",)
+        return host_rules(_entries(self.allowed_hosts) or default)
 
     @property
     def backend_route_channels(self) -> frozenset[str]:
@@ -204,6 +219,11 @@ PLACEHOLDER_FIELDS = (
     "api_keys", "backend_api_key", "cache_encryption_key", "database_url", "redis_url",
     "webhook_secret",
 )  # fmt: skip
+
+
+def _entries(text: str) -> list[str]:
+    """A comma list's entries, stripped, empty ones dropped."""
+    return [entry.strip() for entry in text.split(",") if entry.strip()]
 
 
 def _is_placeholder(text: str) -> bool:

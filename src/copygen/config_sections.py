@@ -41,6 +41,11 @@ class ServerSection(Section):
     ui: bool = Field(True, description="serve the playground page at /")
     max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
     cors_origins: str = ""
+    allowed_hosts: str = Field(
+        "",
+        description="comma list of the names served in Host: name, name:port, *.domain or *; "
+        "empty: the loopback names (any port) on a loopback bind, any name otherwise",
+    )
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     shutdown_drain_s: float = Field(20.0, ge=0, le=600)
 

@@ -14,9 +14,11 @@ from copygen.api.middleware.body_limit import BodyLimitMiddleware
 from copygen.api.middleware.client_ip import parse_networks
 from copygen.api.middleware.drain import DrainMiddleware, InFlight
 from copygen.api.middleware.fastpath import CopyHitFastPath
+from copygen.api.middleware.hosts import AllowedHostsMiddleware
 from copygen.api.middleware.rate_limit import RateLimitMiddleware
 from copygen.api.middleware.request_id import RequestIdMiddleware
 from copygen.api.middleware.request_log import RequestLogMiddleware
+from copygen.api.middleware.tracing import TracingMiddleware
 from copygen.api.openai import routes as openai
 from copygen.api.responses import COMMON_ERRORS, install_error_handlers
 from copygen.api.routes import (
@@ -34,6 +36,7 @@ from copygen.api.routes import metrics as metrics_route
 from copygen.auth import KeyRing, parse_api_keys
 from copygen.config import Settings
 from copygen.generation import Generator
+from copygen.observability import tracing
 from copygen.observability.metrics import Metrics
 from copygen.ratelimit import Limiter
 from copygen.resilience.admission import Drain
@@ -88,7 +91,9 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
     )
     keys = settings.api_keys
     app.add_middleware(
-        AuthMiddleware, keys=KeyRing(parse_api_keys(keys.get_secret_value()) if keys else [])
+        AuthMiddleware,
+        keys=KeyRing(parse_api_keys(keys.get_secret_value()) if keys else []),
+        cors_origins=settings.cors_origin_list,
     )
     app.add_middleware(DrainMiddleware, drain=drain, flights=flights)
     if settings.cors_origin_list:  # off unless origins are listed
@@ -102,10 +107,15 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
                 "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
             ],
         )  # fmt: skip
+    # Before CORS answers a preflight: a page that rebound its name to this address is no
+    # origin of ours.
+    app.add_middleware(AllowedHostsMiddleware, rules=settings.allowed_host_rules)
     # Request lines and HTTP metrics from one place, outside everything that may refuse.
     app.add_middleware(
         RequestLogMiddleware, routes=lambda: _route_paths(app), on_done=metrics.observe_http
     )
+    if tracing.enabled():  # absent, not idle, when off: see observability/tracing.py
+        app.add_middleware(TracingMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 

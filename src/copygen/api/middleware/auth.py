@@ -4,15 +4,21 @@ Keys are kept as SHA-256 digests and compared in constant time against every con
 (no early exit), so timing says nothing about which key, or how much of one, matched. Each key
 names a tenant (used in cache keys and limits) and a scope: ``plain`` or ``admin``. Without
 configured keys the service is anonymous (local use); config refuses a public bind then.
+Admin routes also refuse a request that a page of another site sent (its ``Origin`` is neither
+this service nor a COPYGEN_CORS_ORIGINS entry), keys or not: without keys every caller is
+admin.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from copygen.api.responses import error_response
 from copygen.api.state import KEY_SCOPE, TENANT, header, state
 from copygen.auth import ANONYMOUS, KeyRing
+from copygen.hostnames import same_origin
 
 MAX_AUTH_HEADER_BYTES = 4096
 #: Paths anyone may call: probes, metrics (keep them inside the cluster), the docs and the
@@ -25,20 +31,25 @@ def is_open(path: str) -> bool:
 
 
 #: (method, path) that need an admin key.
-ADMIN_ROUTES = {("DELETE", "/v1/cache")}
+ADMIN_ROUTES = {("DELETE", "/v1/cache"), ("POST", "/v1/admin/profile")}
 
 
 class AuthMiddleware:
     """Resolve the caller into ``scope["state"]``: ``tenant`` and ``scope``. Bearer tokens
     (``Authorization: Bearer <key>``) or ``X-API-Key``."""
 
-    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyRing, cors_origins: Sequence[str] = ()) -> None:
         self.app = app
         self._keys = keys
+        self._origins = frozenset(cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if (scope["method"], scope["path"]) in ADMIN_ROUTES and self._foreign(scope):
+            await _refuse(scope, receive, send, 403, "forbidden",
+                          "admin routes refuse requests sent by another site's pages")  # fmt: skip
             return
         caller = state(scope)
         if not self._keys or is_open(scope["path"]):
@@ -73,6 +84,16 @@ class AuthMiddleware:
             return
         caller[TENANT], caller[KEY_SCOPE] = key.tenant, key.scope
         await self.app(scope, receive, send)
+
+    def _foreign(self, scope: Scope) -> bool:
+        """A browser sent this request from a page that is neither this service nor a CORS
+        origin (other clients send no ``Origin``)."""
+        origin = header(scope, b"origin")
+        if origin is None:
+            return False
+        text = origin.decode("latin-1")
+        own = header(scope, b"host") or b""
+        return text not in self._origins and not same_origin(text, own.decode("latin-1"))
 
 
 async def _refuse(
