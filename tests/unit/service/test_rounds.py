@@ -1,0 +1,105 @@
+"""Generation rounds on an engine over a fake runner: later rounds ask only for the missing
+slots, the deadline decides whether another round runs, and the relevance pass joins the
+ranking when it can and is skipped when it cannot."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from copygen.config import Settings
+from copygen.deadline import Deadline
+from copygen.domain import CopyBrief, GenerationRequest, ScoreRequest
+from copygen.engine.engine import Engine
+from copygen.errors import DeadlineExceeded, GenerationFailed
+from copygen.service.rounds import RoundPolicy, write_rounds
+from tests.fakes import FakeRunner, spelled
+
+BRIEF = CopyBrief(product="solar charger", channel="sms", variants=2, keywords=("sun",), seed=3)
+
+
+def _policy(*, max_rounds: int = 3, relevance: bool = False) -> RoundPolicy:
+    return RoundPolicy(max_rounds, (), "strict", early_stop=False, relevance=relevance)
+
+
+def one_with_the_keyword(request: GenerationRequest, row: int) -> str:
+    """Round 1 (no prefix): only row 0 uses the keyword; primed rounds open with it."""
+    if request.prefix or row == 0:
+        return f" solar charger for the sun {spelled(row + 1)}"
+    return f"A solar charger for the trail {spelled(row + 1)}"
+
+
+async def _engine(runner: FakeRunner) -> Engine:
+    engine = Engine(Settings(warmup=False), runner)
+    await engine.start()
+    return engine
+
+
+async def test_a_second_round_asks_only_for_the_missing_slot_primed_with_a_keyword() -> None:
+    runner = FakeRunner(one_with_the_keyword)
+    engine = await _engine(runner)
+    [result] = await write_rounds(engine, [BRIEF], _policy(), Deadline.within(10))
+    assert result.rounds == 2
+    [[first], [second]] = runner.calls
+    assert (first.n, first.prefix) == (4, "")
+    assert (second.n, second.prefix) == (2, "Sun")
+    assert len(result.variants) == 2
+    assert all("sun" in v.text.lower() for v in result.variants)
+    assert len(result.jobs) == 2
+    assert {"queue", "generation", "total"} <= set(result.timings_ms)
+    await engine.stop()
+
+
+async def test_no_more_rounds_than_the_policy_allows() -> None:
+    runner = FakeRunner(lambda request, row: f"A solar charger for the trail {spelled(row)}")
+    engine = await _engine(runner)
+    [result] = await write_rounds(engine, [BRIEF], _policy(max_rounds=2), Deadline.within(10))
+    assert result.rounds == len(runner.calls) == 2
+    assert len(result.variants) == 2  # the keyword is a soft rule: the best of what was written
+    await engine.stop()
+
+
+async def test_another_round_runs_only_when_the_deadline_leaves_time_for_it() -> None:
+    runner = FakeRunner(one_with_the_keyword, step_delay_s=0.2)
+    engine = await _engine(runner)
+    [result] = await write_rounds(engine, [BRIEF], _policy(), Deadline.within(0.35))
+    assert result.rounds == 1  # round 1 took longer than what was left
+    assert len(result.variants) == 2
+    await engine.stop()
+
+
+async def test_a_first_round_out_of_time_is_deadline_exceeded() -> None:
+    hang = threading.Event()
+    engine = await _engine(FakeRunner(hang=hang))
+    with pytest.raises(DeadlineExceeded):
+        await write_rounds(engine, [BRIEF], _policy(), Deadline.within(0.1))
+    hang.set()
+    await engine.stop()
+
+
+async def test_the_relevance_pass_scores_each_shortlist_in_one_call() -> None:
+    runner = FakeRunner(one_with_the_keyword)
+    engine = await _engine(runner)
+    other = CopyBrief(product="solar lamp", channel="sms", variants=1, seed=4)
+    results = await write_rounds(
+        engine, [BRIEF, other], _policy(relevance=True), Deadline.within(10)
+    )
+    assert len(runner.scored) == 1
+    assert all(v.relevance is not None for r in results for v in r.variants)
+    assert all("relevance" in r.timings_ms for r in results)
+    await engine.stop()
+
+
+class _CannotScore(FakeRunner):
+    def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        raise GenerationFailed("relevance scoring needs the in-process model")
+
+
+async def test_a_failed_relevance_pass_still_returns_the_ranked_copy() -> None:
+    engine = await _engine(_CannotScore(one_with_the_keyword))
+    [result] = await write_rounds(engine, [BRIEF], _policy(relevance=True), Deadline.within(10))
+    assert len(result.variants) == 2
+    assert all(v.relevance is None for v in result.variants)
+    await engine.stop()
