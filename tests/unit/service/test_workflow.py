@@ -10,7 +10,7 @@ import threading
 from copygen.cache.keys import copy_cache_key
 from copygen.cache.tiered import build_cache
 from copygen.config import Settings
-from copygen.domain import CopyBrief
+from copygen.domain import CopyBrief, GenerationRequest
 from copygen.engine.engine import Engine
 from copygen.service.generators import Generators
 from copygen.service.workflow import CopyWorkflow
@@ -21,8 +21,10 @@ BRIEF = CopyBrief(product="solar charger", channel="sms", variants=1, seed=1)
 HEADLINE = CopyBrief(product="solar charger", channel="google_ads_headline", variants=1, seed=1)
 
 
-def _on_topic(request: object, row: int) -> str:
-    return f"A solar charger for every trail {spelled(row + 1)}"
+def _on_topic(request: GenerationRequest, row: int) -> str:
+    """Copy that names the product (continuing the name when the answer is primed with it)."""
+    text = f"for every trail {spelled(row + 1)}"
+    return f" {text}" if request.prefix else f"A solar charger {text}"
 
 
 class _Routed(FakeRunner):
@@ -44,8 +46,8 @@ async def test_each_brief_goes_to_the_generator_its_channel_is_routed_to() -> No
     sms, headline = await workflow.generate_many([BRIEF, HEADLINE])
     assert (sms.model, headline.model) == ("fake/routed", "fake/model")
     assert [r.channel for r in (sms, headline)] == ["sms", "google_ads_headline"]
-    assert [len(call) for call in routed.calls] == [1]
-    assert [len(call) for call in default.calls] == [1]
+    assert [len(call) for call in routed.calls] == [1]  # only the SMS brief
+    assert [len(call) for call in default.calls] == [1]  # only the headline
     for generator in workflow.generators.all:
         await generator.stop()
 
