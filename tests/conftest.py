@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import PostgresServer
+from tests.services import PostgresServer, RedisServer
 
 TESTS = Path(__file__).parent
 
@@ -39,3 +39,12 @@ def postgres() -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.remove()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server per test, so tests can kill, pause and restart it."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
