@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from copygen.errors import InvalidRequest
+from copygen.observability import tracing
 
 SIGNATURE_HEADER = "X-Copygen-Signature"
 #: The same on every attempt of one delivery: receivers dedupe on it.
@@ -125,14 +126,17 @@ async def deliver(
 ) -> Attempt:
     """One POST of ``body``, resolution to last byte within ``timeout_s``; redirects are not
     followed (they could lead anywhere) and the response's body is never read."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            target = await check_target(url, allow_private, resolve)
-            return await _post(target, secret, body, delivery_id, attempt, timeout_s)
-    except InvalidRequest:
-        return Attempt(None, "refused_target")
-    except TimeoutError:
-        return Attempt(None, "timeout")
+    with tracing.span("webhook.deliver", kind="client", attempt=attempt) as traced:
+        try:
+            async with asyncio.timeout(timeout_s):
+                target = await check_target(url, allow_private, resolve)
+                outcome = await _post(target, secret, body, delivery_id, attempt, timeout_s)
+        except InvalidRequest:
+            outcome = Attempt(None, "refused_target")
+        except TimeoutError:
+            outcome = Attempt(None, "timeout")
+        traced.set(status_code=outcome.status_code, error=outcome.error)
+    return outcome
 
 
 async def _post(

@@ -17,12 +17,15 @@ import uvicorn
 
 from copygen.api.app import abort_in_flight, begin_drain, create_app, in_flight
 from copygen.config import Settings
+from copygen.observability import tracing
 
 log = logging.getLogger("copygen.drain")
 
 
 def serve(settings: Settings) -> None:
-    """Serve the app on ``settings.host:port`` until SIGTERM (drained) or Ctrl-C."""
+    """Serve the app on ``settings.host:port`` until SIGTERM (drained) or Ctrl-C. Traces
+    go out over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (observability/tracing.py)."""
+    tracing.start_tracing()
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -46,7 +49,10 @@ def serve(settings: Settings) -> None:
     )
     if settings.ui:
         log.info("playground: open http://%s:%d/", settings.host, settings.port)
-    server.run()
+    try:
+        server.run()
+    finally:
+        tracing.stop_tracing()  # the last spans, the drain's included
 
 
 class DrainingServer(uvicorn.Server):

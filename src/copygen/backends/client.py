@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from copygen.observability import tracing
+
 #: Response statuses that say "busy, come back later" rather than "broken".
 BUSY = (429, 503)
 #: Retry-After when a busy backend does not say.
@@ -89,6 +91,12 @@ class OpenAIClient:
             # read: the longest silence between two chunks; the request deadline bounds the rest.
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
         )
+        parts = urlsplit(self.base_url)
+        self._span_attributes: dict[str, tracing.Value] = {
+            "http.request.method": "POST",
+            "server.address": parts.hostname or "",
+            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+        }
 
     @property
     def host(self) -> str:
@@ -117,15 +125,20 @@ class OpenAIClient:
         self, path: str, body: dict[str, Any]
     ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """POST ``body`` with ``stream: true`` and yield its chunks. Leaving the block closes
-        the connection, which tells the backend to stop generating."""
-        try:
-            async with self._http.stream("POST", path, json=body) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise _status_error(response)
-                yield _chunks(response)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from exc
+        the connection, which tells the backend to stop generating. The call is a span whose
+        ``traceparent`` goes with it, so a server that traces (vLLM) continues the trace."""
+        with tracing.span(f"POST {path}", {"url.path": path, **self._span_attributes},
+                          kind="client", rows=body.get("n", 1)) as traced:  # fmt: skip
+            try:
+                headers = tracing.inject({})
+                async with self._http.stream("POST", path, json=body, headers=headers) as response:
+                    traced.set_attribute("http.response.status_code", response.status_code)
+                    if response.status_code != 200:
+                        await response.aread()
+                        raise _status_error(response)
+                    yield _chunks(response)
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc) from exc
 
 
 async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

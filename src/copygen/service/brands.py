@@ -22,6 +22,7 @@ from copygen.copywriting.brand import AVOID_KEPT
 from copygen.copywriting.prompts import render_prompt
 from copygen.domain import Brand, BrandExample, BrandVoice, CopyBrief, CopyResult
 from copygen.errors import CopygenError, InvalidRequest, StoreUnavailable
+from copygen.observability import tracing
 from copygen.store.brands import BrandRepository
 from copygen.store.database import Database
 from copygen.store.feedback import Feedback, FeedbackRepository, Rating, StoredResponse
@@ -142,9 +143,10 @@ class BrandBook:
 
     async def voice(self, tenant: str, brand_id: str) -> BrandVoice:
         """What a brief takes from the tenant's brand ``brand_id`` (NotFound otherwise)."""
-        await self.ready()
-        brand = await self.brands.get(tenant, brand_id)
-        avoid, learned = await self.feedback.down_rated(brand_id, AVOID_KEPT)
+        with tracing.span("store.brand_voice"):
+            await self.ready()
+            brand = await self.brands.get(tenant, brand_id)
+            avoid, learned = await self.feedback.down_rated(brand_id, AVOID_KEPT)
         return BrandVoice(brand.id, brand.version, brand.profile, avoid, learned)
 
     def remember(

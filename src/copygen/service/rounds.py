@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,8 @@ from copygen.copywriting.rounds import BriefRounds
 from copygen.deadline import Deadline
 from copygen.domain import Completion, CopyBrief, CopyResult, Grounding
 from copygen.errors import CopygenError, DeadlineExceeded
-from copygen.generation import Generator, RowEvent
+from copygen.generation import FinishedJob, Generator, RowEvent, Settle
+from copygen.observability import tracing
 
 log = logging.getLogger("copygen.rounds")
 
@@ -65,20 +67,12 @@ async def write_rounds(
         settle = functools.partial(_settled, pending) if policy.early_stop else None
         forward = None if on_event is None else functools.partial(on_event, rounds)
         try:
-            finished = await generator.run(
-                [w.request(rounds) for w in pending],
-                deadline,
-                forward,
-                settle=settle,
-                follow_up=rounds > 0,
-            )
+            finished = await _round(generator, pending, rounds, deadline, forward, settle)
         except DeadlineExceeded:
             if rounds == 0:
                 raise
             break
         jobs.append(finished.job_id)
-        for work, generation in zip(pending, finished.generations, strict=True):
-            work.absorb(generation)
         round_timings = finished.timings_ms
         timings["queue"] += round_timings["queue"]
         timings["generation"] += round_timings["generation"]
@@ -100,6 +94,59 @@ async def write_rounds(
     ]
 
 
+async def _round(
+    generator: Generator,
+    pending: Sequence[BriefRounds],
+    index: int,
+    deadline: Deadline,
+    on_event: Callable[[RowEvent], None] | None,
+    settle: Settle | None,
+) -> FinishedJob:
+    """Round ``index`` (from 0): the pending briefs' requests as one job, each brief absorbing
+    what it wrote. Its span carries rows, tokens, times and what the checks found."""
+    requests = [work.request(index) for work in pending]
+    rows = sum(request.n for request in requests)
+    with tracing.span("generation.round", round=index + 1, briefs=len(pending), rows=rows,
+                      model=generator.model_id) as traced:  # fmt: skip
+        started_ns = tracing.now_ns()
+        finished = await generator.run(
+            requests, deadline, on_event, settle=settle, follow_up=index > 0
+        )
+        before = [len(work.checked) for work in pending]
+        for work, generation in zip(pending, finished.generations, strict=True):
+            work.absorb(generation)
+        if traced.recording:
+            traced.set(**_round_figures(pending, before, finished))
+            tracing.record_phases(started_ns, finished.timings_ms)
+    return finished
+
+
+def _round_figures(
+    pending: Sequence[BriefRounds], before: Sequence[int], finished: FinishedJob
+) -> dict[str, tracing.Value | None]:
+    """A round's figures for its span: tokens, times, and the candidates it added to each
+    brief with the failures and flags the checks found on them (``name:count``)."""
+    new = [c for work, n in zip(pending, before, strict=True) for c in work.checked[n:]]
+    failures = Counter(f for c in new for f in (*c.hard_failures, *c.soft_failures))
+    flags = Counter(flag.type for c in new for flag in c.flags)
+    timings = finished.timings_ms
+    return {
+        "job": finished.job_id,
+        "rows_finished": sum(len(g.completions) for g in finished.generations),
+        "prompt_tokens": sum(g.prompt_tokens for g in finished.generations),
+        "completion_tokens": sum(
+            c.completion_tokens for g in finished.generations for c in g.completions
+        ),
+        "queue_ms": timings.get("queue"),
+        "first_token_ms": timings.get("first_token"),
+        "generation_ms": timings.get("generation"),
+        "checked": len(new),
+        "passed": sum(1 for c in new if c.perfect),
+        "failures": [f"{name}:{count}" for name, count in sorted(failures.items())],
+        "flags": [f"{name}:{count}" for name, count in sorted(flags.items())],
+    }
+
+
 async def _relevance(
     generator: Generator, works: Sequence[BriefRounds], deadline: Deadline
 ) -> list[dict[str, float]]:
@@ -113,7 +160,8 @@ async def _relevance(
         return [{} for _ in works]
     try:
         async with asyncio.timeout(deadline.remaining()):
-            scores = await generator.score(requests)
+            with tracing.span("relevance.score", texts=len(requests)):
+                scores = await generator.score(requests)
     except CopygenError as exc:
         log.warning("relevance scoring skipped: %s", exc.type)
         return [{} for _ in works]

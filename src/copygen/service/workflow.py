@@ -21,6 +21,7 @@ from copygen.config import Settings
 from copygen.copywriting.safety import brand_safety_words
 from copygen.deadline import Deadline
 from copygen.domain import CachePolicy, CopyBrief, CopyResult, Usage, new_copy_id
+from copygen.observability import tracing
 from copygen.service.brands import BrandBook
 from copygen.service.generators import Generators
 from copygen.service.rounds import DraftHook, RoundPolicy, write_rounds
@@ -103,7 +104,7 @@ class CopyWorkflow:
         keys = [copy_cache_key(brief, self.key_context(tenant, brief.channel)) for brief in briefs]
         results: list[CopyResult | None] = [None] * len(briefs)
         for i, (brief, key) in enumerate(zip(briefs, keys, strict=True)):
-            if brief.cache is CachePolicy.USE and (hit := await self.cache.get(key)) is not None:
+            if brief.cache is CachePolicy.USE and (hit := await self._look_up(key, brief)):
                 results[i] = _served(hit[0], started, cached=True, tier=hit[1])
 
         flights = self.cache.flights
@@ -147,7 +148,9 @@ class CopyWorkflow:
 
         for i, future in following.items():
             try:
-                results[i] = _served(await asyncio.shield(future), started, cached=False)
+                with tracing.span("singleflight.wait", channel=briefs[i].channel):
+                    shared = await asyncio.shield(future)
+                results[i] = _served(shared, started, cached=False)
             except LeaderGone:
                 [results[i]] = await self.generate_many([briefs[i]], deadline, tenant=tenant)
         answered = [result for result in results if result is not None]
@@ -155,6 +158,12 @@ class CopyWorkflow:
             asked = [brief for brief, result in zip(briefs, results, strict=True) if result]
             self.book.remember(tenant, asked, answered)
         return answered
+
+    async def _look_up(self, key: str, brief: CopyBrief) -> tuple[CopyResult, Tier] | None:
+        with tracing.span("cache.lookup", channel=brief.channel) as traced:
+            hit = await self.cache.get(key)
+            traced.set(hit=hit is not None, tier=hit[1] if hit else None)
+        return hit
 
     async def _claim_across_replicas(
         self,
@@ -175,12 +184,20 @@ class CopyWorkflow:
                 locks[i] = claim
             elif claim is None:
                 busy.append(i)
-        peers = await asyncio.gather(*(self.cache.wait_for_peer(keys[i], deadline) for i in busy))
+        peers = await self._wait_for_peers([keys[i] for i in busy], deadline) if busy else []
         for i, result in zip(busy, peers, strict=True):
             if result is not None:
                 results[i] = _served(result, time.perf_counter(), cached=True, tier="l2")
                 self.cache.flights.finish(keys[i], result, None)
         return [i for i in writing if results[i] is None]
+
+    async def _wait_for_peers(
+        self, keys: Sequence[str], deadline: Deadline
+    ) -> list[CopyResult | None]:
+        with tracing.span("cache.peer_wait", keys=len(keys)) as traced:
+            peers = await asyncio.gather(*(self.cache.wait_for_peer(k, deadline) for k in keys))
+            traced.set(found=sum(1 for peer in peers if peer is not None))
+        return peers
 
     async def _write(
         self,
