@@ -1,7 +1,7 @@
 """The running service: built once at start-up, it owns the cache, the generators, the brand
-store and the job runner, the drain state every generator's admission gate reads, and the
-copy workflow on top of them. Routes, middleware and metrics reach those parts through it
-(api/deps.py), never through the workflow. Like vLLM's ``EngineCore``: the place lifecycles
+store, the job runner, the profiler, the drain state every generator's admission gate reads,
+and the copy workflow on top of them. Routes, middleware and metrics reach those parts through
+it (api/deps.py), never through the workflow. Like vLLM's ``EngineCore``: the place lifecycles
 live, not a place logic lives.
 """
 
@@ -17,6 +17,7 @@ from copygen.copywriting.lexicon import english_words
 from copygen.deadline import Deadline
 from copygen.domain import CopyBrief
 from copygen.generation import Generator, MetricsSink, NullMetrics
+from copygen.observability.profiling import Profiler
 from copygen.resilience.admission import Drain
 from copygen.resilience.breaker import BreakerState, CircuitBreaker
 from copygen.service.brands import BrandBook
@@ -57,6 +58,8 @@ class Runtime:
         self.workflow = CopyWorkflow(settings, cache, generators, book)
         #: Background batches (None without a database).
         self.jobs = JobRunner(self.workflow, book, settings) if book is not None else None
+        #: On-demand profiles of this process (POST /v1/admin/profile).
+        self.profiler = Profiler()
 
     @classmethod
     def from_settings(

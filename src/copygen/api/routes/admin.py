@@ -1,10 +1,14 @@
-"""Cache administration: figures, and invalidation (everything, or one channel and/or model)."""
+"""Administration: cache figures and invalidation (everything, or one channel and/or model),
+and on-demand profiles of the process."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from copygen.api.deps import RuntimeDep
@@ -12,6 +16,7 @@ from copygen.api.schemas import ErrorBody
 from copygen.cache.keys import key_pattern, model_tag
 from copygen.copywriting.channels import CHANNELS
 from copygen.errors import InvalidRequest
+from copygen.observability.profiling import MAX_SECONDS
 
 router = APIRouter(tags=["cache"])
 
@@ -45,3 +50,29 @@ async def cache_delete(
 
     deleted = await runtime.cache.delete(key_pattern(model=model, channel=channel), match)
     return CacheDeleted(deleted=deleted)
+
+
+@router.post(
+    "/v1/admin/profile",
+    tags=["admin"],
+    response_class=Response,
+    responses={
+        200: {"content": {"application/json": {}}, "description": "a speedscope profile"},
+        422: {"model": ErrorBody},
+    },
+)
+async def profile(
+    runtime: RuntimeDep,
+    seconds: float = Query(5, gt=0, le=MAX_SECONDS, description="how long to sample"),
+) -> Response:
+    """Sample every thread's stack (the event loop, the model thread…) every 5 ms for
+    ``seconds``, answered as speedscope JSON: open it at https://www.speedscope.app
+    (docs/observability.md). Admin key only; one profile at a time (429 while one runs)."""
+    samples = await runtime.profiler.record(seconds)
+    body = await asyncio.to_thread(json.dumps, samples, separators=(",", ":"))
+    filename = "copygen-profile.speedscope.json"
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
