@@ -30,6 +30,8 @@ CONFINED = {
     "httpx": ("copygen.backends", "copygen.webhooks"),
     "sqlalchemy": ("copygen.store",),
     "alembic": ("copygen.store",),
+    # Traces: the rest of copygen calls copygen.observability.tracing's small functions.
+    "opentelemetry": ("copygen.observability",),
 }
 #: copygen packages a part must not import: the direction api → service → {engine, cache,
 #: copywriting} → {domain, errors, resilience}.
