@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
+from copygen.api.app import create_app
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 from copygen.service.runtime import Runtime
@@ -19,3 +22,9 @@ async def started_runtime(runner: FakeRunner, **settings: object) -> Runtime:
     built = runtime(runner, Settings(warmup=False, **settings))  # type: ignore[arg-type]
     await built.start()
     return built
+
+
+def app(runner: FakeRunner, **settings: object) -> FastAPI:
+    """The whole app on ``runner`` with ``Settings(warmup=False, **settings)``; not started."""
+    config = Settings(warmup=False, **settings)  # type: ignore[arg-type]
+    return create_app(config, engine=Engine(config, runner))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
+from fastapi import FastAPI
 
 
 async def wait_ready(client: httpx.AsyncClient) -> None:
@@ -13,6 +16,19 @@ async def wait_ready(client: httpx.AsyncClient) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("never became ready")
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, *, ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` in process, with the app's lifespan running and (unless
+    ``ready=False``) its model ready."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        if ready:
+            await wait_ready(client)
+        yield client
 
 
 def parse_sse(text: str) -> list[tuple[str | None, str]]:

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,8 +15,10 @@ import structlog
 from fastapi import FastAPI
 
 from copygen.api.app import create_app
+from copygen.api.middleware.auth import AuthMiddleware, is_open
 from copygen.api.middleware.client_ip import client_ip, parse_networks
-from copygen.auth import KeyRing, parse_api_keys
+from copygen.api.state import KEY_SCOPE, TENANT
+from copygen.auth import ANONYMOUS, KeyRing, parse_api_keys
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 from tests.fakes import FakeRunner
@@ -235,3 +238,45 @@ async def test_the_canary_key_and_prompt_never_reach_logs_errors_or_metrics() ->
         assert CANARY_KEY not in text
         assert CANARY_PROMPT not in text
         assert PLAIN not in text
+
+
+async def _resolved(keys: str, path: str, headers: list[tuple[bytes, bytes]]) -> object:
+    """(tenant, scope) the auth middleware leaves in scope state, or the refusal's status."""
+    seen: list[tuple[str, str]] = []
+
+    async def inner(scope: dict[str, Any], receive: object, send: object) -> None:
+        seen.append((scope["state"][TENANT], scope["state"][KEY_SCOPE]))
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    middleware = AuthMiddleware(inner, KeyRing(parse_api_keys(keys) if keys else []))
+    scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
+    await middleware(scope, None, send)  # type: ignore[arg-type]
+    return seen[0] if seen else sent[0]["status"]
+
+
+async def test_the_caller_is_resolved_into_a_tenant_and_a_scope() -> None:
+    bearer = [(b"authorization", f"Bearer {PLAIN}".encode())]
+    assert await _resolved(KEYS, "/v1/models", bearer) == ("alpha", "plain")
+    assert await _resolved(KEYS, "/v1/models", [(b"x-api-key", ADMIN.encode())]) == (
+        "ops", "admin",
+    )  # fmt: skip
+    # Open paths are anyone's, with no more than a plain key's rights.
+    assert await _resolved(KEYS, "/health/ready", []) == (ANONYMOUS, "plain")
+    assert await _resolved(KEYS, "/", []) == (ANONYMOUS, "plain")
+    # Without configured keys (local use) the caller may do everything.
+    assert await _resolved("", "/v1/cache", []) == (ANONYMOUS, "admin")
+    # An oversized X-API-Key is ignored, not read: no key was presented.
+    assert await _resolved(KEYS, "/v1/models", [(b"x-api-key", b"k" * 5000)]) == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "open_"),
+    [("/", True), ("/health/live", True), ("/metrics", True), ("/ui/app.js", True),
+     ("/openapi.json", True), ("/v1/copy", False), ("/v1/brands", False), ("/ui", False)],
+)  # fmt: skip
+def test_only_probes_metrics_docs_and_the_playground_are_open(path: str, open_: bool) -> None:
+    assert is_open(path) is open_
