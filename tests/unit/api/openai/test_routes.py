@@ -9,9 +9,11 @@ import httpx
 import pytest
 
 from copygen.api.app import create_app
+from copygen.api.openai.routes import DEFAULT_MAX_TOKENS
 from copygen.config import Settings
 from copygen.engine.engine import Engine
-from tests.client import parse_sse, wait_ready
+from tests.builders import app
+from tests.client import parse_sse, serving, wait_ready
 from tests.fakes import FakeRunner
 
 
@@ -99,3 +101,25 @@ async def test_openai_errors_use_the_one_shape(
     response = await client.post("/v1/chat/completions", json=payload)
     assert response.status_code == status
     assert response.json()["error"]["field"] == field
+
+
+async def test_the_served_model_answers_to_each_of_its_names(client: httpx.AsyncClient) -> None:
+    for model in (None, "", "fake/model", "model", "copygen", "default"):
+        response = await client.post("/v1/completions", json={"prompt": "Once", "model": model})
+        assert response.status_code == 200, model
+        assert response.json()["model"] == "fake/model"
+
+
+async def test_sampling_fields_reach_the_engine_with_the_default_token_budget() -> None:
+    runner = FakeRunner(lambda request, row: "reply")
+    async with serving(app(runner)) as client:
+        await client.post("/v1/completions", json={"prompt": "Once", "stop": "\n", "seed": 7,
+                                                   "top_k": 5, "temperature": 0.2})  # fmt: skip
+        await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 9})
+    [text], [chat] = runner.calls
+    assert (text.prompt, text.messages, text.stop) == ("Once", (), ("\n",))
+    sampling = text.sampling
+    assert (sampling.max_new_tokens, sampling.seed, sampling.top_k) == (DEFAULT_MAX_TOKENS, 7, 5)
+    assert sampling.temperature == 0.2
+    assert (chat.prompt, chat.sampling.max_new_tokens) == (None, 9)
+    assert [m.content for m in chat.messages] == ["Say hi"]
