@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -18,6 +19,18 @@ def spelled(number: int) -> str:
     """``number`` digit by digit in words (12 → "one two"): distinct replies without figures,
     which the grounding checks would reject as unsupported numbers."""
     return " ".join(DIGIT_WORDS[int(digit)] for digit in str(number))
+
+
+_PRODUCT = re.compile(r"^Product: (.+)$", re.MULTILINE)
+
+
+def on_topic(request: GenerationRequest, row: int) -> str:
+    """The default reply: a short line about the brief's product (the last ``Product:`` line
+    of the prompt), so the copy checks see copy about the product — "Fresh solar charger take
+    two" — and not text about nothing, which the off-topic check rejects."""
+    found = _PRODUCT.findall(request.messages[-1].content) if request.messages else []
+    product = found[-1].strip() if found else "copy"
+    return f"Fresh {product} take {spelled(row + 1)}"
 
 
 @dataclass
@@ -53,7 +66,7 @@ class FakeRunner:
         """``oom_above``: a step with more rows raises RunnerOutOfMemory (like CUDA would);
         ``fail_when()``: True makes a step raise RuntimeError. ``record=False`` keeps no
         history of joins, batch sizes and drops (a soak test would see it as a leak)."""
-        self.reply = reply or (lambda request, row: f"Fresh copy take {spelled(row + 1)}")
+        self.reply = reply or on_topic
         self.gate = gate
         self.hang = hang
         self.whole = whole

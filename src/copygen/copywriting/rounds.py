@@ -13,6 +13,7 @@ from copygen.copywriting.grounding import Evidence
 from copygen.copywriting.postprocess import Checked, check_completion
 from copygen.copywriting.prompts import relevance_prompts, render_prompt
 from copygen.copywriting.ranking import deduplicate, select
+from copygen.copywriting.subject import ANCHORING, Anchoring
 from copygen.domain import (
     ChatMessage,
     Completion,
@@ -33,6 +34,7 @@ MAX_ROWS_PER_BRIEF = 20
 #: Candidates per wanted variant that get a relevance score.
 RELEVANCE_SHORTLIST = 2
 _SEED_STRIDE = 1_000_003
+_UNANCHORED = Anchoring("none")
 
 
 @dataclass(slots=True)
@@ -112,6 +114,8 @@ class BriefRounds:
         if primed > 0 and brief.keywords:
             keyword = brief.keywords[(primed - 1) % len(brief.keywords)]
             prefix = keyword[:1].upper() + keyword[1:] if keyword.islower() else keyword
+        elif primed == 0 or not brief.keywords:
+            prefix = self.name_prefix()
         return GenerationRequest(
             messages=self.messages,
             sampling=SamplingParams(
@@ -127,6 +131,28 @@ class BriefRounds:
             # A one-line channel keeps only the first line: a row ends with it.
             single_line=self.channel.single_line,
         )
+
+    def name_prefix(self) -> str:
+        """The product's name, spelled as the brief spells it, to start a title with (the
+        model continues from it): a title must name the product (subject.ANCHORING), and a
+        small model left to itself drifts off topic or re-spells the name. Empty for other
+        channels, for a product without a proper name ("canvas tote bag"), or when the name
+        would take more than half the title's limit."""
+        if ANCHORING.get(self.channel.id, _UNANCHORED).needs != "name":
+            return ""
+        subject, product = self.evidence.subject, self.brief.product
+        name = ""
+        if subject.names and subject.phrases:
+            # The first capitalised run of the product ("FitTrack Pulse", "Ember & Oak") as
+            # the product writes it.
+            first, last = subject.phrases[0][0], subject.phrases[0][-1]
+            start, end = product.find(first), product.rfind(last)
+            if 0 <= start <= end:
+                name = product[start : end + len(last)]
+        limit = self.brief.max_chars or self.channel.limit
+        if not name or (limit is not None and len(name) > limit // 2):
+            return ""
+        return name[:1].upper() + name[1:]
 
     def absorb(self, generation: Generation) -> None:
         self.prompt_tokens += generation.prompt_tokens

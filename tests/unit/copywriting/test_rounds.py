@@ -110,3 +110,23 @@ def test_a_brand_brief_carries_each_variants_voice_adjustment() -> None:
     rounds.absorb(Generation(12, GOOD))
     voices = {v.text: v.voice for v in rounds.result("m", 1, {}, ()).variants}
     assert voices == {GOOD[0].text: 0.0, GOOD[1].text: 0.05}
+
+
+def test_a_title_starts_from_the_products_name_as_the_brief_spells_it() -> None:
+    headline = BriefRounds.new(CopyBrief(product="FitTrack Pulse smart ring"), ())
+    assert headline.request(0).prefix == "FitTrack Pulse"
+    shop = BriefRounds.new(CopyBrief(product="canvas tote bag by Ember & Oak"), ())
+    assert shop.request(0).prefix == "Ember & Oak"
+
+
+def test_no_name_no_priming_and_long_copy_is_left_free() -> None:
+    assert BriefRounds.new(CopyBrief(product="solar charger"), ()).request(0).prefix == ""
+    post = CopyBrief(product="FitTrack Pulse smart ring", channel="linkedin_post")
+    assert BriefRounds.new(post, ()).request(0).prefix == ""
+
+
+def test_a_keyword_still_primes_the_later_rounds() -> None:
+    brief = CopyBrief(product="FitTrack Pulse smart ring", keywords=("sleep",))
+    rounds = BriefRounds.new(brief, ())
+    assert rounds.request(0).prefix == "FitTrack Pulse"
+    assert rounds.request(1).prefix == "Sleep"

@@ -14,7 +14,7 @@ from copygen.config import Settings
 from copygen.domain import CachePolicy, CopyBrief
 from copygen.engine.engine import Engine
 from tests.builders import started_runtime
-from tests.fakes import FakeRunner, spelled
+from tests.fakes import FakeRunner, on_topic
 
 BRIEF = CopyBrief(product="solar charger", channel="sms", variants=2, seed=1)
 
@@ -36,7 +36,7 @@ async def test_a_repeated_brief_is_an_l1_hit_without_model_work() -> None:
 
 async def test_refresh_regenerates_and_replaces_and_bypass_leaves_no_trace() -> None:
     counter = iter(range(1000))
-    runner = FakeRunner(lambda request, row: f"Fresh copy take {spelled(next(counter))}")
+    runner = FakeRunner(lambda request, row: on_topic(request, next(counter)))
     writer = await started_runtime(runner)
     first = await writer.workflow.generate(BRIEF)
     refreshed = await writer.workflow.generate(
