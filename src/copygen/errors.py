@@ -121,3 +121,9 @@ class LimitExceeded(CopygenError):
     """A per-tenant quota (concurrent jobs, job items a day) is used up."""
 
     type = "limit_exceeded"
+
+
+class RateLimited(CopygenError):
+    """The caller's request limit or token budget (COPYGEN_TOKEN_BUDGET) is spent for now."""
+
+    type = "rate_limited"

@@ -76,6 +76,15 @@ class Limiter:
     async def hit(self, item: RateLimitItem, identity: str, cost: int = 1) -> bool:
         return await self._call(lambda limiter: limiter.hit(item, identity, cost=cost))
 
+    async def add(self, item: RateLimitItem, identity: str, amount: int) -> int:
+        """Add ``amount`` (negative: give back) to ``identity``'s count in this window, at
+        once (one INCRBY on Redis); the new count. What token reservations are made of
+        (copygen/budget.py)."""
+        key = item.key_for(identity)
+        return await self._call(
+            lambda limiter: limiter.storage.incr(key, item.get_expiry(), amount=amount)
+        )
+
     async def test(self, item: RateLimitItem, identity: str) -> bool:
         return await self._call(lambda limiter: limiter.test(item, identity))
 

@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
+from limits import parse
+from redis.asyncio import Redis
 
 from copygen.api.app import create_app
+from copygen.budget import budget_identity
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 from tests.fakes import FakeRunner
@@ -76,3 +79,29 @@ async def test_a_token_budget_refuses_once_spent(redis_server: RedisServer) -> N
         assert 429 in statuses
         first_refusal = statuses.index(429)
         assert all(status == 429 for status in statuses[first_refusal:])
+
+
+async def test_simultaneous_requests_on_two_instances_overshoot_the_budget_by_one_at_most(
+    redis_server: RedisServer,
+) -> None:
+    """Each generation call reserves its worst case in Redis (one INCRBY) before it runs, so
+    20 briefs sent at once to two replicas cannot all pass a check made before any is
+    charged; what stays counted is what they really cost."""
+    budget = 1000
+    async with AsyncExitStack() as stack:
+        one = await stack.enter_async_context(_instance(redis_server, token_budget="1000/hour"))
+        two = await stack.enter_async_context(_instance(redis_server, token_budget="1000/hour"))
+        answers = await asyncio.gather(*(_post(c, KEY_A, i) for i, c in enumerate([one, two] * 10)))
+        served = [a.json() for a in answers if a.status_code == 200]
+        refused = [a for a in answers if a.status_code == 429]
+        assert served
+        assert refused
+        assert all(a.json()["error"]["type"] == "rate_limited" for a in refused)
+        assert all(int(a.headers["retry-after"]) >= 1 for a in refused)
+        costs = [s["usage"]["prompt_tokens"] + s["usage"]["completion_tokens"] for s in served]
+        key = parse(f"{budget}/hour").key_for(budget_identity("a"))
+        redis = Redis.from_url(redis_server.url)
+        spent = int(await redis.get(f"copygen:limits:{key}") or 0)
+        await redis.aclose()
+        assert spent == sum(costs)
+        assert spent <= budget + max(costs)

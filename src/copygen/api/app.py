@@ -34,6 +34,7 @@ from copygen.api.routes import (
 )
 from copygen.api.routes import metrics as metrics_route
 from copygen.auth import KeyRing, parse_api_keys
+from copygen.budget import TokenBudget
 from copygen.config import Settings
 from copygen.generation import Generator
 from copygen.observability import tracing
@@ -51,8 +52,14 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
     metrics = Metrics()
     drain, flights = Drain(), InFlight()
 
+    limiter = Limiter(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    budget = TokenBudget(limiter, settings.token_budget) if settings.token_budget else None
+
     def build() -> Runtime:
-        return Runtime.from_settings(settings, engine, metrics=metrics, drain=drain)
+        runtime = Runtime.from_settings(settings, engine, metrics=metrics, drain=drain)
+        if runtime.jobs is not None:
+            runtime.jobs.budget = budget  # a job's items charge its tenant's budget
+        return runtime
 
     docs = settings.docs_enabled
     app = FastAPI(
@@ -70,7 +77,6 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
     app.state.flights = flights
     metrics.info.labels(__version__, settings.model).set(1)
     metrics.watch(lambda: getattr(app.state, "runtime", None))
-    limiter = Limiter(settings.redis_url, timeout_s=settings.redis_timeout_s)
     app.state.limiter = limiter
     install_error_handlers(app)
     routers = (copy, assets, jobs, brands, feedback, openai, catalog, admin, health, metrics_route)
@@ -85,7 +91,7 @@ def create_app(settings: Settings | None = None, engine: Generator | None = None
         RateLimitMiddleware,
         limiter=limiter,
         requests=settings.rate_limit,
-        tokens=settings.token_budget,
+        budget=budget,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         on_reject=lambda: metrics.rejected("rate_limited"),
     )

@@ -33,6 +33,7 @@ from copygen.errors import (
     NotReady,
     PreconditionFailed,
     QueueFull,
+    RateLimited,
     StoreUnavailable,
 )
 
@@ -68,6 +69,7 @@ STATUS: dict[type[CopygenError], tuple[int, int | None]] = {
     GenerationFailed: (503, 5),
     DeadlineExceeded: (504, None),
     QueueFull: (429, 1),
+    RateLimited: (429, 60),
     ModelNotFound: (404, None),
     InvalidRequest: (422, None),
     CircuitOpen: (503, 5),

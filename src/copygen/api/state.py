@@ -19,7 +19,8 @@ KEY_SCOPE = "scope"
 #: Written by middleware/body_limit when it buffered the whole body; read by the fast path.
 BODY = "buffered_body"
 #: Per-request figures (cache tier, tokens, job ids) written by routes and the fast path; read
-#: by request_log (the log line) and rate_limit (the token budget).
+#: by request_log (the log line). The token budget is charged where tokens are made
+#: (copygen/budget.py), not from these.
 LOG_FIELDS = "log_fields"
 #: The brief /v1/copy validated, for the fast path to remember.
 COPY_BRIEF = "copy_brief"

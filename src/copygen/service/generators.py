@@ -7,18 +7,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from copygen.backends.remote import RemoteBackend
+from copygen.budget import MeteredGenerator
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 from copygen.generation import Generator
 
 
 class Generators:
-    """The service's generators, the default one first."""
+    """The service's generators, the default one first, each charging the token budget of
+    whoever calls it (copygen/budget.py), so no way to generate can skip the budget."""
 
     def __init__(self, default: Generator, routes: Mapping[str, Generator] | None = None) -> None:
-        self.default = default
+        metered: dict[int, Generator] = {}  # one wrapper per generator, however many routes
+
+        def meter(generator: Generator) -> Generator:
+            if isinstance(generator, MeteredGenerator):
+                return generator
+            return metered.setdefault(id(generator), MeteredGenerator(generator))
+
+        self.default = meter(default)
         #: Channels another generator writes; the rest: ``default``.
-        self.routes = dict(routes or {})
+        self.routes = {channel: meter(generator) for channel, generator in (routes or {}).items()}
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Generator | None = None) -> Generators:

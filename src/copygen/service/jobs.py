@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from copygen import webhooks
+from copygen.budget import TokenBudget, budget_identity, metering
 from copygen.cache.codec import result_to_dict
 from copygen.config import Settings
 from copygen.deadline import Deadline
@@ -98,6 +99,9 @@ class JobRunner:
         self.outbox = WebhookOutbox(self.repo, book, settings, self.secret_for)
         self._current: str | None = None
         self._task: asyncio.Task[None] | None = None
+        #: COPYGEN_TOKEN_BUDGET (set by the app, which owns the limiter): a job's items are
+        #: charged to its tenant's budget as they run; once spent, they fail rate_limited.
+        self.budget: TokenBudget | None = None
         #: Submissions check the limits one at a time here (the store's transaction makes it
         #: hold across replicas; this lock spares SQLite's writers polling for its lock).
         self._submitting = asyncio.Lock()
@@ -248,6 +252,12 @@ class JobRunner:
         await self.refresh_figures()
 
     async def _items(self, job: Job, indices: Sequence[int]) -> list[JobItem]:
+        """Generate these items, charged to the job's tenant's token budget."""
+        meter = self.budget.meter(budget_identity(job.tenant)) if self.budget else None
+        with metering(meter):
+            return await self._generate(job, indices)
+
+    async def _generate(self, job: Job, indices: Sequence[int]) -> list[JobItem]:
         """Generate these items; an item whose brand is gone fails alone."""
         items: list[JobItem] = []
         runnable: list[tuple[int, CopyBrief]] = []

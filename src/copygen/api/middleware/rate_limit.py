@@ -1,6 +1,8 @@
 """429 + Retry-After + RateLimit-* headers past a client's request limit or token budget.
 Clients are API-key tenants, or the client address for anonymous use; the counting is
-copygen.ratelimit.Limiter's."""
+copygen.ratelimit.Limiter's. A spent token budget is refused here, before the body is read;
+what a request generates is charged to the client's meter (copygen/budget.py), which this
+middleware sets for the request and everything it starts."""
 
 from __future__ import annotations
 
@@ -13,9 +15,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from copygen.api.middleware.auth import is_open
 from copygen.api.middleware.client_ip import Network, client_ip
 from copygen.api.responses import error_response
-from copygen.api.state import log_fields, tenant
+from copygen.api.state import tenant
 from copygen.auth import ANONYMOUS
+from copygen.budget import TokenBudget, budget_identity, metering
 from copygen.ratelimit import Limiter
+
+#: (method, path) of the requests that generate: refused before their body is read once the
+#: token budget is spent. Others (a job's status, brands, feedback) are served whatever it is.
+GENERATING = {
+    ("POST", "/v1/copy"), ("POST", "/v1/copy/batch"), ("POST", "/v1/assets/google-ads-rsa"),
+    ("POST", "/v1/assets/meta-ad"), ("POST", "/v1/jobs"), ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/completions"),
+}  # fmt: skip
 
 
 class RateLimitMiddleware:
@@ -27,14 +38,14 @@ class RateLimitMiddleware:
         limiter: Limiter,
         *,
         requests: str | None,
-        tokens: str | None,
+        budget: TokenBudget | None,
         trusted_proxies: tuple[Network, ...],
         on_reject: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self._limiter = limiter
         self._requests = parse(requests) if requests else None
-        self._tokens = parse(tokens) if tokens else None
+        self._budget = budget
         self._trusted = trusted_proxies
         self._on_reject = on_reject
 
@@ -42,13 +53,15 @@ class RateLimitMiddleware:
         if (
             scope["type"] != "http"
             or is_open(scope["path"])
-            or (self._requests is None and self._tokens is None)
+            or (self._requests is None and self._budget is None)
         ):
             await self.app(scope, receive, send)
             return
         caller = tenant(scope)
         identity = (
-            f"ip:{client_ip(scope, self._trusted)}" if caller == ANONYMOUS else f"key:{caller}"
+            f"ip:{client_ip(scope, self._trusted)}"
+            if caller == ANONYMOUS
+            else budget_identity(caller)
         )
         headers: dict[str, str] = {}
         if self._requests is not None:
@@ -58,8 +71,13 @@ class RateLimitMiddleware:
             if not allowed:
                 await self._refuse(scope, receive, send, headers, reset_s, "requests")
                 return
-        if self._tokens is not None and not await self._limiter.test(self._tokens, identity):
-            _, reset_s = await self._limiter.stats(self._tokens, identity)
+        budget = self._budget
+        if (
+            budget is not None
+            and (scope["method"], scope["path"]) in GENERATING
+            and not await self._limiter.test(budget.item, identity)
+        ):
+            _, reset_s = await self._limiter.stats(budget.item, identity)
             await self._refuse(scope, receive, send, headers, reset_s, "tokens")
             return
 
@@ -71,13 +89,8 @@ class RateLimitMiddleware:
                 ]
             await send(message)
 
-        try:
+        with metering(budget.meter(identity) if budget is not None else None):
             await self.app(scope, receive, send_with_headers)
-        finally:
-            fields = log_fields(scope)
-            used = int(fields.get("prompt_tokens", 0)) + int(fields.get("completion_tokens", 0))
-            if self._tokens is not None and used:
-                await self._limiter.hit(self._tokens, identity, cost=used)
 
     async def _refuse(
         self,

@@ -28,6 +28,7 @@ from copygen.api.openai.schemas import (
 )
 from copygen.api.responses import GENERATION_ERRORS, STREAM_OK
 from copygen.api.sse import sse_response
+from copygen.budget import open_metered_stream
 from copygen.deadline import Deadline
 from copygen.domain import (
     ChatMessage,
@@ -77,7 +78,7 @@ async def _generate(
     http: Request, engine: Generator, request: GenerationRequest, deadline: Deadline
 ) -> Generation:
     """The non-stream reply's one generation, with its token counts left for the request log
-    line and the per-client token budget."""
+    line."""
     [generation] = (await engine.run([request], deadline)).generations
     usage = _usage(generation)
     fields = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
@@ -157,7 +158,8 @@ async def _reply(
     """The one way both routes answer: a stream, or the whole reply with its usage."""
     reply_id, created = f"{shape.id_prefix}-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        stream = engine.open_stream([request], deadline)
+        # Reserved before the stream opens: a spent token budget is a 429, not an event.
+        stream = await open_metered_stream(engine, [request], deadline)
         return _stream(stream, engine.model_id, body, reply_id, created, chat=shape.chat)
     generation = await _generate(http, engine, request, deadline)
     choices: list[Any] = [shape.choice(i, c) for i, c in enumerate(generation.completions)]
