@@ -1,10 +1,13 @@
 """Webhook deliveries against real receivers on loopback sockets: a name that changes its
 answer between the address check and the connection (DNS rebinding), a receiver that streams
-an endless body, and one that trickles its headers."""
+an endless body, and one that trickles its headers; then, without a network, the signature,
+the URL check and the address check (every resolved address must be public)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import ipaddress
 import socket
 import ssl
@@ -18,6 +21,15 @@ from typing import Any
 import httpx
 import pytest
 
+from copygen.errors import InvalidRequest
+from copygen.webhooks import (
+    Resolver,
+    check_target,
+    check_url,
+    deliver,
+    signature,
+    tenant_secret,
+)
 from tests.client import wait_ready
 from tests.fakes import FakeRunner
 from tests.services import free_port
@@ -219,3 +231,70 @@ async def test_an_https_delivery_is_checked_against_the_name_not_the_address(
     assert names == ["hook.tls.test"]
     [(headers, _)] = receiver.calls
     assert headers["Host"] == f"hook.tls.test:{port}"
+
+
+def test_a_signature_is_the_receivers_to_check_and_each_tenant_signs_with_its_own_key() -> None:
+    body = b'{"event":"job.finished"}'
+    alice, bob = tenant_secret(SECRET, "alice"), tenant_secret(SECRET, "bob")
+    assert alice == tenant_secret(SECRET, "alice") != bob
+    assert SECRET not in alice
+    header = signature(alice, 1_700_000_000, body)
+    stamp, mac = (part.split("=", 1)[1] for part in header.split(","))
+    expected = hmac.new(alice.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    assert (stamp, mac) == ("1700000000", expected)
+    assert signature(alice, 1_700_000_001, body) != header  # the time is signed too
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/hook", "example.com/hook", "http://[::1/hook", "https://:80/x"]
+)
+def test_a_webhook_url_must_be_http_with_a_host_and_is_never_echoed(url: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        check_url(url)
+    assert refused.value.field == "webhook_url"
+    assert url not in refused.value.message
+
+
+def _resolving(*addresses: str) -> Resolver:
+    async def resolve(host: str, port: int) -> list[str]:
+        return list(addresses)
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [("10.0.0.5",), ("93.184.215.14", "127.0.0.1"), ("169.254.169.254",), ("::1",),
+     ("fd00::1",), ("224.0.0.1",)],
+    ids=["private", "one-of-two-loopback", "metadata", "v6-loopback", "v6-private", "multicast"],
+)  # fmt: skip
+async def test_a_host_with_any_non_public_address_is_refused_unless_allowed(
+    addresses: tuple[str, ...],
+) -> None:
+    url = "https://hooks.example.com/x"
+    with pytest.raises(InvalidRequest, match="private, loopback or link-local"):
+        await check_target(url, False, _resolving(*addresses))
+    allowed = await check_target(url, True, _resolving(*addresses))
+    assert allowed.addresses == addresses
+
+
+async def test_a_public_host_is_connected_to_at_the_checked_addresses_once_each() -> None:
+    target = await check_target(
+        "https://hooks.example.com:8443/x", False, _resolving("93.184.215.14", "93.184.215.14")
+    )
+    assert (target.url.host, target.url.port, target.addresses) == (
+        "hooks.example.com", 8443, ("93.184.215.14",),
+    )  # fmt: skip
+
+
+async def test_a_refused_target_is_an_attempt_that_will_not_be_retried() -> None:
+    attempt = await deliver(
+        "https://hooks.example.com/x", "key", b"{}", delivery_id="dl_1", attempt=1,
+        timeout_s=1, allow_private=False, resolve=_resolving("10.1.2.3"),
+    )  # fmt: skip
+    assert (attempt.delivered, attempt.refused, attempt.status_code) == (False, True, None)
+    unresolved = await deliver(
+        "https://hooks.example.com/x", "key", b"{}", delivery_id="dl_1", attempt=1,
+        timeout_s=1, allow_private=False, resolve=_resolving(),
+    )  # fmt: skip
+    assert unresolved.refused

@@ -1,5 +1,6 @@
 """/metrics after real traffic through the app (fake runner): the figures move as they should,
-and no label carries request content."""
+and no label carries request content; then the registry on its own (what each observation
+feeds, what is read at scrape time)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from copygen.api.app import create_app
 from copygen.config import Settings
 from copygen.engine.engine import Engine
+from copygen.observability.metrics import Metrics
+from copygen.service.runtime import Runtime
+from tests.builders import runtime
 from tests.fakes import FakeRunner
 
 CANARY = "CANARY-3b1f0c"
@@ -126,3 +130,60 @@ async def test_responses_carry_server_timing() -> None:
         names = [part.split(";")[0].strip() for part in timing.split(",")]
         assert names == list(response.json()["timings_ms"])
         assert "total" in names
+
+
+def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for sample in family.samples
+    }
+
+
+def test_http_requests_are_labelled_by_template_and_status_class_and_scrapes_are_left_out() -> None:
+    metrics = Metrics()
+    metrics.observe_http("/v1/copy", "POST", 201, 0.2)
+    metrics.observe_http("/v1/copy", "POST", 204, 0.1)
+    metrics.observe_http(None, "GET", 404, 0.001)  # no route: never the raw path
+    metrics.observe_http("/metrics", "GET", 200, 0.001)
+    samples = _samples(metrics)
+    assert _value(samples, "copygen_http_requests_total", handler="/v1/copy", method="POST",
+                  status="2xx") == 2  # fmt: skip
+    assert _value(samples, "copygen_http_requests_total", handler="none", method="GET",
+                  status="4xx") == 1  # fmt: skip
+    assert not [key for key in samples if ("handler", "/metrics") in key[1]]
+
+
+def test_the_engine_sink_feeds_the_histograms_and_counters() -> None:
+    metrics = Metrics()
+    metrics.step(rows=12, seconds=0.03)
+    metrics.job_done(queue_s=0.01, first_token_s=None, prompt_tokens=40, completion_tokens=9)
+    metrics.job_done(queue_s=0.02, first_token_s=0.2, prompt_tokens=10, completion_tokens=1)
+    metrics.backend_call("ok", 0.5, first_token_s=None)
+    metrics.backend_error("status_5xx")
+    metrics.breaker_changed("model", "open")
+    samples = _samples(metrics)
+    assert _value(samples, "copygen_batch_size_rows_bucket", le="12.0") == 1
+    assert _value(samples, "copygen_batch_size_rows_bucket", le="8.0") == 0
+    assert _value(samples, "copygen_queue_wait_seconds_count") == 2
+    assert _value(samples, "copygen_time_to_first_token_seconds_count") == 1  # one had a token
+    assert (_value(samples, "copygen_prompt_tokens_total"),
+            _value(samples, "copygen_generated_tokens_total")) == (50, 10)  # fmt: skip
+    assert _value(samples, "copygen_backend_request_duration_seconds_count", outcome="ok") == 1
+    assert _value(samples, "copygen_backend_errors_total", reason="status_5xx") == 1
+    assert _value(samples, "copygen_breaker_transitions_total", breaker="model",
+                  state="open") == 1  # fmt: skip
+
+
+def test_the_runtimes_figures_are_read_at_scrape_time_once_it_exists() -> None:
+    metrics = Metrics()
+    holder: list[Runtime] = []
+    metrics.watch(lambda: holder[0] if holder else None)
+    assert not [name for name, _ in _samples(metrics) if name == "copygen_ready"]
+    holder.append(runtime(FakeRunner(), Settings(warmup=False)))
+    samples = _samples(metrics)
+    assert _value(samples, "copygen_ready") == 0  # built, not started
+    assert _value(samples, "copygen_breaker_state", breaker="model") == 0
+    assert _value(samples, "copygen_cache_l1_entries") == 0
+    assert ("copygen_redis_up", ()) not in samples  # no Redis configured
+    assert ("copygen_store_up", ()) in samples
