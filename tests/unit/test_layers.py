@@ -235,3 +235,54 @@ def test_the_api_imports_no_store_types() -> None:
         if _within(i.module, ("copygen.api",)) and _within(i.target, ("copygen.store",))
     ]
     assert wrong == []
+
+
+#: Modules no test imports, because they hold no behaviour of their own: the ``python -m
+#: copygen`` shim (copygen.cli is tested) and Alembic's scripts, which Alembic loads by path
+#: (tests/unit/store/test_migrations.py checks them as files). A prefix covers what is in it.
+DATA_ONLY = (
+    "copygen.__main__",
+    "copygen.store.migrations.env",
+    "copygen.store.migrations.versions",
+)
+
+
+def _tested_modules() -> set[str]:
+    """Every module some test file imports: ``import X``, ``from X import y`` (X and X.y)."""
+    tested: set[str] = set()
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for found in _imports(path, ROOT):
+            tested.add(found.target)
+            tested.update(f"{found.target}.{name}" for name in found.names)
+    return tested
+
+
+def _untested(modules: dict[str, Path], tested: set[str]) -> list[str]:
+    """Modules no test imports; a package counts as imported with any module inside it."""
+    return [
+        name
+        for name, path in sorted(modules.items())
+        if not _within(name, DATA_ONLY)
+        and not any(
+            target == name or (path.name == "__init__.py" and target.startswith(name + "."))
+            for target in tested
+        )
+    ]
+
+
+def test_every_module_is_imported_by_a_test() -> None:
+    """Tests mirror the source tree: a module no test imports is a module nothing checks."""
+    modules = {_module_name(path, SRC): path for path in PACKAGE.rglob("*.py")}
+    untested = _untested(modules, _tested_modules())
+    assert not untested, "no test file imports " + ", ".join(untested)
+
+
+def test_the_test_coverage_rule_sees_an_untested_module() -> None:
+    modules = {
+        "copygen.cache": PACKAGE / "cache" / "__init__.py",
+        "copygen.cache.l1": PACKAGE / "cache" / "l1.py",
+        "copygen.cache.l2": PACKAGE / "cache" / "l2.py",
+        "copygen.__main__": PACKAGE / "__main__.py",
+    }
+    assert _untested(modules, {"copygen.cache.l1"}) == ["copygen.cache.l2"]
+    assert _untested(modules, set()) == ["copygen.cache", "copygen.cache.l1", "copygen.cache.l2"]
