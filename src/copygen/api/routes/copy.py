@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -39,6 +39,7 @@ from copygen.errors import CopygenError, NotFound, NotReady, StoreUnavailable
 from copygen.generation import RowEvent
 from copygen.observability.logging import copy_log_fields
 from copygen.service.brands import BrandBook, with_brand
+from copygen.service.drafts import DraftMasker, Phrase, draft_phrases
 from copygen.service.workflow import CopyWorkflow
 
 log = logging.getLogger("copygen.api")
@@ -61,13 +62,16 @@ async def create_copy(
     request: Request,
 ) -> Response:
     """``stream: true`` answers with Server-Sent Events: ``draft`` events carry every
-    candidate's tokens as they are decoded (round, row, delta), then one ``result`` event
-    carries the checked, ranked response, then ``data: [DONE]``."""
+    candidate's text as it is decoded (round, row, delta), unchecked except that what the
+    banned and brand-safety lists catch is masked as ``•••`` (a word being written is held
+    until it ends); then one ``result`` event carries the checked, ranked response, then
+    ``data: [DONE]``."""
     brief = await brief_of(body, runtime.book, tenant)
     if body.stream:
         if not runtime.generators.for_channel(brief.channel).ready:
             raise NotReady("the model is still loading; retry shortly")
-        return sse_response(_stream_copy(workflow, brief, deadline, tenant))
+        phrases = draft_phrases(brief, runtime.settings)
+        return sse_response(_stream_copy(workflow, brief, deadline, tenant, phrases))
     result = await workflow.generate(brief, deadline, tenant=tenant)
     if brief.brand is None:
         # the fast path may answer these bytes next time (not with a brand: the same bytes
@@ -89,7 +93,11 @@ async def brief_of(body: CopyRequest, book: BrandBook | None, tenant: str) -> Co
 
 
 async def _stream_copy(
-    workflow: CopyWorkflow, brief: CopyBrief, deadline: Deadline, tenant: str
+    workflow: CopyWorkflow,
+    brief: CopyBrief,
+    deadline: Deadline,
+    tenant: str,
+    phrases: Sequence[Phrase],
 ) -> AsyncIterator[tuple[str | None, Any]]:
     drafts: asyncio.Queue[tuple[int, RowEvent] | None] = asyncio.Queue()
     task = asyncio.create_task(
@@ -103,15 +111,23 @@ async def _stream_copy(
     )
     # Every draft is queued before the task finishes, so the end marker comes last.
     task.add_done_callback(lambda _: drafts.put_nowait(None))
+    rows: dict[tuple[int, int], DraftMasker] = {}
     try:
         while (item := await drafts.get()) is not None:
             round_index, event = item
+            key, ended = (round_index, event.key[2]), event.finish_reason is not None
+            masker = rows.get(key) or rows.setdefault(key, DraftMasker(phrases))
+            delta = masker.feed(event.delta, final=ended)
+            if ended:
+                del rows[key]
+            elif not delta:
+                continue  # held: it may be the start of a banned word
             yield (
                 "draft",
                 {
                     "round": round_index + 1,
                     "row": event.key[2],
-                    "delta": event.delta,
+                    "delta": delta,
                     "finish_reason": event.finish_reason,
                 },
             )
