@@ -18,6 +18,7 @@ import yaml
 
 from copygen.api.app import create_app
 from copygen.config import Settings
+from copygen.observability import tracing
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -198,6 +199,8 @@ def test_configmap_variables_are_real_settings(rendered: tuple[str, list[dict[st
     _, docs = rendered
     data = _one(docs, "ConfigMap", "copygen-config")["data"]
     known = {f"COPYGEN_{name.upper()}" for name in Settings.model_fields}
+    # OTEL_* are OpenTelemetry's own variables (observability/tracing.py), read by its SDK.
+    data = {key: value for key, value in data.items() if not key.startswith("OTEL_")}
     assert set(data) <= known, set(data) - known
     secret = yaml.safe_load((ROOT / "k8s/base/secret.example.yaml").read_text())["stringData"]
     assert set(secret) <= known
@@ -265,3 +268,13 @@ def test_compose_wires_redis_prometheus_and_the_dashboard() -> None:
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     assert exprs
     assert all("copygen_" in e or "process_" in e for e in exprs)
+
+
+def test_the_commented_tracing_variables_turn_tracing_on_when_uncommented() -> None:
+    text = (ROOT / "k8s/base/configmap.yaml").read_text(encoding="utf-8")
+    uncommented = text.replace("  # OTEL_", "  OTEL_")
+    data = yaml.safe_load(uncommented)["data"]
+    otel = {key: value for key, value in data.items() if key.startswith("OTEL_")}
+    assert otel["OTEL_EXPORTER_OTLP_PROTOCOL"] == tracing.PROTOCOL
+    assert tracing.traces_endpoint(otel) == "http://otel-collector.observability.svc:4318"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in yaml.safe_load(text)["data"]  # off as shipped
