@@ -1,6 +1,7 @@
 """The request's trace, in process over a fake runner, as a real OTLP/HTTP receiver gets it:
 a /v1/copy call continues the caller's ``traceparent`` with its cache lookup and generation
-rounds inside; without tracing the middleware is not there at all."""
+rounds inside, and its trace id is the latency bucket's exemplar; without tracing the
+middleware is not there at all."""
 
 from __future__ import annotations
 
@@ -58,10 +59,20 @@ async def test_a_copy_call_continues_the_callers_trace_with_its_cache_and_rounds
             await wait_ready(c)
             first = await c.post("/v1/copy", json=body, headers=headers)
             again = await c.post("/v1/copy", json=body, headers=headers)  # the fast path's
+            openmetrics = await c.get(
+                "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+            )
+            classic = await c.get("/metrics")
         assert (first.status_code, again.status_code) == (200, 200)
         assert again.json()["cache_tier"] == "l1"
         tracing.stop_tracing()
         spans = receiver.trace(TRACE)
+
+    # The latency histogram links its buckets to traces, in the format that can say so.
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert f'# {{trace_id="{TRACE}"}}' in openmetrics.text
+    assert classic.headers["content-type"].startswith("text/plain")
+    assert "trace_id" not in classic.text
 
     request = _one(spans, "POST /v1/copy")
     assert (request.kind, request.parent_span_id) == ("server", PARENT)
