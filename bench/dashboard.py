@@ -130,6 +130,8 @@ class Panel:
 
 
 COPY = {"handler": "/v1/copy"}
+#: The histogram whose buckets carry trace ids (docs/observability.md, "exemplars").
+EXEMPLARS = "copygen_http_request_duration_seconds"
 _hits = rate("copygen_cache_hits_total")
 _lookups = lambda s, i: (  # noqa: E731
     None
@@ -271,7 +273,13 @@ def grafana_json() -> dict[str, object]:
                 "gridPos": {"h": 8, "w": 8, "x": (index % 3) * 8, "y": (index // 3) * 8},
                 "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
                 "targets": [
-                    {"refId": chr(65 + n), "expr": s.promql, "legendFormat": s.legend}
+                    {
+                        "refId": chr(65 + n),
+                        "expr": s.promql,
+                        "legendFormat": s.legend,
+                        # Exemplars (trace ids, when copygen traces) as dots linking to traces.
+                        "exemplar": EXEMPLARS in s.promql,
+                    }
                     for n, s in enumerate(panel.series)
                 ],
             }
