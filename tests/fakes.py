@@ -24,13 +24,17 @@ def spelled(number: int) -> str:
 _PRODUCT = re.compile(r"^Product: (.+)$", re.MULTILINE)
 
 
+def product_of(request: GenerationRequest) -> str:
+    """The brief's product as the prompt gives it (its last ``Product:`` line), or "copy"."""
+    found = _PRODUCT.findall(request.messages[-1].content) if request.messages else []
+    return found[-1].strip() if found else "copy"
+
+
 def on_topic(request: GenerationRequest, row: int) -> str:
     """The default reply: a short line about the brief's product (the last ``Product:`` line
     of the prompt), so the copy checks see copy about the product — "Fresh solar charger take
     two" — and not text about nothing, which the off-topic check rejects."""
-    found = _PRODUCT.findall(request.messages[-1].content) if request.messages else []
-    product = found[-1].strip() if found else "copy"
-    return f"Fresh {product} take {spelled(row + 1)}"
+    return f"Fresh {product_of(request)} take {spelled(row + 1)}"
 
 
 @dataclass

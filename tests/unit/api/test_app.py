@@ -15,7 +15,7 @@ from copygen.api.app import create_app
 from copygen.config import Settings
 from copygen.engine.engine import Engine
 from tests.client import parse_sse, wait_ready
-from tests.fakes import FakeRunner, spelled
+from tests.fakes import FakeRunner, product_of, spelled
 
 CANARY = "CANARY-7f3a9b"
 
@@ -236,16 +236,16 @@ async def test_batch_request_level_errors(client: httpx.AsyncClient, payload: ob
 
 
 async def test_batch_items_share_one_runner_call() -> None:
-    runner = FakeRunner(
-        lambda request, row: f"Idea {'abcdefgh'[row]} {spelled(request.sampling.seed or 0)}"
-    )
+    runner = FakeRunner(lambda request, row: f"{product_of(request)} {'abcdefgh'[row]}")
     app = _app(runner, max_batch_size=64)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
     ):
         await wait_ready(c)
-        items = [{"product": f"p{i}", "variants": 2, "seed": i} for i in range(10)]
+        products = ("kettle", "lamp", "teapot", "blanket", "candle", "mug", "rug", "vase")
+        items = [{"product": f"{products[i % 8]} {spelled(i)}", "variants": 2, "seed": i}
+                 for i in range(10)]  # fmt: skip
         response = await c.post("/v1/copy/batch", json={"items": items})
     assert response.json()["succeeded"] == 10
     assert len(runner.calls) == 1
@@ -288,7 +288,7 @@ async def test_a_free_text_tone_and_facts_reach_the_prompt() -> None:
         response = await c.post(
             "/v1/copy",
             json={
-                "product": "x",
+                "product": "kettle",
                 "tone": "Quirky but professional",
                 "facts": ["ships free over $50"],
                 "variants": 1,
@@ -302,7 +302,8 @@ async def test_a_free_text_tone_and_facts_reach_the_prompt() -> None:
 
 
 async def test_grounding_flags_what_the_flag_policy_lets_through() -> None:
-    runner = FakeRunner(lambda request, row: ["Tesla power for you", "Sun power for you"][row % 2])
+    texts = ["Tesla chargers for you", "Sun chargers for you"]
+    runner = FakeRunner(lambda request, row: texts[row % 2])
     app = _app(runner, max_rounds=1)
     async with (
         app.router.lifespan_context(app),
@@ -312,7 +313,7 @@ async def test_grounding_flags_what_the_flag_policy_lets_through() -> None:
         brief = {"product": "charger", "variants": 2, "cache": "bypass"}
         strict = (await c.post("/v1/copy", json=brief)).json()
         flagged = (await c.post("/v1/copy", json={**brief, "grounding": "flag"})).json()
-    assert [v["text"] for v in strict["variants"]] == ["Sun power for you"]
+    assert [v["text"] for v in strict["variants"]] == ["Sun chargers for you"]
     assert strict["complete"] is False
     assert [v["checks"]["flags"] for v in flagged["variants"]] == [
         [],

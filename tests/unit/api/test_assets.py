@@ -46,7 +46,7 @@ def reply(request: GenerationRequest, row: int) -> str:
         if marker in prompt:
             text = template.format(W=word, x=x.lower(), y=y.lower())
             return f" {text[0].lower()}{text[1:]}" if request.prefix else text
-    return f"{word} copy"
+    return f"{word} solar charger copy"
 
 
 @pytest.fixture

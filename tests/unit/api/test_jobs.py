@@ -44,7 +44,7 @@ async def client_for(tmp_path: Path, runner: FakeRunner, **settings: Any) -> Any
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    runner = FakeRunner(lambda r, row: f"Bright light {spelled(row)}")
+    runner = FakeRunner(lambda r, row: f"Bright lamp {spelled(row)}")
     app = await client_for(
         tmp_path, runner, webhook_secret="s3cret-master-key", webhook_allow_private=True
     )
@@ -276,7 +276,7 @@ async def test_an_unexpected_error_fails_its_job_and_the_runner_goes_on(
         await start(self)
 
     monkeypatch.setattr(JobRunner, "start", started)
-    app = await client_for(tmp_path, FakeRunner(lambda r, row: f"Bright light {spelled(row)}"))
+    app = await client_for(tmp_path, FakeRunner(lambda r, row: f"Bright lamp {spelled(row)}"))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
@@ -381,7 +381,7 @@ async def test_model_errors_fail_their_items_and_a_paused_service_gives_the_job_
         failing["steps"] -= 1
         return failing["steps"] >= 0
 
-    runner = FakeRunner(lambda r, row: f"Bright light {spelled(row)}", fail_when=fail)
+    runner = FakeRunner(lambda r, row: f"Bright lamp {spelled(row)}", fail_when=fail)
     app = await client_for(tmp_path, runner, breaker_failures=1, breaker_reset_s=0.3)
     async with (
         app.router.lifespan_context(app),
