@@ -347,7 +347,7 @@ def report(
 
 #: Sections of docs/quality.md written by hand (the rubric, the score's formula, the worth
 #: checks): kept as they are when `make eval` rewrites the measured ones.
-KEPT_SECTIONS = ("## Rubric", "## Score", "## Worth checks")
+KEPT_SECTIONS = ("## Rubric", "## Score", "## Worth checks", "## Editor A/B")
 
 
 def sections(text: str) -> dict[str, str]:
