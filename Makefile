@@ -71,6 +71,7 @@ bench: setup services
 	$(PIP) install --quiet -e '.[dev,bench]'
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python bench/cache_bench.py
+	$(BIN)/python bench/trace_bench.py
 	$(BIN)/python bench/copy_bench.py
 	$(BIN)/python bench/llama_bench.py
 	$(BIN)/python bench/serve_bench.py
