@@ -249,11 +249,13 @@ def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
 
 
 def current_trace_id() -> str | None:
-    """The current span's trace id (32 hex digits), or None outside a recorded span."""
+    """The current span's trace id (32 hex digits), or None outside a sampled span (a trace
+    id the sampler dropped would lead nowhere)."""
     if _active is None:
         return None
     context = trace.get_current_span().get_span_context()
-    return trace.format_trace_id(context.trace_id) if context.is_valid else None
+    sampled = context.is_valid and context.trace_flags.sampled
+    return trace.format_trace_id(context.trace_id) if sampled else None
 
 
 def record_phases(started_ns: int, timings_ms: Mapping[str, float]) -> None:

@@ -139,3 +139,15 @@ async def test_a_backend_call_is_a_client_span_whose_traceparent_goes_with_it(
     version, trace_id, parent_id, flags = headers["traceparent"].split("-")
     assert (version, trace_id, parent_id) == ("00", parent.trace_id, call.span_id)
     assert int(flags, 16) & 1
+
+
+def test_a_caller_that_sampled_its_trace_out_is_followed(receiver: OtlpReceiver) -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    headers = [(b"traceparent", f"00-{trace_id}-b7ad6b7169203331-00".encode())]
+    with tracing.server_span("POST", "/v1/copy", headers) as traced:
+        assert not traced.recording
+        assert tracing.current_trace_id() is None  # no exemplar or log line names it
+        with tracing.span("cache.lookup") as lookup:
+            assert not lookup.recording
+    tracing.stop_tracing()
+    assert receiver.trace(trace_id) == []

@@ -36,8 +36,10 @@ class TracingMiddleware:
         method = scope["method"]
         with tracing.server_span(method, scope["path"], scope["headers"]) as traced:
             traced.set(request_id=state(scope).get(REQUEST_ID))
+            # Log lines name the trace only when it is kept (sampled in).
+            logged = {"trace_id": traced.trace_id} if traced.recording else {}
             try:
-                with structlog.contextvars.bound_contextvars(trace_id=traced.trace_id):
+                with structlog.contextvars.bound_contextvars(**logged):
                     await self.app(scope, receive, send_status)
             finally:
                 route = getattr(scope.get("route"), "path", None)
