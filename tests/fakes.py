@@ -33,7 +33,10 @@ def product_of(request: GenerationRequest) -> str:
 def on_topic(request: GenerationRequest, row: int) -> str:
     """The default reply: a short line about the brief's product (the last ``Product:`` line
     of the prompt), so the copy checks see copy about the product — "Fresh solar charger take
-    two" — and not text about nothing, which the off-topic check rejects."""
+    two" — and not text about nothing, which the off-topic check rejects. A primed row (the
+    runner puts the prefix in front) continues the prefix: "Solar for you, take one"."""
+    if request.prefix:  # a primed answer (the product's name, a keyword) is continued
+        return f" for you, take {spelled(row + 1)}"
     return f"Fresh {product_of(request)} take {spelled(row + 1)}"
 
 
