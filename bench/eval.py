@@ -247,14 +247,14 @@ def report(
         ("generation rounds per brief", "rounds", "{:.2f}"),
         (f"mean latency per brief ({CHUNK} briefs share each call)", "latency_s", "{:.2f} s"),
     ]
-    info = copywriter.default.info  # type: ignore[attr-defined]  # the in-process engine
+    model = copywriter.default.snapshot().sections.get("model", {})
     lines = [
         "# Copy quality: pipeline vs raw model",
         "",
         f"`make eval` on {count} briefs ({len(CHANNELS)} channels × {len(PRODUCTS)} products, "
         f"{VARIANTS} variants each, one required keyword, tones and frameworks rotated, fixed "
-        f"seeds), model `{settings.model}` on {info.device if info else '?'} "
-        f"({info.dtype if info else '?'}), {platform.machine()} with "
+        f"seeds), model `{settings.model}` on {model.get('device') or '?'} "
+        f"({model.get('dtype') or '?'}), {platform.machine()} with "
         f"{__import__('os').cpu_count()} CPUs.",
         "",
         "*Raw* is the same prompt and sampling, one round, text as the model wrote it. "
