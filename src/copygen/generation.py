@@ -187,9 +187,8 @@ class GeneratorSnapshot:
 
     model_id: str
     ready: bool
-    accepting: bool
-    breaker: CircuitBreaker
-    memory: MemoryGuard
+    #: Its admission gate: the breaker, the memory guard and the drain state it admits by.
+    gate: Admission
     figures: QueueFigures
     #: Its own /health sections: ``model``, and ``batching`` or ``backend``.
     sections: Mapping[str, Any]
@@ -197,6 +196,19 @@ class GeneratorSnapshot:
     degraded_to_cpu: bool = False
     #: Accelerator figures (bytes allocated, …), empty on a CPU or a remote server.
     device: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def accepting(self) -> bool:
+        """Ready for traffic: ready, not draining, the breaker not open."""
+        return self.gate.accepting(self.ready)
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.gate.breaker
+
+    @property
+    def memory(self) -> MemoryGuard:
+        return self.gate.memory
 
 
 class Generator(Protocol):

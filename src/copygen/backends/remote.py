@@ -151,9 +151,7 @@ class RemoteBackend:
         return GeneratorSnapshot(
             model_id=self.model_id,
             ready=self._up,
-            accepting=self.gate.accepting(self._up),
-            breaker=self.breaker,
-            memory=self.memory,
+            gate=self.gate,
             figures=QueueFigures(
                 queued_jobs=self._waiting,
                 running_rows=self._in_flight,

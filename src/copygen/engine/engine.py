@@ -212,9 +212,7 @@ class Engine:
         return GeneratorSnapshot(
             model_id=self.model_id,
             ready=self.ready,
-            accepting=self.gate.accepting(self.ready),
-            breaker=self.breaker,
-            memory=self.memory,
+            gate=self.gate,
             figures=self._figures(),
             sections={
                 "model": {

@@ -12,7 +12,7 @@ import pytest
 from copygen.api.app import create_app
 from copygen.config import Settings
 from copygen.engine.engine import Engine
-from tests.client import wait_ready
+from tests.client import serving
 from tests.fakes import FakeRunner
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -22,11 +22,7 @@ XSS = "<img src=x onerror=alert(1)>"
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     config = Settings(warmup=False, data_dir=tmp_path)  # type: ignore[arg-type]
     app = create_app(config, engine=Engine(config, FakeRunner()))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-    ):
-        await wait_ready(c)
+    async with serving(app) as c:
         yield c
 
 
