@@ -1,4 +1,5 @@
-"""What the benchmarks share: free loopback ports and server processes started and stopped."""
+"""What the benchmarks share: free loopback ports, server processes started and stopped, and the
+CPU paths to measure (with and without AMX)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -48,3 +51,34 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    return next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?")
+
+
+def amx_present() -> bool:
+    flags = next(
+        (ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")),
+        "",
+    )
+    return "amx_tile" in flags.split()
+
+
+@dataclass(frozen=True)
+class CpuPath:
+    name: str
+    #: The copygen server's environment on this path, and the llama.cpp build it is compared to.
+    env: dict[str, str]
+    llama_build: str
+
+
+def cpu_paths() -> list[CpuPath]:
+    """AMX and no AMX where the CPU has AMX; otherwise the one path there is."""
+    if not amx_present():
+        return [CpuPath("no AMX (this CPU has none)", {}, "native")]
+    return [
+        CpuPath("AMX", {}, "native"),
+        CpuPath("no AMX", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "noamx"),
+    ]

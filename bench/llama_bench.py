@@ -27,11 +27,13 @@ CACHE = Path(os.environ.get("COPYGEN_BENCH_CACHE", Path.home() / ".cache/copygen
 SERVER_ARGS = ["-np", "32", "-c", "16384", "-t", str(os.cpu_count() or 2)]
 
 
-def build_llama_server() -> Path:
-    """The directory holding llama-server and llama-quantize (built once, then cached)."""
+def build_llama_server(build: str = "native") -> Path:
+    """The directory holding llama-server and llama-quantize (built once, then cached); ``build``
+    is "native" or "noamx" (bench/build_llama_server.sh)."""
     out = subprocess.run(
-        [str(ROOT / "bench/build_llama_server.sh")], check=True, capture_output=True, text=True
-    )
+        [str(ROOT / "bench/build_llama_server.sh"), build],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
     return Path(out.stdout.strip().splitlines()[-1])
 
 

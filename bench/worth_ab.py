@@ -8,6 +8,9 @@ the labels back and reports usable / unusable shares per setting.
     python bench/worth_ab.py send --url http://127.0.0.1:8011 --name after --out /tmp/after.jsonl
     python bench/worth_ab.py pack /tmp/before.jsonl /tmp/after.jsonl --dir /tmp/ab
     python bench/worth_ab.py score /tmp/ab/key.jsonl /tmp/ab/labels-*.jsonl
+
+Tuning runs on the calibration split (`--split calibration` for send and pack), reporting on
+the held-out one; `--set KEY=JSON` adds a field to every request (`--set temperature=0.4`).
 """
 
 from __future__ import annotations
@@ -28,17 +31,19 @@ FIELDS = ("product", "description", "facts", "audience", "tone", "channel", "fra
           "keywords", "banned_words", "language", "seed")  # fmt: skip
 
 
-def heldout() -> list[dict[str, Any]]:
+def gold_briefs(split: str = "heldout") -> list[dict[str, Any]]:
     lines = (GOLD / "briefs.jsonl").read_text().splitlines()
-    return [b for b in map(json.loads, lines) if b["split"] == "heldout"]
+    return [b for b in map(json.loads, lines) if b["split"] == split]
 
 
-def send(url: str, name: str, out: Path) -> None:
+def send(
+    url: str, name: str, out: Path, split: str = "heldout", extra: dict[str, Any] | None = None
+) -> None:
     rows, requested, delivered, seconds = [], 0, 0, []
     with httpx.Client(timeout=300) as client:
-        for brief in heldout():
+        for brief in gold_briefs(split):
             body = {k: brief[k] for k in FIELDS if brief.get(k) is not None}
-            body |= {"variants": 3, "cache": "bypass"}
+            body |= {"variants": 3, "cache": "bypass", **(extra or {})}
             started = time.perf_counter()
             response = client.post(f"{url}/v1/copy", json=body)
             seconds.append(time.perf_counter() - started)
@@ -63,8 +68,8 @@ def send(url: str, name: str, out: Path) -> None:
     )
 
 
-def pack(files: list[Path], folder: Path, packets: int = 2) -> None:
-    briefs = {b["id"]: b for b in heldout()}
+def pack(files: list[Path], folder: Path, packets: int = 2, split: str = "heldout") -> None:
+    briefs = {b["id"]: b for b in gold_briefs(split)}
     by_brief: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in files:
         for row in map(json.loads, path.read_text().splitlines()):
@@ -128,17 +133,22 @@ def main() -> None:
     s.add_argument("--url", default="http://127.0.0.1:8011")
     s.add_argument("--name", required=True)
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--split", default="heldout", choices=("calibration", "heldout"))
+    s.add_argument("--set", action="append", default=[], help="KEY=JSON added to each request")
     p = sub.add_parser("pack")
     p.add_argument("files", type=Path, nargs="+")
     p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--packets", type=int, default=2)
+    p.add_argument("--split", default="heldout", choices=("calibration", "heldout"))
     c = sub.add_parser("score")
     c.add_argument("key", type=Path)
     c.add_argument("labels", type=Path, nargs="+")
     args = parser.parse_args()
     if args.command == "send":
-        send(args.url, args.name, args.out)
+        extra = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        send(args.url, args.name, args.out, args.split, extra)
     elif args.command == "pack":
-        pack(args.files, args.dir)
+        pack(args.files, args.dir, args.packets, args.split)
     else:
         score(args.key, args.labels)
 
