@@ -119,7 +119,9 @@ class GenerationRequest:
     instead. ``prefix`` starts the model's answer (response priming); completions include it.
     Generation stops at the end-of-sequence token, at ``max_new_tokens`` or at any ``stop``;
     with ``single_line``, also at the first line break that ends a line of text (one with a
-    letter, not ending in ":", "-" or "–", which label the next line), the break not included.
+    letter, not ending in ":", "-" or "–", which label the next line), the break not included;
+    with ``max_chars``, once the text (prefix included) is longer than that (finish "length"):
+    a row past its channel's limit is cut or rejected anyway, so decoding it further is waste.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -129,6 +131,7 @@ class GenerationRequest:
     prompt: str | None = None
     stop: tuple[str, ...] = ()
     single_line: bool = False
+    max_chars: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,10 @@ OVERSAMPLE = 2
 MAX_ROWS_PER_BRIEF = 20
 #: Candidates per wanted variant that get a relevance score.
 RELEVANCE_SHORTLIST = 2
+#: A row stops once its text is this much past the channel's limit (half the limit, at least
+#: CAP_SLACK_CHARS): repair can still cut it back to a clause or phrase within the limit, and
+#: anything longer is rejected, so decoding on is wasted work.
+CAP_SLACK_CHARS = 20
 _SEED_STRIDE = 1_000_003
 _UNANCHORED = Anchoring("none")
 
@@ -130,7 +134,16 @@ class BriefRounds:
             prefix=prefix,
             # A one-line channel keeps only the first line: a row ends with it.
             single_line=self.channel.single_line,
+            max_chars=self.row_char_cap(),
         )
+
+    def row_char_cap(self) -> int | None:
+        """Where a row of this brief stops (GenerationRequest.max_chars): past the limit by
+        half of it, at least CAP_SLACK_CHARS; none for a channel without a character limit."""
+        limit = self.brief.max_chars
+        if limit is None and self.channel.counting != "words":
+            limit = self.channel.limit
+        return None if limit is None else limit + max(CAP_SLACK_CHARS, limit // 2)
 
     def name_prefix(self) -> str:
         """The product's name, spelled as the brief spells it, to start a title with (the

@@ -59,6 +59,16 @@ def test_rows_per_brief_are_capped() -> None:
     assert BriefRounds.new(many, ()).request(0).n == MAX_ROWS_PER_BRIEF
 
 
+def test_a_row_stops_once_well_past_its_channels_character_limit() -> None:
+    assert _rounds().request(0).max_chars == 160 + 80  # an SMS: 160 characters, half again
+    headline = CopyBrief(product="x", channel="google_ads_headline")
+    assert BriefRounds.new(headline, ()).request(0).max_chars == 30 + 20  # at least 20 more
+    tight = CopyBrief(product="x", channel="sms", max_chars=60)
+    assert BriefRounds.new(tight, ()).request(0).max_chars == 60 + 30  # the brief's own limit
+    words = CopyBrief(product="x", channel="product_description")
+    assert BriefRounds.new(words, ()).request(0).max_chars is None  # no character limit
+
+
 def test_a_round_settles_once_its_finished_rows_fill_every_slot() -> None:
     rounds = _rounds()
     assert not rounds.settled([GOOD[0], MISSING_KEYWORD, BANNED])

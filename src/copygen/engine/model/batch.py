@@ -213,6 +213,8 @@ class DecodeBatch:
         new_chars = len(row.text.push(body))
         if finish is None and len(row.tokens) >= limit:
             finish = "length"
+        if finish is None and request.max_chars is not None:
+            finish = "length" if len(row.text.text) > request.max_chars else None
         found = self._ends(row, new_chars)
         if found or finish is not None:
             new_chars += len(row.text.finish())

@@ -26,13 +26,20 @@ def batch() -> DecodeBatch:
     return toy
 
 
-def row(*, single_line: bool, stop: tuple[str, ...] = (), prefix: str = "") -> LiveRow:
+def row(
+    *,
+    single_line: bool,
+    stop: tuple[str, ...] = (),
+    prefix: str = "",
+    max_chars: int | None = None,
+) -> LiveRow:
     request = GenerationRequest(
         messages=(ChatMessage("user", "x"),),
         sampling=SamplingParams(max_new_tokens=20),
         prefix=prefix,
         stop=stop,
         single_line=single_line,
+        max_chars=max_chars,
     )
     return LiveRow(RowSpec((1, 0, 0), request, 0), 3, Detokenizer(decode, prefix))
 
@@ -71,3 +78,17 @@ def test_the_earlier_of_a_stop_string_and_the_line_end_wins() -> None:
     assert event == ("Go", "stop", 2)
     [event] = feed(batch(), row(single_line=True, stop=(" now",)), [[0, 1, 2, 5]])
     assert event == ("Go solar", "stop", 3)
+
+
+def test_a_row_past_its_character_cap_ends_there_as_length() -> None:
+    # "Go solar" is 8 characters: within a cap of 8 the row goes on, past it the row ends.
+    events = feed(batch(), row(single_line=False, max_chars=8), [[0], [1], [5], [1]])
+    assert [finish for _, finish, _ in events] == [None, None, "length"]
+    assert events[-1] == ("Go solar now", "length", 3)
+
+
+def test_the_character_cap_counts_the_primed_prefix() -> None:
+    [event] = feed(batch(), row(single_line=False, prefix="Headline", max_chars=10), [[0]])
+    assert event == ("HeadlineGo", None, 1)  # 10 characters: not past the cap
+    events = feed(batch(), row(single_line=False, prefix="Headline", max_chars=10), [[0], [1]])
+    assert events[-1][1] == "length"
