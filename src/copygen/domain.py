@@ -93,7 +93,8 @@ class CopyBrief:
     language: str = "en"
     variants: int = 3
     max_chars: int | None = None
-    temperature: float = 0.7
+    #: None: the channel's default (copywriting/channels.py).
+    temperature: float | None = None
     top_p: float = 0.9
     top_k: int = 50
     repetition_penalty: float = 1.1

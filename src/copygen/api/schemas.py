@@ -49,7 +49,9 @@ class CopyRequest(BaseModel):
     language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
     variants: int = Field(3, ge=1, le=10)
     max_chars: int | None = Field(None, ge=5, le=5000)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Default: the channel's (GET /v1/channels)."
+    )
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     top_k: int = Field(50, ge=0, le=1000)
     repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
@@ -343,6 +345,7 @@ class ChannelOut(BaseModel):
     counting: str
     recommended: int | None
     note: str
+    temperature: float = Field(description="The sampling temperature a brief gets by default.")
 
 
 class ToneOut(BaseModel):

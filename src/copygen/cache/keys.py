@@ -66,7 +66,10 @@ def canonical_brief(brief: CopyBrief) -> dict[str, object]:
         "language": brief.language.lower(),
         "variants": brief.variants,
         "max_chars": brief.max_chars,
-        "temperature": _number(brief.temperature),
+        # A brief naming its channel's default temperature gets the same key as one naming none.
+        "temperature": _number(
+            channel.temperature if brief.temperature is None else brief.temperature
+        ),
         "top_p": _number(brief.top_p),
         "top_k": brief.top_k,
         "repetition_penalty": _number(brief.repetition_penalty),

@@ -151,6 +151,8 @@ class Channel:
     #: A title-like surface: an over-long text may be cut before a trailing phrase
     #: ("Solar Phone Charger for Hikers" → "Solar Phone Charger"), not only at a clause.
     cuts_phrases: bool = False
+    #: The sampling temperature of this surface's rows when a brief names none.
+    temperature: float = 0.7
 
     def measure(self, text: str, max_chars: int | None = None) -> Measure:
         """Count ``text`` by this channel's rule; ``max_chars`` from a brief tightens the limit."""

@@ -123,7 +123,7 @@ class BriefRounds:
         return GenerationRequest(
             messages=self.messages,
             sampling=SamplingParams(
-                temperature=brief.temperature,
+                temperature=self.temperature(),
                 top_p=brief.top_p,
                 top_k=brief.top_k,
                 repetition_penalty=brief.repetition_penalty,
@@ -136,6 +136,11 @@ class BriefRounds:
             single_line=self.channel.single_line,
             max_chars=self.row_char_cap(),
         )
+
+    def temperature(self) -> float:
+        """The brief's own temperature, else its channel's default."""
+        own = self.brief.temperature
+        return self.channel.temperature if own is None else own
 
     def row_char_cap(self) -> int | None:
         """Where a row of this brief stops (GenerationRequest.max_chars): past the limit by

@@ -70,6 +70,11 @@ def test_equivalent_numbers_and_unicode_forms_share_a_key() -> None:
     assert key_of('{"product": "x", "temperature": 0.70}') == key_of(
         '{"product": "x", "temperature": 0.7}'
     )
+    # Naming the channel's default temperature is the same brief as naming none.
+    default = CHANNELS["sms"].temperature
+    assert key_of(f'{{"product": "x", "channel": "sms", "temperature": {default}}}') == key_of(
+        '{"product": "x", "channel": "sms"}'
+    )
     assert key_of('{"product": "x", "top_k": 50}') == key_of('{"product": "x"}')
     composed = unicodedata.normalize("NFC", "Café crème")
     decomposed = unicodedata.normalize("NFD", composed)

@@ -3,6 +3,7 @@ each round asks the model for, when its slots are filled, and the ranked result.
 
 from __future__ import annotations
 
+from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.rounds import MAX_ROWS_PER_BRIEF, OVERSAMPLE, BriefRounds
 from copygen.domain import (
     BrandProfile,
@@ -67,6 +68,14 @@ def test_a_row_stops_once_well_past_its_channels_character_limit() -> None:
     assert BriefRounds.new(tight, ()).request(0).max_chars == 60 + 30  # the brief's own limit
     words = CopyBrief(product="x", channel="product_description")
     assert BriefRounds.new(words, ()).request(0).max_chars is None  # no character limit
+
+
+def test_a_brief_without_a_temperature_samples_at_its_channels() -> None:
+    headline = CopyBrief(product="x", channel="google_ads_headline")
+    default = CHANNELS["google_ads_headline"].temperature
+    assert BriefRounds.new(headline, ()).request(0).sampling.temperature == default
+    own = CopyBrief(product="x", channel="google_ads_headline", temperature=1.1)
+    assert BriefRounds.new(own, ()).request(0).sampling.temperature == 1.1
 
 
 def test_a_round_settles_once_its_finished_rows_fill_every_slot() -> None:

@@ -24,6 +24,7 @@ async def list_channels() -> dict[str, list[ChannelOut]]:
                 counting=c.counting,
                 recommended=c.recommended,
                 note=c.note,
+                temperature=c.temperature,
             )
             for c in CHANNELS.values()
         ]
