@@ -7,24 +7,46 @@ requantised from the embedded Q4_1 file (`llama-quantize --allow-requantize`), i
 same weights copygen dequantises. Same client and prompts as bench/serve_bench.py; each
 server runs alone, except the proxy run (copygen and llama-server together, as deployed).
 
+The proxy run pins each process to cores of its own (``taskset``): llama-server on all cores
+but the last (``-t`` that many), copygen on the last; its baseline is the same llama-server
+straight, in rounds taken in turn with copygen's (the load client unpinned). Unpinned,
+llama-server's ``-t``-all threads meet at a barrier on every step, so whatever else runs on
+the machine (copygen, the load client) stalls the whole step, and a proxy run unpinned charges
+that to copygen (issue 31, item 5): on 2 cores with another process busy, a token took ~1 s
+with `-t 2` unpinned, ~14 ms with `-t 1` on core 0. ``--proxy-only`` runs just that
+comparison (about a minute at ``--levels 1,16``) and prints it.
+
 Writes docs/llama-benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from common import Server, free_port
-from serve_bench import MAX_TOKENS, PROMPT, Run, bench_server
+from serve_bench import (
+    MAX_TOKENS,
+    PRODUCTS,
+    PROMPT,
+    Run,
+    bench_server,
+    count_tokens,
+    drive,
+    one_request,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("COPYGEN_BENCH_CACHE", Path.home() / ".cache/copygen/bench"))
-SERVER_ARGS = ["-np", "32", "-c", "16384", "-t", str(os.cpu_count() or 2)]
+SERVER_ARGS = ["-np", "32", "-c", "16384"]
 
 
 def build_llama_server(build: str = "native") -> Path:
@@ -53,30 +75,50 @@ def bf16_gguf(bin_dir: Path) -> Path:
     return target
 
 
-def llama_server(bin_dir: Path, gguf: Path) -> Server:
+def split_cores() -> tuple[list[int], list[int]] | None:
+    """(llama-server's cores, copygen's core) for the proxy run: copygen gets the last core
+    this process may use, llama-server the others; None with one core (nothing to split)."""
+    cores = sorted(os.sched_getaffinity(0))
+    return (cores[:-1], cores[-1:]) if len(cores) > 1 else None
+
+
+def pinned(cores: list[int] | None, command: list[str]) -> list[str]:
+    return command if cores is None else ["taskset", "-c", ",".join(map(str, cores)), *command]
+
+
+def llama_server(bin_dir: Path, gguf: Path, cores: list[int] | None = None) -> Server:
+    """llama-server with one thread per core it runs on (every core, unpinned)."""
     port = free_port()
-    command = [str(bin_dir / "llama-server"), "-m", str(gguf), *SERVER_ARGS,
+    threads = len(cores) if cores else os.cpu_count() or 2
+    command = [str(bin_dir / "llama-server"), "-m", str(gguf), *SERVER_ARGS, "-t", str(threads),
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    return Server("llama-server", command, {"LD_LIBRARY_PATH": str(bin_dir)}, port)
+    return Server("llama-server", pinned(cores, command), {"LD_LIBRARY_PATH": str(bin_dir)}, port)
 
 
-def copygen(name: str, **env: str) -> Server:
+def copygen(name: str, cores: list[int] | None = None, **env: str) -> Server:
     port = free_port()
     command = [sys.executable, "-m", "copygen", "serve", "--port", str(port)]
-    return Server(name, command, {"COPYGEN_LOG_LEVEL": "warning", **env}, port)
+    return Server(name, pinned(cores, command), {"COPYGEN_LOG_LEVEL": "warning", **env}, port)
+
+
+def per_client(level: int) -> int:
+    """Requests per client at ``level`` clients: enough to read a median (more for one)."""
+    return 12 if level == 1 else 4
 
 
 def run_levels(
     server: Server, levels: list[int], temperature: float, tokenizer: Any, ready: str
 ) -> list[Run]:
-    """Each level with enough requests to read a median (more for one client)."""
+    """Each level with per_client requests per client."""
     runs = []
-    for level in levels:
-        per_client = 12 if level == 1 else 4
-        runs += bench_server(
-            server, "default", [level], per_client, ready, tokenizer, temperature, stop=False
-        )
-    server.stop()
+    try:
+        for level in levels:
+            runs += bench_server(
+                server, "default", [level], per_client(level), ready, tokenizer, temperature,
+                stop=False,
+            )  # fmt: skip
+    finally:
+        server.stop()
     return runs
 
 
@@ -113,11 +155,120 @@ def table(rows: list[tuple[str, float, int, Run, Run, str]]) -> list[str]:
     return lines
 
 
+#: Prompts of the paired 1-client measurement of the proxy's overhead.
+PAIRED_PROMPTS = 24
+#: Rounds per level of the proxy run, llama-server and copygen in turn.
+PROXY_ROUNDS = 3
+
+
+@dataclass
+class ProxyRuns:
+    """copygen → llama-server against the same llama-server straight: (proxied, direct) per
+    level, and the paired 1-client overhead in ms."""
+
+    pairs: list[tuple[Run, Run]]
+    overhead_ms: float
+
+
+async def paired_overhead_ms(direct: str, proxied: str, prompts: int) -> float:
+    """The median over ``prompts`` prompts of (latency through copygen - latency direct), each
+    prompt sent to both back to back, first to one and then the other in turn (the second
+    finds its prompt in llama-server's cache): the overhead without the drift between two
+    separate runs, which on a shared machine is larger than the overhead."""
+    async with (
+        httpx.AsyncClient(base_url=direct, timeout=600) as straight,
+        httpx.AsyncClient(base_url=proxied, timeout=600) as through,
+    ):
+        differences = []
+        for i in range(prompts + 1):  # the first is a warm-up
+            prompt = PROMPT.format(product=PRODUCTS[i % len(PRODUCTS)], i=20_000 + i)
+            if i % 2:
+                there = (await one_request(through, "default", prompt)).latency_s
+                here = (await one_request(straight, "default", prompt)).latency_s
+            else:
+                here = (await one_request(straight, "default", prompt)).latency_s
+                there = (await one_request(through, "default", prompt)).latency_s
+            differences.append(there - here)
+    return statistics.median(differences[1:]) * 1000
+
+
+def interleaved(
+    direct: Server, proxied: Server, level: int, rounds: int, tokenizer: Any
+) -> tuple[Run, Run]:
+    """``rounds`` rounds of ``level`` clients, each against llama-server and copygen in turn
+    (the same prompts to both, which goes first alternating), merged per side: what the
+    machine's other load does to llama-server's speed falls on both sides alike."""
+    merged = {server.name: Run(server.name, level, 0.0) for server in (direct, proxied)}
+    for round_ in range(rounds):
+        offset = round_ * level * per_client(level)
+        for server in (direct, proxied) if round_ % 2 == 0 else (proxied, direct):
+            run = asyncio.run(drive(server, "default", level, per_client(level), offset))
+            count_tokens(run, tokenizer)
+            f = run.figures()
+            print(f"{server.name:>13} c={level:<3} round {round_ + 1}: {f['req_s']:6.2f} req/s "
+                  f"p50 {f['p50_s']:.3f}s errors {run.errors}", flush=True)  # fmt: skip
+            into = merged[server.name]
+            into.wall_s += run.wall_s
+            into.samples += run.samples
+            into.errors += run.errors
+    return merged[proxied.name], merged[direct.name]
+
+
+def proxy_runs(
+    bin_dir: Path, gguf: Path, levels: list[int], tokenizer: Any, rounds: int = PROXY_ROUNDS
+) -> ProxyRuns:
+    """copygen in front of llama-server against the same llama-server straight, at t=0 (the
+    same answers through copygen and without it), each process pinned to cores of its own
+    (split_cores), so the difference is copygen's alone."""
+    llama_cores, copygen_cores = split_cores() or (None, None)
+    backend = llama_server(bin_dir, gguf, llama_cores)
+    front: Server | None = None
+    try:
+        backend.wait_ready("/health")
+        front = copygen("copygen-proxy", copygen_cores, COPYGEN_BACKEND_URL=f"{backend.url}/v1")
+        front.wait_ready("/health/ready")
+        for server in (backend, front):  # warm-up: the allocator at the largest batch
+            asyncio.run(drive(server, "default", max(levels), 1, 10_000))
+        overhead = asyncio.run(paired_overhead_ms(backend.url, front.url, PAIRED_PROMPTS))
+        pairs = [interleaved(backend, front, level, rounds, tokenizer) for level in levels]
+    finally:
+        if front is not None:
+            front.stop()
+        backend.stop()
+    return ProxyRuns(pairs, overhead)
+
+
+def overhead_line(runs: ProxyRuns) -> str:
+    return (
+        f"The proxy's overhead at 1 client, paired (each of {PAIRED_PROMPTS} prompts sent "
+        f"through copygen and straight to llama-server back to back, in turn first to one and "
+        f"to the other; median of the differences): **{runs.overhead_ms:+.1f} ms** a request."
+    )
+
+
+def pinning() -> str:
+    """How the proxy run was pinned, in words."""
+    split = split_cores()
+    if split is None:
+        return "unpinned (one core)"
+    llama_cores, copygen_cores = split
+    cores = ",".join(map(str, llama_cores))
+    plural = "s" if len(llama_cores) > 1 else ""
+    return (
+        f"llama-server on core{plural} {cores} with `-t {len(llama_cores)}`, "
+        f"copygen on core {copygen_cores[0]}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", default="1,16,32")
     parser.add_argument("--temperatures", default="0.7,0")
     parser.add_argument("--out", default="docs/llama-benchmarks.md")
+    parser.add_argument(
+        "--proxy-only", action="store_true",
+        help="only copygen → llama-server against llama-server straight; print, write nothing",
+    )  # fmt: skip
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     temperatures = [float(x) for x in args.temperatures.split(",")]
@@ -132,22 +283,22 @@ def main() -> None:
     )
     bin_dir = build_llama_server()
     gguf = bf16_gguf(bin_dir)
+    proxy = f"copygen → llama-server ({pinning()})"
+    if args.proxy_only:
+        only = proxy_runs(bin_dir, gguf, levels, tokenizer)
+        print("\n".join(table([("chat", 0, d.concurrency, p, d, proxy) for p, d in only.pairs])))
+        print(f"\n{overhead_line(only)}")
+        return
     rows: list[tuple[str, float, int, Run, Run, str]] = []
+    proxied: ProxyRuns | None = None
     for temperature in temperatures:
         peer = run_levels(llama_server(bin_dir, gguf), levels, temperature, tokenizer, "/health")
         ours = run_levels(copygen("copygen"), levels, temperature, tokenizer, "/health/ready")
         rows += [("chat", temperature, p.concurrency, o, p, "copygen (in-process)")
                  for o, p in zip(ours, peer, strict=True)]  # fmt: skip
         if temperature == 0:  # the proxy's overhead, on answers of the same length
-            backend = llama_server(bin_dir, gguf)
-            backend.wait_ready("/health")
-            front = copygen("copygen-proxy", COPYGEN_BACKEND_URL=f"{backend.url}/v1")
-            try:
-                proxied = run_levels(front, levels, temperature, tokenizer, "/health/ready")
-            finally:
-                backend.stop()
-            rows += [("chat", temperature, p.concurrency, o, p, "copygen → llama-server")
-                     for o, p in zip(proxied, peer, strict=True)]  # fmt: skip
+            proxied = proxy_runs(bin_dir, gguf, levels, tokenizer)
+            rows += [("chat", 0, d.concurrency, p, d, proxy) for p, d in proxied.pairs]
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?")
     lines = [
@@ -156,18 +307,23 @@ def main() -> None:
         f"Machine: {cpu}, {os.cpu_count()} cores. Weights: SmolLM2-135M-Instruct, the "
         "embedded Q4_1 GGUF requantised to BF16 for llama-server; copygen dequantises the same "
         "file to bf16. llama-server built from the llama-cpp-python sdist's vendored llama.cpp, "
-        f"run as `llama-server {' '.join(SERVER_ARGS)}`; copygen with default settings. Load: "
-        f'streaming chat completions, distinct prompts ("{PROMPT}"), max_tokens {MAX_TOKENS}, '
-        "the same async client for every server; each server alone on the machine, except "
-        "copygen → llama-server (both processes share the cores, as deployed). Ratios are "
-        "copygen / llama-server alone at the same load; at t=0.7 answers differ in length from "
-        "server to server, so tok/s is the fairer ratio there. The proxy's overhead is measured "
-        "at t=0 (the same answers through copygen and without it). Reproduce with `make bench`.",
+        f"run as `llama-server {' '.join(SERVER_ARGS)} -t {os.cpu_count()}`; copygen with "
+        f'default settings. Load: streaming chat completions, distinct prompts ("{PROMPT}"), '
+        f"max_tokens {MAX_TOKENS}, the same async client for every server; each server alone "
+        "on the machine. Ratios are copygen / llama-server alone at the same load; at t=0.7 "
+        "answers differ in length from server to server, so tok/s is the fairer ratio there. "
+        "The proxy's overhead is measured at t=0 (the same answers through copygen and without "
+        "it), each process on cores of its own (named in the row; the load client unpinned), "
+        f"against the same llama-server straight, {PROXY_ROUNDS} rounds each taken in turn: "
+        "unpinned, llama-server's threads wait for each other at every step, so anything else "
+        "running stalls it (bench/llama_bench.py). Reproduce with `make bench`.",
         "",
         *table(rows),
         "",
         f"Errors across all runs: {sum(r[3].errors + r[4].errors for r in rows)}.",
     ]
+    if proxied is not None:
+        lines += ["", overhead_line(proxied)]
     peak = matmul_peak_gflops()
     params = 134.5e6  # SmolLM2-135M
     roofline = peak * 1e9 / (2 * params)
