@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import statistics
 import subprocess
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import Server, free_port
+from common import Server, cpu_paths, free_port
 from serve_bench import (
     MAX_TOKENS,
     PRODUCTS,
@@ -281,7 +282,8 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(
         str(prepare_embedded_model(Settings().model_cache_dir)), local_files_only=True
     )
-    bin_dir = build_llama_server()
+    paths = cpu_paths()
+    bin_dir = build_llama_server(paths[0].llama_build)
     gguf = bf16_gguf(bin_dir)
     proxy = f"copygen → llama-server ({pinning()})"
     if args.proxy_only:
@@ -291,12 +293,17 @@ def main() -> None:
         return
     rows: list[tuple[str, float, int, Run, Run, str]] = []
     proxied: ProxyRuns | None = None
-    for temperature in temperatures:
-        peer = run_levels(llama_server(bin_dir, gguf), levels, temperature, tokenizer, "/health")
-        ours = run_levels(copygen("copygen"), levels, temperature, tokenizer, "/health/ready")
-        rows += [("chat", temperature, p.concurrency, o, p, "copygen (in-process)")
+    for path, temperature in itertools.product(paths, temperatures):
+        # Each CPU path: copygen with its oneDNN setting against llama.cpp's matching build.
+        path_bin = build_llama_server(path.llama_build)
+        peer = run_levels(llama_server(path_bin, gguf), levels, temperature, tokenizer, "/health")
+        ours = run_levels(
+            copygen("copygen", **path.env), levels, temperature, tokenizer, "/health/ready"
+        )
+        name = "copygen (in-process)" + (f", {path.name}" if len(paths) > 1 else "")
+        rows += [("chat", temperature, p.concurrency, o, p, name)
                  for o, p in zip(ours, peer, strict=True)]  # fmt: skip
-        if temperature == 0:  # the proxy's overhead, on answers of the same length
+        if temperature == 0 and path == paths[0]:  # the proxy's overhead, same answers
             proxied = proxy_runs(bin_dir, gguf, levels, tokenizer)
             rows += [("chat", 0, d.concurrency, p, d, proxy) for p, d in proxied.pairs]
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
@@ -316,7 +323,12 @@ def main() -> None:
         "it), each process on cores of its own (named in the row; the load client unpinned), "
         f"against the same llama-server straight, {PROXY_ROUNDS} rounds each taken in turn: "
         "unpinned, llama-server's threads wait for each other at every step, so anything else "
-        "running stalls it (bench/llama_bench.py). Reproduce with `make bench`.",
+        "running stalls it (bench/llama_bench.py). CPU paths measured: "
+        + "; ".join(
+            f"{p.name} (copygen {p.env or 'default'}, llama.cpp {p.llama_build} build)"
+            for p in paths
+        )  # fmt: skip
+        + ". Reproduce with `make bench`.",
         "",
         *table(rows),
         "",
