@@ -63,9 +63,11 @@ lint: $(INSTALLED)
 eval: setup
 	$(BIN)/python bench/eval.py
 
-# The copy workload (docs/copy-benchmarks.md); copygen vs llama.cpp's llama-server on the same
-# weights, and copygen in front of llama-server (docs/llama-benchmarks.md; llama-server is built
-# once from the llama-cpp-python sdist, ~8 minutes, cached under ~/.cache/copygen/bench); then
+# The copy workload next to llama-server given the same briefs as plain prompts, on every CPU
+# path the machine has (docs/copy-benchmarks.md); where a decoding step goes
+# (docs/step-profile.md); copygen vs llama.cpp's llama-server on the same weights, and copygen
+# in front of llama-server (docs/llama-benchmarks.md; llama-server is built once from the
+# llama-cpp-python sdist, ~8 minutes, cached under ~/.cache/copygen/bench); then
 # copygen vs `transformers serve --continuous-batching` (docs/benchmarks.md and .png).
 bench: setup services
 	$(PIP) install --quiet -e '.[dev,bench]'
@@ -73,6 +75,7 @@ bench: setup services
 	$(BIN)/python bench/cache_bench.py
 	$(BIN)/python bench/trace_bench.py
 	$(BIN)/python bench/copy_bench.py
+	$(BIN)/python bench/step_profile.py
 	$(BIN)/python bench/llama_bench.py
 	$(BIN)/python bench/serve_bench.py
 
