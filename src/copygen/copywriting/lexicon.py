@@ -16,7 +16,8 @@ from importlib import resources
 
 from copygen.copywriting.text import base_forms
 
-#: Words of today's copy that a 1934 dictionary lacks (lower case).
+#: Words of today's copy that a 1934 dictionary lacks (lower case), and the one-letter words
+#: it does not list ("I'm thrilled" is no brand).
 MODERN_WORDS = frozenset(
     """
     app apps online offline email emails website websites web blog blogger vlog podcast podcasts
@@ -36,6 +37,7 @@ MODERN_WORDS = frozenset(
     smoothies takeaway takeout delivery plant-based non-toxic nontoxic antioxidant probiotic
     probiotics microfiber microfibre fleece softshell hardshell trailhead backpacker backpackers
     ebike ebikes scooter scooters hoodie hoodies sneaker sneakers leggings activewear sportswear
+    i a
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
 

@@ -47,6 +47,7 @@ def _texts(flags: tuple[Flag, ...]) -> list[str]:
         ("IT managers love it", []),  # an acronym the audience field contains
         ("Running Low? Charging Made Simple", []),
         ("Don't Let Your Phone Die on the Trail", []),
+        ("I'm thrilled: I'll charge mine. I think A Better Trail awaits", []),  # one-letter words
     ],
 )
 def test_unsupported_entities(text: str, flagged: list[str]) -> None:
