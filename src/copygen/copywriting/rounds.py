@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from copygen.copywriting.brand import voice_adjustment
 from copygen.copywriting.channels import CHANNELS, Channel
 from copygen.copywriting.grounding import Evidence
+from copygen.copywriting.lexicon import is_common_word
 from copygen.copywriting.postprocess import Checked, check_completion
 from copygen.copywriting.prompts import relevance_prompts, render_prompt
 from copygen.copywriting.ranking import deduplicate, select
@@ -37,6 +38,12 @@ RELEVANCE_SHORTLIST = 2
 #: CAP_SLACK_CHARS): repair can still cut it back to a clause or phrase within the limit, and
 #: anything longer is rejected, so decoding on is wasted work.
 CAP_SLACK_CHARS = 20
+#: How much warmer each later round samples than the one before, for a brief that names no
+#: temperature: a cool first round often writes the same line on every row (a headline that is
+#: the product's name), and a later round at the same temperature would write it again.
+ROUND_WARMING = 0.2
+#: The warmest a later round gets by warming.
+WARMEST = 1.0
 _SEED_STRIDE = 1_000_003
 _UNANCHORED = Anchoring("none")
 
@@ -119,11 +126,11 @@ class BriefRounds:
             keyword = brief.keywords[(primed - 1) % len(brief.keywords)]
             prefix = keyword[:1].upper() + keyword[1:] if keyword.islower() else keyword
         elif primed == 0 or not brief.keywords:
-            prefix = self.name_prefix()
+            prefix = self.name_prefix() or (self.head_prefix() if round_index else "")
         return GenerationRequest(
             messages=self.messages,
             sampling=SamplingParams(
-                temperature=self.temperature(),
+                temperature=self.temperature(round_index),
                 top_p=brief.top_p,
                 top_k=brief.top_k,
                 repetition_penalty=brief.repetition_penalty,
@@ -137,10 +144,14 @@ class BriefRounds:
             max_chars=self.row_char_cap(),
         )
 
-    def temperature(self) -> float:
-        """The brief's own temperature, else its channel's default."""
+    def temperature(self, round_index: int = 0) -> float:
+        """The brief's own temperature, else its channel's default, warmer by ROUND_WARMING
+        each later round (up to WARMEST)."""
         own = self.brief.temperature
-        return self.channel.temperature if own is None else own
+        if own is not None:
+            return own
+        base = self.channel.temperature
+        return round(max(base, min(WARMEST, base + ROUND_WARMING * round_index)), 3)
 
     def row_char_cap(self) -> int | None:
         """Where a row of this brief stops (GenerationRequest.max_chars): past the limit by
@@ -150,17 +161,35 @@ class BriefRounds:
             limit = self.channel.limit
         return None if limit is None else limit + max(CAP_SLACK_CHARS, limit // 2)
 
+    def head_prefix(self) -> str:
+        """For an English title whose product has no short name to start with (name_prefix):
+        the product's head noun (its last two words, or one when two take more than half the
+        limit: "Phone charger", "Headphones"), to start a later round's rows with. Left free, a
+        small model's titles for such a product drift off it; the first round stays free for
+        variety."""
+        anchored = ANCHORING.get(self.channel.id, _UNANCHORED).needs == "name"
+        if not anchored or self.brief.language != "en":
+            return ""
+        words = self.brief.product.split()
+        limit = self.brief.max_chars or self.channel.limit
+        for take in (2, 1):
+            phrase = " ".join(words[-take:])
+            if len(words) >= take and (limit is None or len(phrase) <= limit // 2):
+                return phrase[:1].upper() + phrase[1:]
+        return ""
+
     def name_prefix(self) -> str:
         """The product's name, spelled as the brief spells it, to start a title with (the
         model continues from it): a title must name the product (subject.ANCHORING), and a
         small model left to itself drifts off topic or re-spells the name. Empty for other
-        channels, for a product without a proper name ("canvas tote bag"), or when the name
-        would take more than half the title's limit."""
+        channels, for a product without a proper name ("canvas tote bag"; "Solar-powered phone
+        charger", whose capital only starts the sentence), or when the name would take more
+        than half the title's limit."""
         if ANCHORING.get(self.channel.id, _UNANCHORED).needs != "name":
             return ""
         subject, product = self.evidence.subject, self.brief.product
         name = ""
-        if subject.names and subject.phrases:
+        if subject.names and subject.phrases and _proper(subject.phrases[0]):
             # The first capitalised run of the product ("FitTrack Pulse", "Ember & Oak") as
             # the product writes it.
             first, last = subject.phrases[0][0], subject.phrases[0][-1]
@@ -223,3 +252,13 @@ class BriefRounds:
             timings_ms=dict(timings),
             jobs=jobs,
         )
+
+
+def _proper(phrase: Sequence[str]) -> bool:
+    """Whether a capitalised run of words is a name: a word past the first is capitalised
+    ("Blue Heron", "Online Spanish") or a word is no ordinary word ("FitTrack"); a run of
+    common words whose first capital only starts the product ("Solar-powered", "Cold") is
+    none."""
+    return any(word[:1].isupper() for word in phrase[1:]) or not all(
+        is_common_word(word) for word in phrase
+    )

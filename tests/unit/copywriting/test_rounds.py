@@ -4,7 +4,7 @@ each round asks the model for, when its slots are filled, and the ranked result.
 from __future__ import annotations
 
 from copygen.copywriting.channels import CHANNELS
-from copygen.copywriting.rounds import MAX_ROWS_PER_BRIEF, OVERSAMPLE, BriefRounds
+from copygen.copywriting.rounds import MAX_ROWS_PER_BRIEF, OVERSAMPLE, WARMEST, BriefRounds
 from copygen.domain import (
     BrandProfile,
     BrandVoice,
@@ -76,6 +76,17 @@ def test_a_brief_without_a_temperature_samples_at_its_channels() -> None:
     assert BriefRounds.new(headline, ()).request(0).sampling.temperature == default
     own = CopyBrief(product="x", channel="google_ads_headline", temperature=1.1)
     assert BriefRounds.new(own, ()).request(0).sampling.temperature == 1.1
+    assert BriefRounds.new(own, ()).request(2).sampling.temperature == 1.1  # never warmed
+
+
+def test_later_rounds_sample_warmer_when_the_brief_names_no_temperature() -> None:
+    rounds = BriefRounds.new(CopyBrief(product="x", channel="google_ads_headline"), ())
+    base = CHANNELS["google_ads_headline"].temperature
+    temperatures = [rounds.request(r).sampling.temperature for r in range(4)]
+    assert temperatures[0] == base
+    assert temperatures == sorted(temperatures)
+    assert temperatures[1] > base
+    assert max(temperatures) <= max(base, WARMEST)
 
 
 def test_a_round_settles_once_its_finished_rows_fill_every_slot() -> None:
@@ -142,6 +153,24 @@ def test_no_name_no_priming_and_long_copy_is_left_free() -> None:
     assert BriefRounds.new(CopyBrief(product="solar charger"), ()).request(0).prefix == ""
     post = CopyBrief(product="FitTrack Pulse smart ring", channel="linkedin_post")
     assert BriefRounds.new(post, ()).request(0).prefix == ""
+
+
+def test_later_rounds_start_a_generic_products_title_with_its_head_noun() -> None:
+    headphones = BriefRounds.new(
+        CopyBrief(product="Noise-cancelling headphones", channel="google_ads_headline"), ()
+    )
+    assert headphones.request(0).prefix == ""  # the first round stays free
+    assert headphones.request(1).prefix == "Headphones"  # two words: over half of 30
+    charger = CopyBrief(product="Solar-powered phone charger", channel="google_ads_headline")
+    assert BriefRounds.new(charger, ()).request(2).prefix == "Phone charger"
+    named = CopyBrief(product="FitTrack Pulse ring", channel="google_ads_headline")
+    assert BriefRounds.new(named, ()).request(1).prefix == "FitTrack Pulse"  # its name
+    german = CopyBrief(product="leichter Wanderrucksack", channel="meta_headline", language="de")
+    assert BriefRounds.new(german, ()).head_prefix() == ""  # English word order only
+    sentence_start = CopyBrief(product="Cold brew coffee", channel="google_ads_headline")
+    assert BriefRounds.new(sentence_start, ()).request(0).prefix == ""  # "Cold" is no name
+    long_copy = CopyBrief(product="Noise-cancelling headphones", channel="sms")
+    assert BriefRounds.new(long_copy, ()).request(1).prefix == ""
 
 
 def test_a_keyword_still_primes_the_later_rounds() -> None:
