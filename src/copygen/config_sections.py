@@ -130,6 +130,15 @@ class CopySection(Section):
         description="rank candidates also by how much the brief raises their likelihood "
         "(one extra batched forward pass per generation; docs/quality.md measures it)",
     )
+    relevance_floor: float | None = Field(
+        None,
+        ge=-20.0,
+        le=20.0,
+        description="with it, every round's passing candidates are scored for relevance (the "
+        "likelihood the brief adds, nats per token) and, under strict grounding, one below "
+        "this floor fails as off_topic and its slot is regenerated; docs/quality.md measures "
+        "it (2.0 there) and what it costs",
+    )
     grounding: Literal["strict", "flag", "off"] = Field(
         "strict",
         description="unsupported brands, numbers and claims: never returned (strict), "

@@ -195,6 +195,10 @@ class Checked:
     def perfect(self) -> bool:
         return not self.hard_failures and not self.soft_failures
 
+    def failing(self, failure: str) -> Checked:
+        """This candidate with one more hard failure."""
+        return replace(self, hard_failures=(*self.hard_failures, failure))
+
     def with_relevance(self, relevance: float | None) -> Checked:
         if relevance is None:
             return self

@@ -63,6 +63,8 @@ class BriefRounds:
     _checks: dict[Completion, Checked | None] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Text → relevance, for the candidates a round's gate scored (service/rounds.py).
+    relevance_of: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def new(
@@ -208,6 +210,27 @@ class BriefRounds:
             if (checked := self._check(completion)) is not None:
                 self.checked.append(checked)
         self._checks.clear()
+
+    def unscored(self) -> list[str]:
+        """The distinct texts of candidates that pass every rule and have no relevance yet:
+        what a round's relevance gate scores."""
+        pool = deduplicate(c.variant for c in self.checked if c.perfect)
+        return [v.text for v in pool if v.text not in self.relevance_of]
+
+    def judge(self, relevance: Mapping[str, float], floor: float) -> None:
+        """Keep ``relevance`` (text → nats per token) and, under strict grounding, fail every
+        candidate whose text scored below ``floor`` (this round's or an earlier one's) as off_topic: the brief hardly makes the model likelier to
+        write it, so it is about something else or says nothing (docs/quality.md, "Relevance
+        floor"). Its slot is then regenerated like any other failure."""
+        self.relevance_of.update(relevance)
+        if self.grounding != "strict":
+            return
+        self.checked = [
+            c.failing("off_topic")
+            if self.relevance_of.get(c.variant.text, floor) < floor and c.acceptable
+            else c
+            for c in self.checked
+        ]
 
     def shortlist(self) -> list[str]:
         """The distinct returnable texts worth a relevance score: twice as many as wanted,

@@ -34,14 +34,15 @@ DraftHook = Callable[[int, RowEvent], None]
 @dataclass(frozen=True, slots=True)
 class RoundPolicy:
     """How rounds run (from the settings): at most ``max_rounds``, ``banned_always`` words on
-    top of each brief's, the server's ``grounding`` for briefs that name none, ``early_stop``
-    and the ``relevance`` pass."""
+    top of each brief's, the server's ``grounding`` for briefs that name none, ``early_stop``,
+    the ``relevance`` pass, and the ``relevance_floor`` that gates each round's candidates."""
 
     max_rounds: int
     banned_always: tuple[str, ...]
     grounding: Grounding
     early_stop: bool
     relevance: bool
+    relevance_floor: float | None = None
 
 
 async def write_rounds(
@@ -73,6 +74,8 @@ async def write_rounds(
                 raise
             break
         jobs.append(finished.job_id)
+        if policy.relevance_floor is not None:
+            await _gate(generator, pending, policy.relevance_floor, deadline)
         round_timings = finished.timings_ms
         timings["queue"] += round_timings["queue"]
         timings["generation"] += round_timings["generation"]
@@ -81,7 +84,7 @@ async def write_rounds(
             timings.setdefault("first_token", offset + round_timings["first_token"])
         rounds += 1
         last_round_s = time.perf_counter() - round_started
-    relevance: list[dict[str, float]] = [{} for _ in works]
+    relevance: list[dict[str, float]] = [dict(work.relevance_of) for work in works]
     if policy.relevance and not deadline.expired:
         scoring_started = time.perf_counter()
         relevance = await _relevance(generator, works, deadline)
@@ -147,13 +150,38 @@ def _round_figures(
     }
 
 
+async def _gate(
+    generator: Generator, works: Sequence[BriefRounds], floor: float, deadline: Deadline
+) -> None:
+    """Score the round's new passing candidates for relevance and let each brief fail those
+    below ``floor`` (BriefRounds.judge). Skipped, like the final pass, on a failure or when
+    the deadline comes first: the candidates then stand as the other checks left them."""
+    texts = [work.unscored() for work in works]
+    scores = await _scores(generator, works, texts, deadline)
+    for work, found in zip(works, scores, strict=True):
+        work.judge(found, floor)
+
+
 async def _relevance(
     generator: Generator, works: Sequence[BriefRounds], deadline: Deadline
 ) -> list[dict[str, float]]:
     """Per brief, text → how much the brief raises the model's likelihood of the text (nats
-    per token), for each brief's shortlist, in one scoring pass. Ranking without it is still
-    a ranking: on any failure, or when the deadline comes first, the briefs get none."""
-    shortlists = [work.shortlist() for work in works]
+    per token), for each brief's shortlist, in one scoring pass (texts a gate already scored
+    are not scored again). Ranking without it is still a ranking: on any failure, or when
+    the deadline comes first, the briefs get what the gates scored."""
+    shortlists = [[t for t in work.shortlist() if t not in work.relevance_of] for work in works]
+    found = await _scores(generator, works, shortlists, deadline)
+    return [{**work.relevance_of, **more} for work, more in zip(works, found, strict=True)]
+
+
+async def _scores(
+    generator: Generator,
+    works: Sequence[BriefRounds],
+    shortlists: Sequence[Sequence[str]],
+    deadline: Deadline,
+) -> list[dict[str, float]]:
+    """Per brief, text → relevance for its ``shortlists`` texts, in one scoring pass; none on
+    any failure or when the deadline comes first."""
     requests = [r for work, texts in zip(works, shortlists, strict=True)
                 for r in work.scoring(texts)]  # fmt: skip
     if not requests:

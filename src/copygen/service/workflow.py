@@ -43,11 +43,17 @@ class CopyWorkflow:
         self.book = book
         banned = brand_safety_words(settings.brand_safety_words)
         self.rounds = RoundPolicy(
-            settings.max_rounds, banned, settings.grounding, settings.early_stop, settings.relevance
+            settings.max_rounds,
+            banned,
+            settings.grounding,
+            settings.early_stop,
+            settings.relevance,
+            settings.relevance_floor,
         )
         self._policy = (
             f"rounds={settings.max_rounds};banned={','.join(sorted(banned))}"
             f";grounding={settings.grounding};relevance={settings.relevance}"
+            f";relevance_floor={settings.relevance_floor}"
             f";early_stop={settings.early_stop}"
         )
         #: For callers with no request of their own (the CLI, tests): a deadline this long.

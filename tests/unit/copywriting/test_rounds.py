@@ -89,6 +89,21 @@ def test_later_rounds_sample_warmer_when_the_brief_names_no_temperature() -> Non
     assert max(temperatures) <= max(base, WARMEST)
 
 
+def test_judging_relevance_fails_what_lies_below_the_floor_under_strict_only() -> None:
+    rounds = _rounds()
+    rounds.absorb(Generation(12, GOOD))
+    assert sorted(rounds.unscored()) == sorted(c.text for c in GOOD)
+    rounds.judge({GOOD[0].text: 0.9, GOOD[1].text: 2.5}, floor=2.0)
+    assert rounds.unscored() == []
+    assert rounds.needed() == 1  # the first fell below the floor: its slot is open again
+    [failed] = [c for c in rounds.checked if not c.acceptable]
+    assert "off_topic" in failed.hard_failures
+    flagging = BriefRounds.new(BRIEF, (), "flag")
+    flagging.absorb(Generation(12, GOOD))
+    flagging.judge({GOOD[0].text: 0.9}, floor=2.0)
+    assert all(c.acceptable for c in flagging.checked)  # only strict throws copy away
+
+
 def test_a_round_settles_once_its_finished_rows_fill_every_slot() -> None:
     rounds = _rounds()
     assert not rounds.settled([GOOD[0], MISSING_KEYWORD, BANNED])

@@ -20,8 +20,12 @@ from tests.fakes import FakeRunner, spelled
 BRIEF = CopyBrief(product="solar charger", channel="sms", variants=2, keywords=("sun",), seed=3)
 
 
-def _policy(*, max_rounds: int = 3, relevance: bool = False) -> RoundPolicy:
-    return RoundPolicy(max_rounds, (), "strict", early_stop=False, relevance=relevance)
+def _policy(
+    *, max_rounds: int = 3, relevance: bool = False, floor: float | None = None
+) -> RoundPolicy:
+    return RoundPolicy(
+        max_rounds, (), "strict", early_stop=False, relevance=relevance, relevance_floor=floor
+    )
 
 
 def one_with_the_keyword(request: GenerationRequest, row: int) -> str:
@@ -102,4 +106,20 @@ async def test_a_failed_relevance_pass_still_returns_the_ranked_copy() -> None:
     [result] = await write_rounds(engine, [BRIEF], _policy(relevance=True), Deadline.within(10))
     assert len(result.variants) == 2
     assert all(v.relevance is None for v in result.variants)
+    await engine.stop()
+
+
+async def test_a_relevance_floor_fails_every_round_candidate_below_it() -> None:
+    always = "A solar charger for the sun {}"
+    runner = FakeRunner(lambda request, row: always.format(spelled(row + 1)))
+    engine = await _engine(runner)
+    [low] = await write_rounds(engine, [BRIEF], _policy(floor=-5.0), Deadline.within(10))
+    assert (low.rounds, len(runner.scored), len(low.variants)) == (1, 1, 2)  # all above
+    assert all(v.relevance is not None for v in low.variants)  # the gate's scores rank them
+    runner.scored.clear()
+    [high] = await write_rounds(engine, [BRIEF], _policy(floor=5.0), Deadline.within(10))
+    # Nothing clears the floor: the candidates are scored once (later rounds write the same
+    # texts), fail every round and are regenerated, and the brief ends short rather than
+    # returning them.
+    assert (high.rounds, len(runner.scored), high.variants) == (3, 1, [])
     await engine.stop()
