@@ -4,7 +4,7 @@ each round asks the model for, when its slots are filled, and the ranked result.
 from __future__ import annotations
 
 from copygen.copywriting.channels import CHANNELS
-from copygen.copywriting.rounds import MAX_ROWS_PER_BRIEF, OVERSAMPLE, WARMEST, BriefRounds
+from copygen.copywriting.rounds import MAX_ROWS_PER_BRIEF, OVERSAMPLE, BriefRounds
 from copygen.domain import (
     BrandProfile,
     BrandVoice,
@@ -76,17 +76,7 @@ def test_a_brief_without_a_temperature_samples_at_its_channels() -> None:
     assert BriefRounds.new(headline, ()).request(0).sampling.temperature == default
     own = CopyBrief(product="x", channel="google_ads_headline", temperature=1.1)
     assert BriefRounds.new(own, ()).request(0).sampling.temperature == 1.1
-    assert BriefRounds.new(own, ()).request(2).sampling.temperature == 1.1  # never warmed
-
-
-def test_later_rounds_sample_warmer_when_the_brief_names_no_temperature() -> None:
-    rounds = BriefRounds.new(CopyBrief(product="x", channel="google_ads_headline"), ())
-    base = CHANNELS["google_ads_headline"].temperature
-    temperatures = [rounds.request(r).sampling.temperature for r in range(4)]
-    assert temperatures[0] == base
-    assert temperatures == sorted(temperatures)
-    assert temperatures[1] > base
-    assert max(temperatures) <= max(base, WARMEST)
+    assert BriefRounds.new(own, ()).request(2).sampling.temperature == 1.1
 
 
 def test_judging_relevance_fails_what_lies_below_the_floor_under_strict_only() -> None:
