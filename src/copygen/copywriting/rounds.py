@@ -160,16 +160,13 @@ class BriefRounds:
         limit: "Phone charger", "Headphones"), to start a later round's rows with. Left free, a
         small model's titles for such a product drift off it; the first round stays free for
         variety."""
-        anchored = ANCHORING.get(self.channel.id, _UNANCHORED).needs == "name"
-        if not anchored or self.brief.language != "en":
+        if not self._names_product() or self.brief.language != "en":
             return ""
         words = self.brief.product.split()
-        limit = self.brief.max_chars or self.channel.limit
-        for take in (2, 1):
-            phrase = " ".join(words[-take:])
-            if len(words) >= take and (limit is None or len(phrase) <= limit // 2):
-                return phrase[:1].upper() + phrase[1:]
-        return ""
+        starts = (
+            self._title_start(" ".join(words[-take:])) for take in (2, 1) if len(words) >= take
+        )
+        return next((start for start in starts if start), "")
 
     def name_prefix(self) -> str:
         """The product's name, spelled as the brief spells it, to start a title with (the
@@ -178,7 +175,7 @@ class BriefRounds:
         channels, for a product without a proper name ("canvas tote bag"; "Solar-powered phone
         charger", whose capital only starts the sentence), or when the name would take more
         than half the title's limit."""
-        if ANCHORING.get(self.channel.id, _UNANCHORED).needs != "name":
+        if not self._names_product():
             return ""
         subject, product = self.evidence.subject, self.brief.product
         name = ""
@@ -189,10 +186,19 @@ class BriefRounds:
             start, end = product.find(first), product.rfind(last)
             if 0 <= start <= end:
                 name = product[start : end + len(last)]
+        return self._title_start(name)
+
+    def _names_product(self) -> bool:
+        """Whether this brief's channel is a title that must name the product."""
+        return ANCHORING.get(self.channel.id, _UNANCHORED).needs == "name"
+
+    def _title_start(self, phrase: str) -> str:
+        """``phrase`` capitalised, to start a title with; empty when there is none or it would
+        take more than half the title's limit."""
         limit = self.brief.max_chars or self.channel.limit
-        if not name or (limit is not None and len(name) > limit // 2):
+        if not phrase or (limit is not None and len(phrase) > limit // 2):
             return ""
-        return name[:1].upper() + name[1:]
+        return phrase[:1].upper() + phrase[1:]
 
     def absorb(self, generation: Generation) -> None:
         self.prompt_tokens += generation.prompt_tokens
