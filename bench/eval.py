@@ -346,8 +346,10 @@ def report(
 
 
 #: Sections of docs/quality.md written by hand (the rubric, the score's formula, the worth
-#: checks): kept as they are when `make eval` rewrites the measured ones.
-KEPT_SECTIONS = ("## Rubric", "## Score", "## Worth checks", "## Editor A/B")
+#: checks) or measured by blind editors: kept as they are when `make eval` rewrites the
+#: measured ones.
+KEPT_SECTIONS = ("## Rubric", "## Score", "## Worth checks", "## Editor A/B",
+                 "## Sampling temperature", "## Relevance floor")  # fmt: skip
 
 
 def sections(text: str) -> dict[str, str]:

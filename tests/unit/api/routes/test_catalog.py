@@ -33,6 +33,7 @@ async def test_every_channel_is_listed_once_as_the_table_has_it(client: httpx.As
             channel.limit, channel.kind, channel.counting,
         )  # fmt: skip
         assert listed["name"] == channel.name
+        assert listed["temperature"] == channel.temperature
 
 
 async def test_tones_are_presets_plus_free_text_within_the_prompt_cap(
