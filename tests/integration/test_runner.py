@@ -261,7 +261,7 @@ def test_a_conversation_prefix_is_prefilled_once_and_changes_nothing(tmp_path: P
         )
         for ask in asks
     ]
-    prefix = runner.loaded.conversation_prefix(requests[0])
+    prefix = runner.loaded.conversation_prefix(requests[0].messages)
     assert prefix is not None
     ours = run(runner, requests, join_at={0: 0, 1: 0, 2: 3})
     assert list(runner.prefixes.shared_entries) == [prefix]  # prefilled once, for all three

@@ -67,14 +67,13 @@ class LoadedModel:
         text = request.prompt if request.prompt is not None else self.render(request.messages)
         return text + request.prefix
 
-    def conversation_prefix(self, request: GenerationRequest) -> tuple[int, ...] | None:
+    def conversation_prefix(self, messages: Sequence[ChatMessage]) -> tuple[int, ...] | None:
         """The tokens of a chat prompt's conversation before its last message (system prompt,
-        one-shot examples): what many prompts share. None for a plain prompt, a one-message
-        conversation, or a template that does not render the earlier turns as a prefix."""
-        messages = request.messages
-        if request.prompt is not None or len(messages) < 2 or not self.chat_template:
+        one-shot examples): what many prompts share. None for a one-message conversation or a
+        template that does not render the earlier turns as a prefix."""
+        if len(messages) < 2 or not self.chat_template:
             return None
-        head = messages[:-1]
+        head = tuple(messages[:-1])
         if head not in self._prefixes:
             if len(self._prefixes) >= self.PREFIX_MEMO:
                 self._prefixes.clear()

@@ -61,10 +61,10 @@ class Prefilled:
         else:
             first = {text: spec.request for spec, text in zip(specs, texts, strict=True)}
             reuse = [
-                shared_prefix(model, prefixes, first[text], tokens)
+                shared_prefix(model, prefixes, _conversation_prefix(model, first[text]), tokens)
                 for text, tokens in zip(unique, token_lists, strict=True)
             ]
-        kv, attention, positions, input_ids = _prefill_inputs(model, token_lists, reuse)
+        kv, attention, positions, input_ids = prefill_inputs(model, token_lists, reuse)
         logits = model.forward(
             kv,
             input_ids=input_ids,
@@ -110,7 +110,7 @@ class Prefilled:
         )
 
 
-def _prefill_inputs(
+def prefill_inputs(
     model: LoadedModel, token_lists: list[list[int]], reuse: list[tuple[int, PromptKV | None]]
 ) -> tuple[KVCache, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cache, mask, positions and input ids for a prefill that starts from reused prefixes.
@@ -136,6 +136,26 @@ def _prefill_inputs(
     return kv, attention.to(device), positions.to(device), input_ids.to(device)
 
 
+def prompt_kvs(
+    model: LoadedModel,
+    prefixes: PrefixStore,
+    prompts: Sequence[tuple[tuple[int, ...] | None, list[int]]],
+) -> list[PromptKV]:
+    """The KV of every position of each prompt (its conversation prefix's tokens, or None, and
+    its tokens), prefilled in one pass on top of the stored conversation prefixes."""
+    token_lists = [tokens for _, tokens in prompts]
+    reuse = [shared_prefix(model, prefixes, prefix, tokens) for prefix, tokens in prompts]
+    kv, attention, positions, input_ids = prefill_inputs(model, token_lists, reuse)
+    model.forward(
+        kv,
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=positions,
+        logits_to_keep=1,
+    )
+    return _row_kvs(token_lists, reuse, kv, input_ids.shape[1])
+
+
 def _remember(
     prefixes: PrefixStore,
     token_lists: list[list[int]],
@@ -144,20 +164,40 @@ def _remember(
     suffix_width: int,
 ) -> None:
     """Store each new prompt's KV (prefix part and suffix part, without padding)."""
+    stored = _row_kvs(token_lists, reuse, kv, suffix_width)
+    for tokens, prompt_kv in zip(token_lists, stored, strict=True):
+        prefixes.add(tokens, prompt_kv)
+
+
+def _row_kvs(
+    token_lists: list[list[int]],
+    reuse: list[tuple[int, PromptKV | None]],
+    kv: KVCache,
+    suffix_width: int,
+) -> list[PromptKV]:
+    """Each row's prompt KV after a prefill (prefix part and suffix part, without padding)."""
     prefix_width = max(length for length, _ in reuse)
     total = prefix_width + suffix_width
+    stored = []
     for row, (tokens, (length, _)) in enumerate(zip(token_lists, reuse, strict=True)):
         suffix = len(tokens) - length
         spans = [(prefix_width - length, prefix_width), (total - suffix, total)]
-        prefixes.add(tokens, kv.prompt_kv(row, spans))
+        stored.append(kv.prompt_kv(row, spans))
+    return stored
+
+
+def _conversation_prefix(model: LoadedModel, request: GenerationRequest) -> tuple[int, ...] | None:
+    return None if request.prompt is not None else model.conversation_prefix(request.messages)
 
 
 def shared_prefix(
-    model: LoadedModel, prefixes: PrefixStore, request: GenerationRequest, tokens: list[int]
+    model: LoadedModel,
+    prefixes: PrefixStore,
+    prefix: tuple[int, ...] | None,
+    tokens: Sequence[int],
 ) -> tuple[int, PromptKV | None]:
-    """How many leading tokens of ``tokens`` come from the stored KV of the request's
-    conversation prefix (prefilled alone on first use), and that KV."""
-    prefix = model.conversation_prefix(request)
+    """How many leading tokens of ``tokens`` come from the stored KV of the conversation
+    ``prefix`` (LoadedModel.conversation_prefix; prefilled alone on first use), and that KV."""
     if prefix is None or not prefixes.MIN_REUSE <= len(prefix) < len(tokens):
         return 0, None
     if tuple(tokens[: len(prefix)]) != prefix:

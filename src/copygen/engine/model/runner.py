@@ -248,7 +248,7 @@ class TransformersRunner:
         """Mean log-probability per token of each text after its messages."""
         loaded = self._model()
         with torch.inference_mode():
-            return score(loaded, requests)
+            return score(loaded, requests, self.prefixes)
 
     def _model(self) -> LoadedModel:
         if self.loaded is None:

@@ -1,6 +1,12 @@
 """How likely the model finds a text after a prompt: the mean log-probability of the text's
-tokens, for many (prompt, text) pairs in one batched forward pass without a KV cache to keep.
-The copywriter ranks candidates by how much the brief raises it (relevance)."""
+tokens, for many (prompt, text) pairs. The copywriter ranks candidates by how much the brief
+raises it (relevance).
+
+A brief's candidates share their prompts, so each distinct prompt is prefilled once (on top
+of its stored conversation prefix, as generation does) and every text then runs on the
+prompt's KV: a pair costs its text's tokens, not its prompt's (~150 tokens of a copy brief's
+scoring prompt against ~15 of a headline).
+"""
 
 from __future__ import annotations
 
@@ -9,50 +15,68 @@ from collections.abc import Sequence
 import torch
 
 from copygen.domain import ScoreRequest
-from copygen.engine.model.kv import KVCache
 from copygen.engine.model.loaded import LoadedModel
+from copygen.engine.model.prefill import prefill_inputs, prompt_kvs
+from copygen.engine.model.prefix import PrefixStore, PromptKV
 
-#: Pairs per forward pass (bounds the activation memory of a long batch).
-CHUNK = 16
-
-
-def score(model: LoadedModel, requests: Sequence[ScoreRequest]) -> list[float]:
-    """Mean log-probability per token of each text given its messages (0.0 for no text)."""
-    results: list[float] = []
-    for start in range(0, len(requests), CHUNK):
-        results += _score_chunk(model, requests[start : start + CHUNK])
-    return results
+#: Pairs per forward pass (bounds the memory of the prompts' KV copied into the batch).
+CHUNK = 32
 
 
-def _score_chunk(model: LoadedModel, requests: Sequence[ScoreRequest]) -> list[float]:
-    prompts = model.encode([model.render(r.messages) for r in requests])
+def score(
+    model: LoadedModel, requests: Sequence[ScoreRequest], prefixes: PrefixStore | None = None
+) -> list[float]:
+    """Mean log-probability per token of each text given its messages (0.0 for no text).
+    ``prefixes`` holds the conversation prefixes' KV (system prompts) for reuse."""
+    store = prefixes if prefixes is not None else PrefixStore(budget_tokens=0)
+    rendered = [model.render(r.messages) for r in requests]
+    distinct = list(dict.fromkeys(rendered))
+    first = {text: r.messages for r, text in zip(requests, rendered, strict=True)}
+    prompt_tokens = dict(zip(distinct, model.encode(distinct), strict=True))
+    # Each prompt's KV up to its last token, which runs with the text to predict its first.
+    held = [t for t in distinct if len(prompt_tokens[t]) > 1]
+    conversations = [(model.conversation_prefix(first[t]), prompt_tokens[t][:-1]) for t in held]
+    kvs: dict[str, PromptKV | None] = dict.fromkeys(distinct)
+    if held:
+        kvs.update(zip(held, prompt_kvs(model, store, conversations), strict=True))
     texts = model.encode([r.text for r in requests])
-    rows = [p + t for p, t in zip(prompts, texts, strict=True)]
-    width = max(len(row) for row in rows)
-    device = model.device
-    input_ids = torch.full((len(rows), width), model.pad_id, dtype=torch.long)
-    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    pairs = [
+        (prompt_tokens[p], kvs[p], text) for p, text in zip(rendered, texts, strict=True) if text
+    ]
+    found: list[float] = []
+    for start in range(0, len(pairs), CHUNK):
+        found += _score_chunk(model, pairs[start : start + CHUNK])
+    scores = iter(found)
+    return [next(scores) if text else 0.0 for text in texts]
+
+
+def _score_chunk(
+    model: LoadedModel, pairs: Sequence[tuple[list[int], PromptKV | None, list[int]]]
+) -> list[float]:
+    """Mean log-probabilities of texts run on their prompts' KV (each text non-empty; a
+    prompt without stored KV runs whole)."""
+    rows = [prompt + text for prompt, _, text in pairs]
+    reuse: list[tuple[int, PromptKV | None]] = [
+        (0, None) if kv is None else (len(p) - 1, kv) for p, kv, _ in pairs
+    ]
+    kv, attention, positions, input_ids = prefill_inputs(model, rows, reuse)
+    width = input_ids.shape[1]  # suffixes (the prompt's last token + the text), right-aligned
     select: list[int] = []  # flattened positions whose logits predict a text token
     targets: list[int] = []
     spans: list[tuple[int, int]] = []
-    for index, (prompt, text, row) in enumerate(zip(prompts, texts, rows, strict=True)):
-        start = width - len(row)
-        input_ids[index, start:] = torch.tensor(row)
-        attention[index, start:] = 1
-        first = index * width + start + len(prompt) - 1
+    for index, (_, _, text) in enumerate(pairs):
+        first = index * width + width - len(text) - 1
         spans.append((len(select), len(select) + len(text)))
         select += range(first, first + len(text))
         targets += text
-    positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)
-    if not select:
-        return [0.0] * len(requests)
     logits = model.forward(
-        KVCache(),
-        input_ids=input_ids.to(device),
-        attention_mask=attention.to(device),
-        position_ids=positions.to(device),
-        select=torch.tensor(select, device=device),
+        kv,
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=positions,
+        select=torch.tensor(select, device=model.device),
     )
     logprobs = logits.float().log_softmax(dim=-1)
+    device = logprobs.device
     picked = logprobs[torch.arange(len(targets)), torch.tensor(targets, device=device)].tolist()
-    return [sum(picked[begin:end]) / (end - begin) if end > begin else 0.0 for begin, end in spans]
+    return [sum(picked[begin:end]) / (end - begin) for begin, end in spans]

@@ -51,35 +51,34 @@ def test_a_raw_prompt_wins_over_messages_and_the_prefix_is_appended() -> None:
 
 def test_the_conversation_before_the_last_message_is_the_shared_prefix() -> None:
     model = _loaded()
-    prefix = model.conversation_prefix(_request(SYSTEM, USER))
+    prefix = model.conversation_prefix((SYSTEM, USER))
     full = model.encode([model.render([SYSTEM, USER])])[0]
     assert prefix is not None
     assert list(prefix) == full[: len(prefix)]
     assert 0 < len(prefix) < len(full)
-    other = model.conversation_prefix(_request(SYSTEM, ChatMessage("user", "hike trail")))
+    other = model.conversation_prefix((SYSTEM, ChatMessage("user", "hike trail")))
     assert other is prefix  # remembered: the same system prompt is rendered once
 
 
 @pytest.mark.parametrize(
-    ("chat", "request_"),
+    ("chat", "messages"),
     [
-        (True, _request(USER)),  # one message: nothing before it
-        (True, _request(SYSTEM, USER, prompt="go solar")),  # a raw prompt
-        (False, _request(SYSTEM, USER)),  # no chat template
+        (True, (USER,)),  # one message: nothing before it
+        (False, (SYSTEM, USER)),  # no chat template
     ],
 )
 def test_there_is_no_shared_prefix_without_an_earlier_turn_or_a_template(
-    chat: bool, request_: GenerationRequest
+    chat: bool, messages: tuple[ChatMessage, ...]
 ) -> None:
-    assert _loaded(chat=chat).conversation_prefix(request_) is None
+    assert _loaded(chat=chat).conversation_prefix(messages) is None
 
 
 def test_the_prefix_memo_is_cleared_when_full() -> None:
     model = _loaded()
     model.PREFIX_MEMO = 1
-    first = model.conversation_prefix(_request(SYSTEM, USER))
-    model.conversation_prefix(_request(ChatMessage("system", "night light"), USER))
-    assert model.conversation_prefix(_request(SYSTEM, USER)) is not first
+    first = model.conversation_prefix((SYSTEM, USER))
+    model.conversation_prefix((ChatMessage("system", "night light"), USER))
+    assert model.conversation_prefix((SYSTEM, USER)) is not first
 
 
 def test_stop_ids_pad_id_and_the_forward_in_use() -> None:

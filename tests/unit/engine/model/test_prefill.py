@@ -84,9 +84,11 @@ def test_a_prompt_without_its_prefix_tokens_reuses_nothing() -> None:
     model, store = _model(), PrefixStore(budget_tokens=0)
     charge = _request("charge phone now")
     tokens = model.encode([model.prompt_text(charge)])[0]
-    assert shared_prefix(model, store, charge, [9, *tokens[1:]]) == (0, None)
-    plain = GenerationRequest((), SamplingParams(), prompt="the sun")
-    assert shared_prefix(model, store, plain, tokens) == (0, None)
+    prefix = model.conversation_prefix(charge.messages)
+    assert shared_prefix(model, store, prefix, [9, *tokens[1:]]) == (0, None)
+    assert shared_prefix(model, store, None, tokens) == (0, None)
+    raw = GenerationRequest(charge.messages, SamplingParams(), prompt="the sun at night")
+    Prefilled.of(model, store, None, _specs(raw))  # a raw prompt has no conversation prefix
     assert not store.shared_entries
 
 

@@ -8,6 +8,7 @@ import torch
 
 from copygen.domain import ChatMessage, ScoreRequest
 from copygen.engine.model.loaded import LoadedModel
+from copygen.engine.model.prefix import PrefixStore
 from copygen.engine.model.scorer import CHUNK, score
 from tests.tiny_model import WORDS, tiny_model
 
@@ -54,3 +55,28 @@ def test_an_empty_text_scores_zero(model: LoadedModel) -> None:
     mixed = score(model, [ScoreRequest(BRIEF, ""), ScoreRequest(BRIEF, "sun")])
     assert mixed[0] == 0.0
     assert mixed[1] < 0
+
+
+def test_a_prompt_is_prefilled_once_for_all_its_texts_on_its_stored_system_prompt(
+    model: LoadedModel,
+) -> None:
+    store = PrefixStore(budget_tokens=0)
+    brief = (ChatMessage("system", "solar power night light"), BRIEF[1])
+    requests = [ScoreRequest(brief, " ".join(WORDS[i : i + 3])) for i in range(5)]
+    passes = model.forward_passes_total
+    found = score(model, requests, store)
+    # the system prompt alone, the rest of the prompt once, then every text in one pass
+    assert model.forward_passes_total - passes == 3
+    assert len(store.shared_entries) == 1
+    assert found == pytest.approx([_by_hand(model, r) for r in requests], abs=1e-4)
+    again = score(model, requests, store)  # the system prompt's KV is reused now
+    assert store.reused_tokens_total > 0
+    assert again == pytest.approx(found, abs=1e-4)
+
+
+def test_a_one_token_prompt_runs_whole(model: LoadedModel) -> None:
+    built, tokenizer = tiny_model(chat=False)
+    plain = LoadedModel(built, tokenizer, torch.device("cpu"), None)
+    request = ScoreRequest((ChatMessage("user", ""),), "sun power")
+    [found] = score(plain, [request])
+    assert found == pytest.approx(_by_hand(plain, request), abs=1e-4)
