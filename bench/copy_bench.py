@@ -235,15 +235,20 @@ def report(
                 f"{statistics.mean(level.rounds or [0]):.2f} | "
                 f"{row['decoded']:.0f} | {row['prefilled']:.0f} | {level.errors} |"
             )
-        lines += [
-            "",
-            "Side by side with the peer (ratio = copygen / peer briefs/s; p95/p50 is the tail):",
-            "",
-            "| users | copygen briefs/s | peer briefs/s | **ratio** | copygen p50 / p95 s | "
-            "peer p50 / p95 s | copygen p95/p50 | peer decoded / prefilled tok/brief | errors |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for mine, theirs in zip(levels, peer, strict=True):
+        if not peer:  # --no-peer: nothing to compare with
+            lines += ["", "The peer was not measured in this run (`--no-peer`)."]
+        else:
+            lines += [
+                "",
+                "Side by side with the peer "
+                "(ratio = copygen / peer briefs/s; p95/p50 is the tail):",
+                "",
+                "| users | copygen briefs/s | peer briefs/s | **ratio** | copygen p50 / p95 s | "
+                "peer p50 / p95 s | copygen p95/p50 | "
+                "peer decoded / prefilled tok/brief | errors |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+        for mine, theirs in zip(levels, peer, strict=bool(peer)):
             m, t = level_row(mine), level_row(theirs)
             lines.append(
                 f"| {mine.users} | {m['briefs_s']:.2f} | {t['briefs_s']:.2f} | "
@@ -341,7 +346,7 @@ def main() -> None:
     for path in cpu_paths():
         levels, rss = run_copygen(path, extra_env, level_users, args.per_user, args.idle_s)
         peer = [] if args.no_peer else run_peer(path, level_users, args.per_user)
-        runs.append((path, levels, peer or [Level(u, wall_s=1.0) for u in level_users], rss))
+        runs.append((path, levels, peer, rss))
     text = report(runs, args.idle_s, args.per_user)
     Path(args.out).write_text(text)
     print(text)
