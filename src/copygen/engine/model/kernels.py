@@ -8,6 +8,12 @@ torch runs RMSNorm as eight operations with float32 temporaries: 4.6 ms for 1,53
 in bf16 on two cores, where one pass over the rows takes ~0.2 ms. Without a compiler the torch
 operations run, with a warning in the log; the results agree to the last bit of bf16 rounding
 except where the sum of squares, added in another order, moves a value across a boundary.
+
+Attention too (``attend``, and ``attend_lse`` with each query's log-sum-exp for
+prefix_attention.py): PyTorch's CPU flash kernel, tuned for long query blocks, was a third of
+a decoding step from 48 rows on; kernels.cpp's ``decode_attention`` computes the same in
+float32 from bf16, 1.3-6.6x faster at the decoding call sites and at least as accurate
+(docs/step-profile.md has the figures; bench/attention_bench.py measures them).
 """
 
 from __future__ import annotations
@@ -30,6 +36,23 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("kernels.cpp")
 
 
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+
+def flash(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of ``query`` [rows, heads, queries, dim] over ``keys``/``values`` [rows, heads,
+    positions, dim] (``mask``: additive, broadcastable to [rows, 1, queries, positions]) and
+    each query's log-sum-exp [rows, heads, queries] in float32: PyTorch's CPU flash kernel."""
+    out, lse = _flash(query, keys, values, 0.0, False, attn_mask=mask, scale=scale)
+    return out, lse
+
+
 class TorchOps:
     """The steps as torch operations (any device)."""
 
@@ -50,9 +73,43 @@ class TorchOps:
         gate, up = gate_up.chunk(2, dim=-1)
         return F.silu(gate) * up
 
+    def attend(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None,
+        scale: float,
+    ) -> torch.Tensor:
+        """Attention of ``query`` [rows, heads, queries, dim] over ``keys``/``values`` [rows, kv
+        heads, positions, dim], each KV head serving ``heads / kv heads`` query heads in turn;
+        ``mask`` boolean (True: attend) or additive, broadcastable to [rows, 1, queries,
+        positions]."""
+        return F.scaled_dot_product_attention(
+            query,
+            keys,
+            values,
+            attn_mask=mask,
+            scale=scale,
+            enable_gqa=query.shape[1] != keys.shape[1],
+        )
+
+    def attend_lse(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None,
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``flash``: attention and each query's log-sum-exp (CPU tensors)."""
+        return flash(query, keys, values, mask, scale)
+
 
 class CompiledOps(TorchOps):
-    """RMSNorm and add + RMSNorm as kernels.cpp's operators (CPU tensors, [rows, width])."""
+    """RMSNorm and add + RMSNorm as kernels.cpp's operators (CPU tensors, [rows, width]), and
+    attention as its ``decode_attention`` where that was measured faster than PyTorch's
+    flash kernel (``kernel_takes``, ``KERNEL_QUERIES``; docs/step-profile.md)."""
 
     compiled = True
 
@@ -65,6 +122,45 @@ class CompiledOps(TorchOps):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         total, normed = torch.ops.copygen.add_rms_norm(x.contiguous(), y.contiguous(), weight, eps)
         return total, normed
+
+    def attend(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None,
+        scale: float,
+    ) -> torch.Tensor:
+        if not kernel_takes(query) or query.shape[2] > KERNEL_QUERIES:
+            return super().attend(query, keys, values, mask, scale)
+        out: torch.Tensor = torch.ops.copygen.decode_attention(query, keys, values, mask, scale)[0]
+        return out
+
+    def attend_lse(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None,
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not kernel_takes(query):  # a decoding step's (prefix_attention.py)
+            return flash(query, keys, values, mask, scale)
+        out, lse = torch.ops.copygen.decode_attention(query, keys, values, mask, scale)
+        return out, lse
+
+
+#: The most queries per row and head ``CompiledOps.attend`` gives the kernel; prefills of
+#: longer prompts go to flash. Measured (bf16, 2 threads, masked, min of 40): 1.65x flash's
+#: speed at 16 queries a head over 100 positions, 1.36x at 128 over 200, 1.10x at 256 over
+#: 300, 1.04x at 512 over 600.
+KERNEL_QUERIES = 256
+
+
+def kernel_takes(query: torch.Tensor) -> bool:
+    """Whether ``decode_attention`` runs for ``query``: bf16 on the CPU. float32 runs its
+    plain loops, slower than flash from 5 queries a head on."""
+    return query.dtype == torch.bfloat16 and query.device.type == "cpu"
 
 
 def cpu_ops(cache_dir: Path) -> TorchOps:
@@ -93,9 +189,11 @@ def build(build_root: Path) -> Path:
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     flags = [
         # No -ffast-math: linked into a library, GCC 12 would switch the whole process to
-        # flushing denormals. The loops vectorise by their OpenMP simd pragmas (no OpenMP
-        # runtime: the rows are shared out by torch's own thread pool).
-        "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fopenmp-simd",
+        # flushing denormals. The loops vectorise by their OpenMP simd pragmas. -fopenmp:
+        # with torch's OpenMP backend at::parallel_for is an inline `omp parallel` region,
+        # which without it ran on one thread; the library links the libgomp.so.1 torch has
+        # loaded (its rpath is torch's lib folder), so both share one thread pool.
+        "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fopenmp",
         f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
         "-isystem", str(torch_dir / "include"),
         "-isystem", str(torch_dir / "include" / "torch" / "csrc" / "api" / "include"),

@@ -196,25 +196,19 @@ class FusedLlama:
             )
             if prefix is not None:
                 q = qk[:, :, :heads].transpose(1, 2).reshape(rows, kv_heads, group * new, dim)
-                attended = prefix.attend(index, q, keys, values, mask, self.scale)
+                attended = prefix.attend(
+                    index, q, keys, values, mask, self.scale, attention=ops.attend_lse
+                )
                 if new > 1:
                     grouped = attended.reshape(rows, kv_heads, group, new, dim)
                     attended = grouped.permute(0, 3, 1, 2, 4)
             elif new == 1:
                 # The query heads that share a KV head become that head's query rows.
                 q = qk[:, 0, :heads].reshape(rows, kv_heads, group, dim)
-                attended = F.scaled_dot_product_attention(
-                    q, keys, values, attn_mask=mask, scale=self.scale
-                )
+                attended = ops.attend(q, keys, values, mask, self.scale)
             else:
-                attended = F.scaled_dot_product_attention(
-                    qk[:, :, :heads].transpose(1, 2),
-                    keys,
-                    values,
-                    attn_mask=mask,
-                    scale=self.scale,
-                    enable_gqa=True,
-                ).transpose(1, 2)
+                q = qk[:, :, :heads].transpose(1, 2)
+                attended = ops.attend(q, keys, values, mask, self.scale).transpose(1, 2)
             projected = layer.out(_padded(attended.reshape(tokens, heads * dim), x.shape[0]))
             x, h = ops.add_norm(x, projected, layer.mlp_norm, eps)
             pending = layer.down(ops.silu_mul(layer.gate_up(h)))

@@ -9,24 +9,31 @@ what follows its prefix; a step attends each distinct prefix once for all its ro
 queries stacked into one call) and each row to its own positions, and merges the two parts by
 their log-sum-exps, which is exactly attention over both (up to rounding).
 
-The CPU flash kernel returns the log-sum-exp (``supported``); elsewhere the batch keeps the
+The CPU flash kernel returns the log-sum-exp (``supported``), as does kernels.cpp's decode
+attention, which the fused forward passes in where it is faster; elsewhere the batch keeps the
 prefix in each row's KV.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from copygen.engine.model.kernels import flash
 from copygen.engine.model.prefix import PromptKV
 
 #: A row's prefix: the stored KV and how many of its leading positions the row's prompt uses.
 RowPrefix = tuple[PromptKV, int]
 
-_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+#: Attention that also returns each query's log-sum-exp, as kernels.flash:
+#: (query, keys, values, additive mask or None, scale) -> (out, lse).
+AttentionLse = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, float],
+    tuple[torch.Tensor, torch.Tensor],
+]
 
 
 def supported(device: torch.device) -> bool:
@@ -125,10 +132,11 @@ class PrefixAttention:
         values: torch.Tensor,
         mask: torch.Tensor,
         scale: float,
+        attention: AttentionLse = flash,
     ) -> torch.Tensor:
         """Attention of ``query`` [rows, kv heads, queries per kv head, head dim] over each
         row's prefix and its own ``keys``/``values`` (``mask``: additive, [rows, 1, queries or
-        1, positions])."""
+        1, positions]), each part computed by ``attention``."""
         rows, heads, queries, dim = query.shape
         slots = self.slots
         count = len(slots.entries)
@@ -138,14 +146,8 @@ class PrefixAttention:
             places = query.new_zeros(count, heads, self.most, queries, dim)
             places[self.slot, :, self.rank] = query
             packed = places.view(count, heads, self.most * queries, dim)
-        prefix_out, prefix_lse = _flash(
-            packed,
-            slots.keys[layer],
-            slots.values[layer],
-            0.0,
-            False,
-            attn_mask=slots.mask,
-            scale=scale,
+        prefix_out, prefix_lse = attention(
+            packed, slots.keys[layer], slots.values[layer], slots.mask, scale
         )
         if self.lone:
             prefix_out = prefix_out.view(heads, rows, queries, dim).transpose(0, 1)
@@ -154,7 +156,7 @@ class PrefixAttention:
             places_out = prefix_out.view(count, heads, self.most, queries, dim)
             prefix_out = places_out[self.slot, :, self.rank]
             prefix_lse = prefix_lse.view(count, heads, self.most, queries)[self.slot, :, self.rank]
-        own_out, own_lse = _flash(query, keys, values, 0.0, False, attn_mask=mask, scale=scale)
+        own_out, own_lse = attention(query, keys, values, mask, scale)
         # Softmax over both parts = each part's softmax weighted by its share of the exp-sums;
         # lerp computes in float whatever the dtype (the share itself is rounded to it).
         share = torch.sigmoid(prefix_lse - own_lse)

@@ -1,12 +1,18 @@
-"""The fused forward's building blocks, on random tensors (no model)."""
+"""The fused forward's building blocks, on random tensors, and its attention kernels on the
+tiny random Llama (tests/tiny_model.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from copygen.engine.model import kernels
 from copygen.engine.model.device import packs_bf16
-from copygen.engine.model.llama import Linear, attention_mask_for, bucket
+from copygen.engine.model.kernels import CompiledOps, TorchOps
+from copygen.engine.model.kv import KVCache
+from copygen.engine.model.llama import FusedLlama, Linear, attention_mask_for, bucket
+from copygen.engine.model.prefix_attention import PrefixAttention, PrefixSlots, RowPrefix
+from tests.tiny_model import tiny_model
 
 
 @pytest.mark.skipif(
@@ -38,3 +44,88 @@ def test_a_padded_query_attends_to_itself_and_nothing_is_masked_entirely() -> No
     assert mask[0, 0, 0].tolist() == [False, False, True, False, False]
     assert mask[1, 0, 2].tolist() == [True, True, True, True, True]
     assert bool(mask.any(dim=-1).all())
+
+
+# --- the forward pass with kernels.cpp's decode attention ------------------------------------
+
+PREFIX = [5, 6, 7, 8, 9]
+OWN, OWN_MASK = [[10, 11, 12], [1, 13, 14]], [[1, 1, 1], [0, 1, 1]]  # row 1 padded once
+STEPS = [[[15], [16]], [[5, 6, 7], [8, 9, 10]]]  # a decoding step, then one with guesses
+
+
+def _logits(fused: FusedLlama, *, split: bool) -> list[torch.Tensor]:
+    """The last logits of a prefill of PREFIX + OWN and of each of STEPS; with ``split`` the
+    rows' KV holds OWN onwards and PREFIX is attended apart (prefix_attention.py)."""
+    rows = len(OWN)
+    mask = torch.cat([torch.ones(rows, len(PREFIX), dtype=torch.long), torch.tensor(OWN_MASK)], 1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    kv, plan, start = KVCache(), None, 0
+    if split:
+        stored = KVCache()
+        ids = torch.tensor([PREFIX])
+        fused(
+            stored,
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            position_ids=positions[:1, : len(PREFIX)],
+        )
+        entry = [(layer.keys.clone(), layer.values.clone()) for layer in stored.layers]
+        prefixes: list[RowPrefix | None] = [(entry, len(PREFIX))] * rows
+        plan = PrefixAttention.plan(PrefixSlots.of([p for p in prefixes if p]), prefixes)
+        start = len(PREFIX)
+    ids = (
+        torch.tensor(OWN)
+        if split
+        else torch.cat([torch.tensor([PREFIX] * rows), torch.tensor(OWN)], 1)
+    )
+    out = [
+        fused(
+            kv,
+            input_ids=ids,
+            attention_mask=mask[:, start:],
+            position_ids=positions[:, start:],
+            prefix=plan,
+        )
+    ]
+    for step in STEPS:
+        ids = torch.tensor(step)
+        mask = torch.cat([mask, torch.ones_like(ids)], 1)
+        step_positions = positions[:, -1:] + 1 + torch.arange(ids.shape[1])
+        positions = torch.cat([positions, step_positions], 1)
+        out.append(
+            fused(
+                kv,
+                input_ids=ids,
+                attention_mask=mask[:, start:],
+                position_ids=step_positions,
+                prefix=plan,
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_forward_with_the_decode_attention_kernel_computes_what_torch_does(
+    compiled: CompiledOps,
+    decode_calls: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    dtype: torch.dtype,
+) -> None:
+    """Prefill, a decoding step and a step with guesses, with the prefix in the rows' KV or
+    attended apart. float32: the kernel made to run every call (it runs bf16 only), to
+    rounding; bf16: where CompiledOps runs it, to bf16 rounding."""
+    if dtype == torch.float32:
+        monkeypatch.setattr(kernels, "kernel_takes", lambda query: True)
+    model = tiny_model(chat=False)[0].to(dtype)
+    with torch.inference_mode():
+        expected = _logits(FusedLlama(model, TorchOps()), split=False)
+        for split in (False, True):
+            fused = FusedLlama(model, compiled)
+            decode_calls.clear()
+            got = _logits(fused, split=split)
+            assert decode_calls
+            for ours, theirs in zip(got, expected, strict=True):
+                if dtype == torch.float32:
+                    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+                else:
+                    torch.testing.assert_close(ours.float(), theirs.float(), rtol=0.05, atol=0.25)

@@ -1,5 +1,6 @@
 """Decoding attention split at the rows' stored prefixes, on random tensors (no model): the
-same numbers as plain attention over each row's prefix followed by its own positions."""
+same numbers as plain attention over each row's prefix followed by its own positions, with
+either kernel that returns the log-sum-exp (PyTorch's flash kernel, kernels.cpp's)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from copygen.engine.model.kernels import flash
 from copygen.engine.model.prefix_attention import (
+    AttentionLse,
     PrefixAttention,
     PrefixSlots,
     RowPrefix,
@@ -24,11 +27,20 @@ def _entry(length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     ]
 
 
+def _kernel(name: str, request: pytest.FixtureRequest) -> AttentionLse:
+    if name == "flash":
+        return flash
+    request.getfixturevalue("compiled")  # built and loaded (conftest.py)
+    return torch.ops.copygen.decode_attention
+
+
+@pytest.mark.parametrize("kernel", ["flash", "compiled"])
 @pytest.mark.parametrize("queries", [1, 6])
 @pytest.mark.parametrize("lone", [False, True])
 def test_split_attention_equals_attention_over_prefix_and_own_positions(
-    queries: int, lone: bool
+    queries: int, lone: bool, kernel: str, request: pytest.FixtureRequest
 ) -> None:
+    attention = _kernel(kernel, request)
     torch.manual_seed(5)
     long, short = _entry(9), _entry(6)
     # rows: two on the long prefix, one on its first 7 positions, one on the short prefix,
@@ -48,7 +60,9 @@ def test_split_attention_equals_attention_over_prefix_and_own_positions(
     assert len(slots.entries) == (1 if lone else 3)
     assert (slots.mask is None) is lone
     for layer in range(LAYERS):
-        got = plan.attend(layer, query, keys, values, additive(keep, query.dtype), 0.3)
+        got = plan.attend(
+            layer, query, keys, values, additive(keep, query.dtype), 0.3, attention=attention
+        )
         for row, prefix in enumerate(prefixes):
             row_keys, row_values, row_keep = keys[row], values[row], keep[row]
             if prefix is not None:
