@@ -323,9 +323,11 @@ def test_rows_attending_their_prefix_apart_write_the_same_text(
     queries: list[tuple[int, bool]] = []
     attend = PrefixAttention.attend
 
-    def spy(plan: PrefixAttention, layer: int, query: torch.Tensor, *args: Any) -> torch.Tensor:
+    def spy(
+        plan: PrefixAttention, layer: int, query: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         queries.append((query.shape[2], plan.lone))
-        return attend(plan, layer, query, *args)
+        return attend(plan, layer, query, *args, **kwargs)
 
     monkeypatch.setattr(PrefixAttention, "attend", spy)
     assert run(runners[1], requests, join_at=join_at) == plain
