@@ -123,6 +123,10 @@ class GenerationRequest:
     letter, not ending in ":", "-" or "–", which label the next line), the break not included;
     with ``max_chars``, once the text (prefix included) is longer than that (finish "length"):
     a row past its channel's limit is cut or rejected anyway, so decoding it further is waste.
+    ``avoid_words`` and ``avoid_chars`` are never sampled by the in-process engine (each word
+    where it is one token, any token holding one of the characters): what the checks would
+    reject anyway (copywriting/steering.py). A remote engine's token ids are unknown, so it
+    is not told.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -133,6 +137,8 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     single_line: bool = False
     max_chars: int | None = None
+    avoid_words: tuple[str, ...] = ()
+    avoid_chars: str = ""
 
 
 @dataclass(frozen=True, slots=True)

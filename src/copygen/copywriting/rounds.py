@@ -14,6 +14,7 @@ from copygen.copywriting.lexicon import is_common_word
 from copygen.copywriting.postprocess import Checked, check_completion
 from copygen.copywriting.prompts import relevance_prompts, render_prompt
 from copygen.copywriting.ranking import deduplicate, select
+from copygen.copywriting.steering import Steering
 from copygen.copywriting.subject import ANCHORING, Anchoring
 from copygen.domain import (
     ChatMessage,
@@ -52,6 +53,8 @@ class BriefRounds:
     messages: tuple[ChatMessage, ...]
     evidence: Evidence
     grounding: Grounding
+    #: What every row of this brief avoids (copywriting/steering.py).
+    steering: Steering = Steering()
     checked: list[Checked] = field(default_factory=list)
     #: Each completion's check, kept from ``settled`` for ``absorb``.
     _checks: dict[Completion, Checked | None] = field(default_factory=dict)
@@ -59,6 +62,11 @@ class BriefRounds:
     completion_tokens: int = 0
     #: Text → relevance, for the candidates a round's gate scored (service/rounds.py).
     relevance_of: dict[str, float] = field(default_factory=dict)
+    #: Answer starts whose last round added no new variant that passes (all its rows wrote
+    #: what was already kept: "Online Spanish" gives "Online Spanish Lessons" every time),
+    #: so later rounds start otherwise.
+    spent_prefixes: set[str] = field(default_factory=set)
+    _prefix: str = ""
 
     @classmethod
     def new(
@@ -66,17 +74,20 @@ class BriefRounds:
     ) -> BriefRounds:
         """``grounding`` is the server's policy, for briefs that do not name one."""
         brand = brief.brand.profile if brief.brand else None
+        # Its name, preferred terms and facts are what the copy may say about it.
+        evidence = Evidence.of(
+            brief, (brand.name, *brand.preferred_terms, *brand.facts) if brand else ()
+        )
+        policy = brief.grounding or grounding
         return cls(
             brief=brief,
             channel=CHANNELS[brief.channel],
             # A brand's forbidden terms are a hard rule, like the brief's banned words.
             banned=(*brief.banned_words, *banned_always, *(brand.forbidden_terms if brand else ())),
             messages=render_prompt(brief),
-            # Its name, preferred terms and facts are what the copy may say about it.
-            evidence=Evidence.of(
-                brief, (brand.name, *brand.preferred_terms, *brand.facts) if brand else ()
-            ),
-            grounding=brief.grounding or grounding,
+            evidence=evidence,
+            grounding=policy,
+            steering=Steering.of(evidence, policy),
         )
 
     def needed(self) -> int:
@@ -122,7 +133,9 @@ class BriefRounds:
             keyword = brief.keywords[(primed - 1) % len(brief.keywords)]
             prefix = keyword[:1].upper() + keyword[1:] if keyword.islower() else keyword
         elif primed == 0 or not brief.keywords:
-            prefix = self.name_prefix() or (self.head_prefix() if round_index else "")
+            starts = (self.name_prefix(), self.head_prefix() if round_index else "")
+            prefix = next((p for p in starts if p and p not in self.spent_prefixes), "")
+        self._prefix = prefix
         return GenerationRequest(
             messages=self.messages,
             sampling=SamplingParams(
@@ -138,6 +151,8 @@ class BriefRounds:
             # A one-line channel keeps only the first line: a row ends with it.
             single_line=self.channel.single_line,
             max_chars=self.row_char_cap(),
+            avoid_words=self.steering.words,
+            avoid_chars=self.steering.chars,
         )
 
     def temperature(self) -> float:
@@ -201,12 +216,16 @@ class BriefRounds:
         return phrase[:1].upper() + phrase[1:]
 
     def absorb(self, generation: Generation) -> None:
+        """Keep a round's checked candidates (``generation`` answers ``request``'s latest)."""
+        missing = self.needed()
         self.prompt_tokens += generation.prompt_tokens
         for completion in generation.completions:
             self.completion_tokens += completion.completion_tokens
             if (checked := self._check(completion)) is not None:
                 self.checked.append(checked)
         self._checks.clear()
+        if self._prefix and self.needed() == missing:
+            self.spent_prefixes.add(self._prefix)
 
     def unscored(self) -> list[str]:
         """The distinct texts of candidates that pass every rule and have no relevance yet:

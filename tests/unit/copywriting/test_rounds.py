@@ -183,3 +183,16 @@ def test_a_keyword_still_primes_the_later_rounds() -> None:
     rounds = BriefRounds.new(brief, ())
     assert rounds.request(0).prefix == "FitTrack Pulse"
     assert rounds.request(1).prefix == "Sleep"
+
+
+def test_a_start_that_only_repeats_what_was_kept_is_not_used_again() -> None:
+    rounds = BriefRounds.new(CopyBrief(product="Online Spanish lessons"), ())
+    assert rounds.request(0).prefix == "Online Spanish"
+    same = Completion("Online Spanish Lessons", 3, "stop")
+    rounds.absorb(Generation(12, (same, same, same)))
+    assert rounds.needed() == 2
+    assert rounds.request(1).prefix == "Online Spanish"  # it added a variant: still useful
+    rounds.absorb(Generation(12, (same, same)))  # nothing new
+    assert rounds.request(2).prefix == "Spanish lessons"  # the head noun instead
+    rounds.absorb(Generation(12, (same,)))
+    assert rounds.request(3).prefix == ""  # and then none

@@ -24,6 +24,8 @@ class LoadedModel:
 
     #: Conversation prefixes remembered (their rendering and tokens), cleared when full.
     PREFIX_MEMO = 256
+    #: Avoided-token sets remembered (by words and characters), cleared when full.
+    AVOID_MEMO = 256
 
     def __init__(
         self, model: Any, tokenizer: Any, device: torch.device, fused: FusedLlama | None
@@ -40,6 +42,8 @@ class LoadedModel:
         self.stop_ids = self._stop_ids()
         self.forward_passes_total = 0
         self._prefixes: dict[tuple[ChatMessage, ...], tuple[int, ...] | None] = {}
+        self._avoided: dict[tuple[tuple[str, ...], str], tuple[int, ...]] = {}
+        self._pieces: list[str] | None = None
 
     @property
     def forward_name(self) -> str:
@@ -86,6 +90,38 @@ class LoadedModel:
             text = str(rendered)
             self._prefixes[head] = tuple(self.encode([text])[0]) if full.startswith(text) else None
         return self._prefixes[head]
+
+    def avoided_ids(self, request: GenerationRequest) -> tuple[int, ...]:
+        """The token ids ``request`` must never sample: each avoided word as a whole token (as
+        written, capitalised, with and without a leading space; a word the tokenizer splits is
+        left alone, so no other word loses its first piece), and every token that holds an
+        avoided character. Special tokens (the end of a turn among them) are never avoided."""
+        key = (request.avoid_words, request.avoid_chars)
+        if key == ((), ""):
+            return ()
+        if key not in self._avoided:
+            if len(self._avoided) >= self.AVOID_MEMO:
+                self._avoided.clear()
+            self._avoided[key] = self._find_avoided(*key)
+        return self._avoided[key]
+
+    def _find_avoided(self, words: Sequence[str], chars: str) -> tuple[int, ...]:
+        forms = [
+            form
+            for word in words
+            for cased in dict.fromkeys((word, word[:1].upper() + word[1:]))
+            for form in (cased, " " + cased)
+        ]
+        found = {ids[0] for ids in self.encode(forms) if len(ids) == 1} if forms else set()
+        if chars:
+            if self._pieces is None:  # each token's own text (a byte-level piece is not)
+                size = len(self.tokenizer)
+                self._pieces = [
+                    str(p) for p in self.tokenizer.batch_decode([[i] for i in range(size)])
+                ]
+            found |= {i for i, piece in enumerate(self._pieces) if any(c in piece for c in chars)}
+        special = {*self.stop_ids, *getattr(self.tokenizer, "all_special_ids", ())}
+        return tuple(sorted(i for i in found - special if i < self.vocab_size))
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         ids: list[list[int]] = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]

@@ -83,6 +83,7 @@ class Prefilled:
         seen = torch.zeros(len(unique), logits.shape[-1], dtype=torch.bool, device=device)
         for row, tokens in enumerate(token_lists):
             seen[row, torch.tensor(tokens, device=device)] = True
+        avoided = {spec.key: model.avoided_ids(spec.request) for spec in specs}
         rows = []
         for spec, text in zip(specs, texts, strict=True):
             prompt = token_lists[slot[text]]
@@ -90,14 +91,19 @@ class Prefilled:
             length, entry = reuse[slot[text]]
             if split and entry is not None and length:
                 live.prefix = (entry, length)
-            if drafter is not None and speculates(
-                spec.request.sampling, sampled_rows=drafter.sampled
+            if (  # a row that avoids tokens draws every one itself (a guess never skips them)
+                drafter is not None
+                and avoided[spec.key] == ()
+                and speculates(spec.request.sampling, sampled_rows=drafter.sampled)
             ):
                 live.guesses = RowGuesses()
                 live.guesses.extend(prompt)
             rows.append(live)
         sampler = RowSampler(
-            [(spec.request.sampling, spec.seed) for spec in specs], model.vocab_size, device
+            [(spec.request.sampling, spec.seed) for spec in specs],
+            model.vocab_size,
+            device,
+            avoided=[avoided[spec.key] for spec in specs],
         )
         return cls(
             rows=rows,

@@ -53,6 +53,7 @@ class RowSampler:
     """Per-row logits processing and sampling, vectorised over the batch.
 
     Same order as transformers' processors: repetition penalty, temperature, top-k, top-p.
+    A row's ``avoided`` tokens (its request's avoided words and characters) are never drawn.
     Randomness comes from ``uniforms`` keyed by each row's seed and draw count, so a seeded
     row draws the same tokens whatever else shares its batch, and a step samples every row at
     once (a ``torch.multinomial`` per row cost 0.2 ms of CPU each: 50 ms a step at 256 rows
@@ -63,7 +64,11 @@ class RowSampler:
     NUCLEUS_PROBE = 256
 
     def __init__(
-        self, rows: Sequence[tuple[SamplingParams, int]], vocab_size: int, device: torch.device
+        self,
+        rows: Sequence[tuple[SamplingParams, int]],
+        vocab_size: int,
+        device: torch.device,
+        avoided: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.temperature = torch.tensor([p.temperature for p, _ in rows], device=device)
         self.top_p = torch.tensor([p.top_p for p, _ in rows], device=device)
@@ -72,6 +77,13 @@ class RowSampler:
         self.seeds = torch.tensor([seed for _, seed in rows], device=device, dtype=torch.long)
         self.draws = torch.zeros(len(rows), device=device, dtype=torch.long)
         self.vocab_size = vocab_size
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        self.avoided = (
+            [torch.tensor(ids, dtype=torch.long, device=device) if ids else empty
+             for ids in avoided]
+            if avoided else [empty] * len(rows)
+        )  # fmt: skip
+        self._avoid_index: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def keep(self, order: list[int]) -> None:
         """Keep rows ``order`` (old indices, in their new order)."""
@@ -82,6 +94,8 @@ class RowSampler:
         self.penalty = self.penalty[index]
         self.seeds = self.seeds[index]
         self.draws = self.draws[index]
+        self.avoided = [self.avoided[i] for i in order]
+        self._avoid_index = None
 
     def append(self, other: RowSampler) -> None:
         """Add ``other``'s rows after these."""
@@ -91,12 +105,15 @@ class RowSampler:
         self.penalty = torch.cat([self.penalty, other.penalty])
         self.seeds = torch.cat([self.seeds, other.seeds])
         self.draws = torch.cat([self.draws, other.draws])
+        self.avoided += other.avoided
+        self._avoid_index = None
 
     def sample(
         self, logits: torch.Tensor, seen: torch.Tensor, skip: Collection[int] = ()
     ) -> torch.Tensor:
         """The next token of each row (rows in ``skip`` draw nothing: their value is the greedy
-        token, unused). Changes ``logits`` in place (the repetition penalty)."""
+        token, unused). Changes ``logits`` in place (avoided tokens, the repetition penalty)."""
+        self._avoid(logits)
         self._penalise(logits, seen, slice(None))
         drawing = self.temperature > 0
         if skip:
@@ -154,6 +171,7 @@ class RowSampler:
         yielded: list[int] = []
         for position, scores in enumerate(logits):
             scores = scores[None].float()
+            scores[0, self.avoided[row]] = float("-inf")
             self._penalise(scores, seen, own)
             probs, index = (t[0] for t in self._top(scores, own))
             probs = probs / probs.sum()  # renormalised after top-p, as multinomial would
@@ -179,6 +197,19 @@ class RowSampler:
         count = self.draws[row : row + 1].clone()
         self.draws[row] += 1
         return count
+
+    def _avoid(self, logits: torch.Tensor) -> None:
+        """Every row's avoided tokens out of its logits, in place: one indexed write for the
+        whole batch (the indices are built when the rows change, not every step)."""
+        if self._avoid_index is None:
+            counts = torch.tensor([len(ids) for ids in self.avoided], device=self.seeds.device)
+            self._avoid_index = (
+                torch.arange(len(self.avoided), device=counts.device).repeat_interleave(counts),
+                torch.cat(self.avoided) if self.avoided else counts,
+            )
+        rows, tokens = self._avoid_index
+        if len(rows):
+            logits[rows, tokens] = float("-inf")
 
     def _penalise(self, logits: torch.Tensor, seen: torch.Tensor, rows: slice) -> None:
         """The repetition penalty of ``rows``, in place, on their seen tokens only: a few

@@ -107,3 +107,19 @@ def test_split_prefix_attention_needs_the_fused_forward() -> None:
         model.forward(
             KVCache(), prefix=PrefixAttention.__new__(PrefixAttention), **_inputs(model, [[5]])
         )
+
+
+def test_avoided_words_are_their_own_tokens_and_avoided_characters_every_token_holding_one() -> (
+    None
+):
+    model = _loaded()
+    ids = {word: model.encode([word])[0][0] for word in ("sun", "solar", "<system>", "</s>")}
+    request = GenerationRequest((USER,), SamplingParams(), avoid_words=("sun", "sunny"),
+                                avoid_chars="<")  # fmt: skip
+    avoided = model.avoided_ids(request)
+    assert ids["sun"] in avoided
+    assert ids["solar"] not in avoided
+    assert ids["<system>"] in avoided  # it holds "<"
+    assert ids["</s>"] not in avoided  # the end of a turn is never avoided
+    assert model.avoided_ids(request) is avoided  # remembered
+    assert model.avoided_ids(_request(USER)) == ()

@@ -229,3 +229,31 @@ def test_a_nucleus_found_among_the_best_tokens_is_the_one_a_full_sort_gives(
         got = torch.zeros(vocab).index_add_(0, index[row], probs[row])
         expected = torch.zeros(vocab).index_add_(0, full_index[row], full_probs[row])
         torch.testing.assert_close(got / got.sum(), expected / expected.sum())
+
+
+def test_a_rows_avoided_tokens_are_never_drawn_and_follow_the_row() -> None:
+    vocab = 30
+    logits = torch.zeros(3, vocab)
+    logits[:, 7] = 20.0  # every row's certain pick, unless it avoids it
+    seen = torch.zeros(3, vocab, dtype=torch.bool)
+    params = [
+        SamplingParams(temperature=0.0),
+        SamplingParams(temperature=1.0, top_k=0, top_p=1.0),
+        SamplingParams(temperature=0.7, top_k=5),
+    ]
+    avoided = [(7,), (7, 8), ()]
+    sampler = RowSampler([(p, seed) for seed, p in enumerate(params)], vocab,
+                         torch.device("cpu"), avoided=avoided)  # fmt: skip
+    picks = sampler.sample(logits.clone(), seen).tolist()
+    assert picks[0] != 7
+    assert picks[1] not in (7, 8)
+    assert picks[2] == 7
+    sampler.keep([2, 0])  # rows leave and move: each keeps its own avoided tokens
+    sampler.append(RowSampler([(params[0], 9)], vocab, torch.device("cpu"), avoided=[(7,)]))
+    picks = sampler.sample(logits.clone(), seen).tolist()
+    assert picks[0] == 7
+    assert picks[1] != 7
+    assert picks[2] != 7
+    # A guess of an avoided token is never kept: it is not in the row's distribution.
+    guessing = RowSampler([(params[2], 0)], vocab, torch.device("cpu"), avoided=[(7,)])
+    assert 7 not in guessing.speculate(0, logits[:2].clone(), seen[0], [7])
