@@ -125,6 +125,12 @@ class CopySection(Section):
         description="stop a brief's other rows once enough distinct variants pass every rule "
         "(the in-process engine; docs/batching.md measures it)",
     )
+    steering: bool = Field(
+        True,
+        description="under strict grounding, the in-process engine never samples what the "
+        "checks would reject anyway: unsupported claim words, figures, handles, web addresses "
+        "(copywriting/steering.py; docs/quality.md measures it)",
+    )
     relevance: bool = Field(
         False,
         description="rank candidates also by how much the brief raises their likelihood "

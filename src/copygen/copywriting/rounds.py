@@ -70,9 +70,15 @@ class BriefRounds:
 
     @classmethod
     def new(
-        cls, brief: CopyBrief, banned_always: tuple[str, ...], grounding: Grounding = "strict"
+        cls,
+        brief: CopyBrief,
+        banned_always: tuple[str, ...],
+        grounding: Grounding = "strict",
+        *,
+        steering: bool = True,
     ) -> BriefRounds:
-        """``grounding`` is the server's policy, for briefs that do not name one."""
+        """``grounding`` is the server's policy, for briefs that do not name one; without
+        ``steering`` rows sample what the checks reject too."""
         brand = brief.brand.profile if brief.brand else None
         # Its name, preferred terms and facts are what the copy may say about it.
         evidence = Evidence.of(
@@ -87,7 +93,7 @@ class BriefRounds:
             messages=render_prompt(brief),
             evidence=evidence,
             grounding=policy,
-            steering=Steering.of(evidence, policy),
+            steering=Steering.of(evidence, policy) if steering else Steering(),
         )
 
     def needed(self) -> int:

@@ -35,7 +35,8 @@ DraftHook = Callable[[int, RowEvent], None]
 class RoundPolicy:
     """How rounds run (from the settings): at most ``max_rounds``, ``banned_always`` words on
     top of each brief's, the server's ``grounding`` for briefs that name none, ``early_stop``,
-    the ``relevance`` pass, and the ``relevance_floor`` that gates each round's candidates."""
+    the ``relevance`` pass, the ``relevance_floor`` that gates each round's candidates, and
+    ``steering`` (copywriting/steering.py)."""
 
     max_rounds: int
     banned_always: tuple[str, ...]
@@ -43,6 +44,7 @@ class RoundPolicy:
     early_stop: bool
     relevance: bool
     relevance_floor: float | None = None
+    steering: bool = True
 
 
 async def write_rounds(
@@ -57,7 +59,10 @@ async def write_rounds(
     1 out of time is DeadlineExceeded; a later one ends the rounds with what was written.
     Timings count from ``started`` (``time.perf_counter()``; default: now)."""
     started = time.perf_counter() if started is None else started
-    works = [BriefRounds.new(brief, policy.banned_always, policy.grounding) for brief in briefs]
+    works = [
+        BriefRounds.new(brief, policy.banned_always, policy.grounding, steering=policy.steering)
+        for brief in briefs
+    ]
     timings = {"queue": 0.0, "generation": 0.0}
     rounds, last_round_s, jobs = 0, 0.0, []
     while rounds < policy.max_rounds:
