@@ -162,7 +162,7 @@ def _split(tag: str) -> list[str]:
 def _segment_cached(word: str) -> tuple[str, ...] | None:
     if len(word) > MAX_SEGMENTED or not word.isalpha():
         return None
-    known = english_words() | _WORDS["en"]
+    known = _known()
     # best[i]: the fewest dictionary words that make word[:i]
     best: list[tuple[str, ...] | None] = [()] + [None] * len(word)
     for end in range(1, len(word) + 1):
@@ -175,6 +175,13 @@ def _segment_cached(word: str) -> tuple[str, ...] | None:
                 if best[end] is None or len(candidate) < len(best[end] or ()):
                     best[end] = candidate
     return best[-1]
+
+
+@functools.cache
+def _known() -> frozenset[str]:
+    """The words a hashtag may be split into: built once (the union copies ~100k words; per
+    split it was 6% of the server's event loop under 16 copy users)."""
+    return frozenset(english_words() | _WORDS["en"])
 
 
 def _segment(word: str) -> list[str] | None:
