@@ -64,6 +64,12 @@ class ModelSection(Section):
         description="reuse the KV of prompt prefixes seen recently; faster prefill, but in "
         "bf16/fp16 a greedy or seeded result may then depend on what ran before",
     )
+    continuation_cache: bool = Field(
+        True,
+        description="keep, for a while, the KV of what a chat prompt has after its shared "
+        "conversation prefix (a brief's message), so the same brief's next round prefills only "
+        "its new answer start; false: every round prefills the brief again",
+    )
     fused_forward: bool = Field(
         True,
         description="run Llama-architecture models on the CPU through copygen's fused forward "

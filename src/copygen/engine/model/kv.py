@@ -189,23 +189,35 @@ class KVCache:
             layer.gather_positions(index)
 
     @classmethod
-    def from_prefixes(cls, reuse: list[tuple[int, PromptKV | None]], width: int) -> KVCache:
+    def from_prefixes(
+        cls,
+        reuse: list[tuple[int, PromptKV | None]],
+        width: int,
+        follow: list[tuple[int, PromptKV | None]] | None = None,
+        follow_width: int = 0,
+    ) -> KVCache:
         """A cache whose row ``i`` holds the first ``reuse[i][0]`` positions of the stored
-        prompt KV ``reuse[i][1]``, right-aligned in ``width`` positions (zeros before)."""
+        prompt KV ``reuse[i][1]``, right-aligned in ``width`` positions (zeros before), then
+        likewise the first ``follow[i][0]`` positions of ``follow[i][1]`` in ``follow_width``
+        (a stored continuation of that prefix)."""
         kv = cls()
-        if not width:
+        segments = [(reuse, width), (follow or [], follow_width)]
+        segments = [(parts, size) for parts, size in segments if size]
+        if not segments:
             return kv
-        donor = next(entry for _, entry in reuse if entry is not None)
+        donor = next(entry for parts, _ in segments for _, entry in parts if entry is not None)
         for layer_index, (donor_keys, donor_values) in enumerate(donor):
             keys, values = [], []
-            for length, entry in reuse:
-                if entry is None:
-                    keys.append(pad_left(donor_keys[:, :, :0], width, 2))
-                    values.append(pad_left(donor_values[:, :, :0], width, 2))
-                else:
-                    k, v = entry[layer_index]
-                    keys.append(pad_left(k[:, :, :length], width, 2))
-                    values.append(pad_left(v[:, :, :length], width, 2))
+            for row in range(len(reuse)):
+                row_keys, row_values = [], []
+                for parts, size in segments:
+                    length, entry = parts[row]
+                    k, v = (donor_keys, donor_values) if entry is None else entry[layer_index]
+                    length = 0 if entry is None else length
+                    row_keys.append(pad_left(k[:, :, :length], size, 2))
+                    row_values.append(pad_left(v[:, :, :length], size, 2))
+                keys.append(torch.cat(row_keys, dim=2))
+                values.append(torch.cat(row_values, dim=2))
             layer = GrowingLayer()
             layer.assign(torch.cat(keys), torch.cat(values))
             kv.cache.layers.append(layer)

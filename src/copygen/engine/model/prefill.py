@@ -56,6 +56,7 @@ class Prefilled:
         unique = list(dict.fromkeys(texts))
         slot = {text: i for i, text in enumerate(unique)}
         token_lists = model.encode(unique)
+        follow = None
         if prefixes.budget_tokens:  # opportunistic: the longest prefix of any recent prompt
             reuse = [prefixes.lookup(tokens) for tokens in token_lists]
         else:
@@ -64,7 +65,12 @@ class Prefilled:
                 shared_prefix(model, prefixes, _conversation_prefix(model, first[text]), tokens)
                 for text, tokens in zip(unique, token_lists, strict=True)
             ]
-        kv, attention, positions, input_ids = prefill_inputs(model, token_lists, reuse)
+            if prefixes.continuation_budget_tokens:
+                follow = [
+                    prefixes.continuation(tokens, length) if length else (0, None)
+                    for tokens, (length, _) in zip(token_lists, reuse, strict=True)
+                ]
+        kv, attention, positions, input_ids = prefill_inputs(model, token_lists, reuse, follow)
         logits = model.forward(
             kv,
             input_ids=input_ids,
@@ -74,6 +80,8 @@ class Prefilled:
         )
         if prefixes.budget_tokens:
             _remember(prefixes, token_lists, reuse, kv, input_ids.shape[1])
+        elif follow is not None:
+            _keep_continuations(prefixes, token_lists, reuse, follow, kv)
         prefix_width = max(length for length, _ in reuse)
         if split and prefix_width:
             kv.drop_leading(prefix_width)
@@ -117,28 +125,39 @@ class Prefilled:
 
 
 def prefill_inputs(
-    model: LoadedModel, token_lists: list[list[int]], reuse: list[tuple[int, PromptKV | None]]
+    model: LoadedModel,
+    token_lists: list[list[int]],
+    reuse: list[tuple[int, PromptKV | None]],
+    follow: list[tuple[int, PromptKV | None]] | None = None,
 ) -> tuple[KVCache, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cache, mask, positions and input ids for a prefill that starts from reused prefixes.
+    """Cache, mask, positions and input ids for a prefill that starts from reused prefixes
+    (and, with ``follow``, each prefix's stored continuation after it).
 
-    Row layout: ``[pad][reused prefix][pad][new suffix]`` — reused prefixes are right-aligned
-    in the cache, suffixes right-aligned in the input; padding is masked out and positions
-    are explicit, so the holes change nothing.
+    Row layout: ``[pad][reused prefix][pad][continuation][pad][new suffix]`` — reused parts
+    right-aligned in the cache, suffixes right-aligned in the input; padding is masked out and
+    positions are explicit, so the holes change nothing.
     """
     device = model.device
+    follow = follow or [(0, None)] * len(token_lists)
     prefix_width = max(length for length, _ in reuse)
-    suffixes = [tokens[length:] for tokens, (length, _) in zip(token_lists, reuse, strict=True)]
+    follow_width = max(length for length, _ in follow)
+    reused = [p + f for (p, _), (f, _) in zip(reuse, follow, strict=True)]
+    suffixes = [tokens[length:] for tokens, length in zip(token_lists, reused, strict=True)]
     suffix_width = max(len(suffix) for suffix in suffixes)
+    before = prefix_width + follow_width
     input_ids = torch.full((len(suffixes), suffix_width), model.pad_id, dtype=torch.long)
-    attention = torch.zeros(len(suffixes), prefix_width + suffix_width, dtype=torch.long)
+    attention = torch.zeros(len(suffixes), before + suffix_width, dtype=torch.long)
     positions = torch.zeros(len(suffixes), suffix_width, dtype=torch.long)
-    for row, (suffix, (length, _)) in enumerate(zip(suffixes, reuse, strict=True)):
+    for row, (suffix, (length, _), (more, _)) in enumerate(
+        zip(suffixes, reuse, follow, strict=True)
+    ):
         start = suffix_width - len(suffix)
         input_ids[row, start:] = torch.tensor(suffix)
         attention[row, prefix_width - length : prefix_width] = 1
-        attention[row, prefix_width + start :] = 1
-        positions[row, start:] = torch.arange(length, length + len(suffix))
-    kv = KVCache.from_prefixes(reuse, prefix_width)
+        attention[row, before - more : before] = 1
+        attention[row, before + start :] = 1
+        positions[row, start:] = torch.arange(length + more, length + more + len(suffix))
+    kv = KVCache.from_prefixes(reuse, prefix_width, follow, follow_width)
     return kv, attention.to(device), positions.to(device), input_ids.to(device)
 
 
@@ -173,6 +192,27 @@ def _remember(
     stored = _row_kvs(token_lists, reuse, kv, suffix_width)
     for tokens, prompt_kv in zip(token_lists, stored, strict=True):
         prefixes.add(tokens, prompt_kv)
+
+
+def _keep_continuations(
+    prefixes: PrefixStore,
+    token_lists: list[list[int]],
+    reuse: list[tuple[int, PromptKV | None]],
+    follow: list[tuple[int, PromptKV | None]],
+    kv: KVCache,
+) -> None:
+    """Store what each chat prompt has after its conversation prefix (the continuation it
+    reused and what it prefilled now, without padding), for a later prompt that repeats it."""
+    prefix_width = max(length for length, _ in reuse)
+    before = prefix_width + max(length for length, _ in follow)
+    total = kv.layers[0].keys.shape[2] if kv.layers else 0
+    for row, (tokens, (length, _), (more, _)) in enumerate(
+        zip(token_lists, reuse, follow, strict=True)
+    ):
+        suffix = len(tokens) - length - more
+        if length and suffix:
+            spans = [(before - more, before), (total - suffix, total)]
+            prefixes.keep_continuation(tokens, length, kv.prompt_kv(row, spans))
 
 
 def _row_kvs(

@@ -12,23 +12,36 @@ PromptKV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class PrefixStore:
-    """Stored prompt KV, two kinds (engine/model/prefill.py says how each is used):
+    """Stored prompt KV, three kinds (engine/model/prefill.py says how each is used):
 
     - shared: the KV of conversation prefixes (system prompt, one-shot examples), each always
       prefilled alone, so reusing one is exact; bounded by ``shared_budget_tokens``, LRU;
+    - continuations (``continuation_budget_tokens`` > 0): the KV of what a recent prompt had
+      after its conversation prefix (a brief's message), so a prompt that repeats it (the same
+      brief's next round, primed differently) prefills only what follows; LRU;
     - opportunistic (``budget_tokens`` > 0): the KV of recently prefilled prompts, so a new
       prompt only prefills what it does not share with one of them; LRU.
     """
 
     MIN_REUSE = 4
 
-    def __init__(self, budget_tokens: int = 8192, shared_budget_tokens: int = 4096) -> None:
+    def __init__(
+        self,
+        budget_tokens: int = 8192,
+        shared_budget_tokens: int = 4096,
+        continuation_budget_tokens: int = 0,
+    ) -> None:
         self.budget_tokens = budget_tokens
         self.entries: OrderedDict[tuple[int, ...], PromptKV] = OrderedDict()
         self.tokens = 0
         self.shared_budget_tokens = shared_budget_tokens
         self.shared_entries: OrderedDict[tuple[int, ...], PromptKV] = OrderedDict()
         self.shared_tokens = 0
+        self.continuation_budget_tokens = continuation_budget_tokens
+        #: Whole prompt tokens → the KV of its positions after ``start`` (its conversation
+        #: prefix), with that start.
+        self.continuations: OrderedDict[tuple[int, ...], tuple[int, PromptKV]] = OrderedDict()
+        self.continuation_tokens = 0
         self.reused_tokens_total = 0
         self.prefilled_tokens_total = 0
 
@@ -49,6 +62,35 @@ class PrefixStore:
         while self.shared_tokens > self.shared_budget_tokens:
             old, _ = self.shared_entries.popitem(last=False)
             self.shared_tokens -= len(old)
+
+    def continuation(self, tokens: Sequence[int], start: int) -> tuple[int, PromptKV | None]:
+        """How many of ``tokens``' positions after ``start`` (the end of its conversation
+        prefix) a stored continuation holds, and its KV (of which only that many positions
+        apply): the longest match, at least ``MIN_REUSE``, never the prompt's last token."""
+        best, found = 0, None
+        for key, (begins, _) in self.continuations.items():
+            if begins != start or len(key) <= start:
+                continue
+            common = common_prefix(key, tokens)
+            if common > start + best:
+                best, found = common - start, key
+        best = min(best, len(tokens) - 1 - start)
+        if found is None or best < self.MIN_REUSE:
+            return 0, None
+        self.continuations.move_to_end(found)
+        self.reused_tokens_total += best
+        return best, self.continuations[found][1]
+
+    def keep_continuation(self, tokens: Sequence[int], start: int, kv: PromptKV) -> None:
+        """Keep the KV of ``tokens``' positions after ``start``."""
+        key, length = tuple(tokens), len(tokens) - start
+        if key in self.continuations or not 0 < length <= self.continuation_budget_tokens:
+            return
+        self.continuations[key] = (start, kv)
+        self.continuation_tokens += length
+        while self.continuation_tokens > self.continuation_budget_tokens:
+            old, (begins, _) = self.continuations.popitem(last=False)
+            self.continuation_tokens -= len(old) - begins
 
     def lookup(self, tokens: list[int]) -> tuple[int, PromptKV | None]:
         best, best_key = 0, None

@@ -36,6 +36,10 @@ log = logging.getLogger("copygen.runner")
 
 #: Prompt tokens the prefix store may hold when prefix reuse is on.
 PREFIX_BUDGET_TOKENS = 8192
+#: Tokens of prompt continuations (a brief's message after its conversation prefix) kept for
+#: the next round of the same brief: ~20 briefs' worth, ~35 MiB for the embedded model in
+#: bf16, enough for the rounds of 16 concurrent users to find theirs.
+CONTINUATION_BUDGET_TOKENS = 1536
 
 
 class TransformersRunner:
@@ -57,6 +61,7 @@ class TransformersRunner:
             speculative_sampled=model.speculative_sampled,
             prefix_attention=model.prefix_attention,
             cpu_kernels=model.cpu_kernels,
+            continuation_cache=model.continuation_cache,
         )
 
     def __init__(
@@ -74,6 +79,7 @@ class TransformersRunner:
         speculative_sampled: bool = False,
         prefix_attention: bool = True,
         cpu_kernels: bool = True,
+        continuation_cache: bool = True,
     ) -> None:
         self.model_id = model_id
         self._cache_dir = cache_dir
@@ -89,7 +95,10 @@ class TransformersRunner:
         self.info: RunnerInfo | None = None
         #: What the batch uses; None until ``load``.
         self.loaded: LoadedModel | None = None
-        self.prefixes = PrefixStore(budget_tokens=PREFIX_BUDGET_TOKENS if prefix_cache else 0)
+        self.prefixes = PrefixStore(
+            budget_tokens=PREFIX_BUDGET_TOKENS if prefix_cache else 0,
+            continuation_budget_tokens=CONTINUATION_BUDGET_TOKENS if continuation_cache else 0,
+        )
         self.drafter: NgramDrafter | None = None
         self._batch: DecodeBatch | None = None
         self._passes_before = 0  # forward passes of models replaced by a CPU fallback
@@ -142,7 +151,10 @@ class TransformersRunner:
         cpu = torch.device("cpu")
         dtype = devices.resolve_dtype("auto", cpu)
         self._passes_before += previous.forward_passes_total
-        self.prefixes = PrefixStore(budget_tokens=self.prefixes.budget_tokens)
+        self.prefixes = PrefixStore(
+            budget_tokens=self.prefixes.budget_tokens,
+            continuation_budget_tokens=self.prefixes.continuation_budget_tokens,
+        )
         self._install(previous.model.to(device=cpu, dtype=dtype), previous.tokenizer, cpu)
         devices.release_memory(previous.device)
         self.info = dataclasses.replace(

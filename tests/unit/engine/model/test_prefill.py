@@ -9,6 +9,7 @@ import torch
 
 from copygen.domain import ChatMessage, GenerationRequest, SamplingParams
 from copygen.engine.model.kv import KVCache
+from copygen.engine.model.llama import FusedLlama
 from copygen.engine.model.loaded import LoadedModel
 from copygen.engine.model.prefill import Prefilled, prefill_alone, shared_prefix
 from copygen.engine.model.prefix import PrefixStore
@@ -100,3 +101,34 @@ def test_prefill_alone_keeps_every_position_of_every_layer(length: int) -> None:
     keys, values = kv[0]
     assert keys.shape[0] == 1
     assert keys.shape[2] == values.shape[2] == length
+
+
+def _primed(user: str, start: str) -> GenerationRequest:
+    return GenerationRequest((SYSTEM, ChatMessage("user", user)), SamplingParams(), prefix=start)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_prompts_stored_continuation_is_reused_by_the_next_round_exactly(split: bool) -> None:
+    """A brief's next round (same messages, another answer start) prefills only its start on
+    the stored KV of the brief's message, alone or padded next to other prompts."""
+    built, tokenizer = tiny_model(chat=True)
+    model = LoadedModel(built, tokenizer, torch.device("cpu"), FusedLlama(built) if split else None)
+    store = PrefixStore(budget_tokens=0, continuation_budget_tokens=100)
+    brief = "charge phone now fast at night"
+    Prefilled.of(model, store, None, _specs(_primed(brief, " sun")), split=split)
+    assert len(store.continuations) == 1
+    reused = store.reused_tokens_total
+    again = _primed(brief, " phone")
+    other = _request("hike")
+    prefilled = Prefilled.of(model, store, None, _specs(other, again), split=split)
+    assert store.reused_tokens_total - reused >= len(brief.split())  # the message came back
+    torch.testing.assert_close(prefilled.logits[1], _plain_logits(model, again))
+    torch.testing.assert_close(prefilled.logits[0], _plain_logits(model, other))
+    # Rows decode on: the joined KV has the prefix's, the continuation's and the new columns.
+    assert prefilled.kv.layers[0].keys.shape[2] == prefilled.attention.shape[1]
+
+
+def test_continuations_are_kept_only_with_a_budget() -> None:
+    model, store = _model(), PrefixStore(budget_tokens=0)
+    Prefilled.of(model, store, None, _specs(_primed("charge phone now fast", " sun")))
+    assert not store.continuations
