@@ -148,14 +148,20 @@ async def run_level(
 
 
 async def token_counters(client: httpx.AsyncClient, url: str) -> tuple[float, float]:
-    """The server's (generated, prompt) token counters from /metrics."""
+    """The server's generated tokens and the prompt tokens it prefilled (its prompt tokens
+    less those whose KV came from stored prefixes), from /metrics."""
     text = (await client.get(f"{url}/metrics")).text
-    found = {"copygen_generated_tokens_total": 0.0, "copygen_prompt_tokens_total": 0.0}
+    found = {
+        "copygen_generated_tokens_total": 0.0,
+        "copygen_prompt_tokens_total": 0.0,
+        "copygen_prompt_tokens_reused_total": 0.0,
+    }
     for line in text.splitlines():
         name, _, value = line.partition(" ")
         if name in found:
             found[name] = float(value)
-    return found["copygen_generated_tokens_total"], found["copygen_prompt_tokens_total"]
+    prefilled = found["copygen_prompt_tokens_total"] - found["copygen_prompt_tokens_reused_total"]
+    return found["copygen_generated_tokens_total"], prefilled
 
 
 def percentile(sorted_values: list[float], share: float) -> float:
@@ -209,7 +215,9 @@ def report(
         '…."), t=0.7, max_tokens 256, nothing checked: its variants may be labels, preambles '
         "or over the limit (docs/quality.md measures what an editor keeps of each). Each server "
         "runs alone. Decoded and prefilled tokens per brief count every row copygen ran, "
-        "dropped ones and later rounds included (its /metrics counters), and the peer's usage.",
+        "dropped ones and later rounds included (its /metrics counters; prefilled: the prompt "
+        "tokens that ran, not those whose KV came from a stored conversation prefix or the "
+        "brief's earlier round), and the peer's usage (its whole prompt).",
         "",
         f"CPU paths on this machine: {', '.join(path.name for path in cpu_paths())}.",
     ]

@@ -92,6 +92,7 @@ class FakeRunner:
         self.forward_passes_total = 0
         self.drafted_tokens_total = 0
         self.accepted_tokens_total = 0
+        self.reused_prompt_tokens_total = 0
 
     def device_stats(self) -> dict[str, float]:
         return {}

@@ -166,6 +166,7 @@ class QueueFigures:
     forward_passes: int = 0
     draft_tokens: int = 0
     draft_tokens_accepted: int = 0
+    prompt_tokens_reused: int = 0
     mean_batch_rows: float = 0.0
     max_batch_rows: int = 0
     jobs_submitted: int = 0

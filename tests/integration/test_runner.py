@@ -280,6 +280,44 @@ def test_a_conversation_prefix_is_prefilled_once_and_changes_nothing(tmp_path: P
         assert text == tokenizer.decode(new, skip_special_tokens=True)
 
 
+def test_a_briefs_next_round_reuses_its_message_and_writes_transformers_answer(
+    tmp_path: Path,
+) -> None:
+    """The same messages primed with another answer start (a brief's next round) prefill only
+    that start on the stored KV of the last message; the answer is still transformers' own."""
+    directory = build_tiny_model(tmp_path, chat=True)
+    runner = TransformersRunner(
+        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", prefix_cache=False
+    )
+    runner.load()
+    assert runner.loaded is not None
+    messages = (
+        ChatMessage("system", "sun power trail"),
+        ChatMessage("user", "the solar phone charge for a hike at night"),
+    )
+    greedy = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)
+    first, second = (
+        GenerationRequest(messages=messages, sampling=greedy, prefix=start)
+        for start in (" go", " sun")
+    )
+    run(runner, [first])
+    before = runner.reused_prompt_tokens_total
+    [[text]] = run(runner, [second])
+    prefix = runner.loaded.conversation_prefix(messages)
+    assert prefix is not None
+    assert runner.reused_prompt_tokens_total - before > len(prefix)  # the message came back
+    tokenizer = runner.loaded.tokenizer
+    encoded = tokenizer(runner.render(messages) + " sun", return_tensors="pt")
+    with torch.inference_mode():
+        output = _reference(directory).generate(
+            **encoded, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    new = output[0, encoded["input_ids"].shape[1] :].tolist()
+    if tokenizer.eos_token_id in new:
+        new = new[: new.index(tokenizer.eos_token_id)]
+    assert text == " sun" + tokenizer.decode(new, skip_special_tokens=True)
+
+
 @pytest.mark.parametrize(("prefix_cache", "lone"), [(False, False), (True, False), (False, True)])
 def test_rows_attending_their_prefix_apart_write_the_same_text(
     tmp_path: Path, prefix_cache: bool, lone: bool, monkeypatch: pytest.MonkeyPatch

@@ -250,6 +250,7 @@ class Engine:
             forward_passes=self._runner.forward_passes_total,
             draft_tokens=self._runner.drafted_tokens_total,
             draft_tokens_accepted=self._runner.accepted_tokens_total,
+            prompt_tokens_reused=self._runner.reused_prompt_tokens_total,
             mean_batch_rows=round(s.rows_stepped / s.steps, 2) if s.steps else 0.0,
             max_batch_rows=s.max_batch_rows,
             jobs_submitted=s.jobs_submitted,

@@ -56,6 +56,10 @@ class Runner(Protocol):
     def accepted_tokens_total(self) -> int:
         """Guessed tokens the model confirmed so far."""
 
+    @property
+    def reused_prompt_tokens_total(self) -> int:
+        """Prompt tokens whose KV came from stored prefixes instead of a prefill so far."""
+
     def load(self) -> RunnerInfo: ...
 
     @property

@@ -263,6 +263,12 @@ class _ServiceCollector(Collector):
         for name, doc, figure in QUEUE_GAUGES:
             yield _gauge(name, doc, figure(f))
         yield _counter("copygen_forward_passes", "Model forward calls.", f.forward_passes)
+        yield _counter(
+            "copygen_prompt_tokens_reused",
+            "Prompt tokens whose KV came from stored prefixes (a conversation prefix, a brief's "
+            "earlier round) instead of a prefill; copygen_prompt_tokens minus this is what ran.",
+            f.prompt_tokens_reused,
+        )
         yield _counters(
             "copygen_draft_tokens",
             "Speculative decoding: tokens guessed, and guessed tokens the model confirmed.",

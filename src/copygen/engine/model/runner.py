@@ -102,6 +102,7 @@ class TransformersRunner:
         self.drafter: NgramDrafter | None = None
         self._batch: DecodeBatch | None = None
         self._passes_before = 0  # forward passes of models replaced by a CPU fallback
+        self._reused_before = 0  # prompt tokens reused by the stores a CPU fallback replaced
         self.revision = model_revision(model_id)
 
     # --- loading ------------------------------------------------------------------------
@@ -151,6 +152,7 @@ class TransformersRunner:
         cpu = torch.device("cpu")
         dtype = devices.resolve_dtype("auto", cpu)
         self._passes_before += previous.forward_passes_total
+        self._reused_before += self.prefixes.reused_tokens_total
         self.prefixes = PrefixStore(
             budget_tokens=self.prefixes.budget_tokens,
             continuation_budget_tokens=self.prefixes.continuation_budget_tokens,
@@ -200,6 +202,10 @@ class TransformersRunner:
         """Model forward calls so far (prefill and decode steps), for batching statistics."""
         current = self.loaded.forward_passes_total if self.loaded else 0
         return self._passes_before + current
+
+    @property
+    def reused_prompt_tokens_total(self) -> int:
+        return self._reused_before + self.prefixes.reused_tokens_total
 
     @property
     def drafted_tokens_total(self) -> int:
