@@ -67,8 +67,8 @@ class Prefilled:
             ]
             if prefixes.continuation_budget_tokens:
                 follow = [
-                    prefixes.continuation(tokens, length) if length else (0, None)
-                    for tokens, (length, _) in zip(token_lists, reuse, strict=True)
+                    _continuation(model, prefixes, first[text], tokens, found)
+                    for text, tokens, found in zip(unique, token_lists, reuse, strict=True)
                 ]
         kv, attention, positions, input_ids = prefill_inputs(model, token_lists, reuse, follow)
         logits = model.forward(
@@ -80,8 +80,6 @@ class Prefilled:
         )
         if prefixes.budget_tokens:
             _remember(prefixes, token_lists, reuse, kv, input_ids.shape[1])
-        elif follow is not None:
-            _keep_continuations(prefixes, token_lists, reuse, follow, kv)
         prefix_width = max(length for length, _ in reuse)
         if split and prefix_width:
             kv.drop_leading(prefix_width)
@@ -194,25 +192,29 @@ def _remember(
         prefixes.add(tokens, prompt_kv)
 
 
-def _keep_continuations(
+def _continuation(
+    model: LoadedModel,
     prefixes: PrefixStore,
-    token_lists: list[list[int]],
-    reuse: list[tuple[int, PromptKV | None]],
-    follow: list[tuple[int, PromptKV | None]],
-    kv: KVCache,
-) -> None:
-    """Store what each chat prompt has after its conversation prefix (the continuation it
-    reused and what it prefilled now, without padding), for a later prompt that repeats it."""
-    prefix_width = max(length for length, _ in reuse)
-    before = prefix_width + max(length for length, _ in follow)
-    total = kv.layers[0].keys.shape[2] if kv.layers else 0
-    for row, (tokens, (length, _), (more, _)) in enumerate(
-        zip(token_lists, reuse, follow, strict=True)
-    ):
-        suffix = len(tokens) - length - more
-        if length and suffix:
-            spans = [(before - more, before), (total - suffix, total)]
-            prefixes.keep_continuation(tokens, length, kv.prompt_kv(row, spans))
+    request: GenerationRequest,
+    tokens: list[int],
+    reused: tuple[int, PromptKV | None],
+) -> tuple[int, PromptKV | None]:
+    """How many positions after the conversation prefix (``reused``) come from the stored KV
+    of the request's last message, and that KV: everything of the rendered conversation but
+    its last token, prefilled alone on the stored prefix on first use and kept, so the same
+    brief's next round (the same messages, another answer start) finds it, and a result never
+    depends on whether it was stored. (0, None) when there is nothing worth keeping."""
+    start, prefix_kv = reused
+    if not start or request.prompt is not None:
+        return 0, None
+    head = model.encode([model.render(request.messages)])[0][:-1]
+    if len(head) - start < prefixes.MIN_REUSE or tokens[: len(head)] != head:
+        return 0, None  # the answer start merges into the conversation's last token
+    kv = prefixes.continuation(head)
+    if kv is None:
+        kv = prefill_alone(model, head, (start, prefix_kv))
+        prefixes.keep_continuation(head, start, kv)
+    return len(head) - start, kv
 
 
 def _row_kvs(
@@ -255,16 +257,21 @@ def shared_prefix(
     return len(prefix), kv
 
 
-def prefill_alone(model: LoadedModel, tokens: Sequence[int]) -> PromptKV:
-    """The KV of ``tokens`` prefilled as one unpadded row: the same numbers every time."""
-    kv = KVCache()
-    input_ids = torch.tensor([list(tokens)], dtype=torch.long, device=model.device)
-    positions = torch.arange(len(tokens), device=model.device)[None, :]
+def prefill_alone(
+    model: LoadedModel,
+    tokens: Sequence[int],
+    on: tuple[int, PromptKV | None] = (0, None),
+) -> PromptKV:
+    """The KV of ``tokens`` prefilled as one unpadded row: the same numbers every time. With
+    ``on`` (how many leading positions have stored KV, and that KV) only the rest runs, on top
+    of it, and only the rest's KV is returned."""
+    start, stored = on if on[1] is not None else (0, None)
+    kv, attention, positions, input_ids = prefill_inputs(model, [list(tokens)], [(start, stored)])
     model.forward(
         kv,
         input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
+        attention_mask=attention,
         position_ids=positions,
         logits_to_keep=1,
     )
-    return kv.prompt_kv(0, [(0, len(tokens))])
+    return kv.prompt_kv(0, [(start, len(tokens))])

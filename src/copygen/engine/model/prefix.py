@@ -16,9 +16,10 @@ class PrefixStore:
 
     - shared: the KV of conversation prefixes (system prompt, one-shot examples), each always
       prefilled alone, so reusing one is exact; bounded by ``shared_budget_tokens``, LRU;
-    - continuations (``continuation_budget_tokens`` > 0): the KV of what a recent prompt had
-      after its conversation prefix (a brief's message), so a prompt that repeats it (the same
-      brief's next round, primed differently) prefills only what follows; LRU;
+    - continuations (``continuation_budget_tokens`` > 0): the KV of a chat prompt's last
+      message after its conversation prefix (a brief's message), each prefilled alone on the
+      stored prefix, so reusing one is exact too: the same brief's next round, primed
+      differently, prefills only its answer start; LRU;
     - opportunistic (``budget_tokens`` > 0): the KV of recently prefilled prompts, so a new
       prompt only prefills what it does not share with one of them; LRU.
     """
@@ -38,8 +39,8 @@ class PrefixStore:
         self.shared_entries: OrderedDict[tuple[int, ...], PromptKV] = OrderedDict()
         self.shared_tokens = 0
         self.continuation_budget_tokens = continuation_budget_tokens
-        #: Whole prompt tokens → the KV of its positions after ``start`` (its conversation
-        #: prefix), with that start.
+        #: A prompt's tokens up to its answer → (where its conversation prefix ends, the KV of
+        #: the positions after it).
         self.continuations: OrderedDict[tuple[int, ...], tuple[int, PromptKV]] = OrderedDict()
         self.continuation_tokens = 0
         self.reused_tokens_total = 0
@@ -63,26 +64,18 @@ class PrefixStore:
             old, _ = self.shared_entries.popitem(last=False)
             self.shared_tokens -= len(old)
 
-    def continuation(self, tokens: Sequence[int], start: int) -> tuple[int, PromptKV | None]:
-        """How many of ``tokens``' positions after ``start`` (the end of its conversation
-        prefix) a stored continuation holds, and its KV (of which only that many positions
-        apply): the longest match, at least ``MIN_REUSE``, never the prompt's last token."""
-        best, found = 0, None
-        for key, (begins, _) in self.continuations.items():
-            if begins != start or len(key) <= start:
-                continue
-            common = common_prefix(key, tokens)
-            if common > start + best:
-                best, found = common - start, key
-        best = min(best, len(tokens) - 1 - start)
-        if found is None or best < self.MIN_REUSE:
-            return 0, None
-        self.continuations.move_to_end(found)
-        self.reused_tokens_total += best
-        return best, self.continuations[found][1]
+    def continuation(self, tokens: Sequence[int]) -> PromptKV | None:
+        """The stored KV of ``tokens``' positions after their conversation prefix, if kept."""
+        found = self.continuations.get(tuple(tokens))
+        if found is None:
+            return None
+        self.continuations.move_to_end(tuple(tokens))
+        start, kv = found
+        self.reused_tokens_total += len(tokens) - start
+        return kv
 
     def keep_continuation(self, tokens: Sequence[int], start: int, kv: PromptKV) -> None:
-        """Keep the KV of ``tokens``' positions after ``start``."""
+        """Keep the KV of ``tokens``' positions after ``start`` (their conversation prefix)."""
         key, length = tuple(tokens), len(tokens) - start
         if key in self.continuations or not 0 < length <= self.continuation_budget_tokens:
             return
