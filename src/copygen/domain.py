@@ -139,6 +139,9 @@ class GenerationRequest:
     max_chars: int | None = None
     avoid_words: tuple[str, ...] = ()
     avoid_chars: str = ""
+    #: The caller will send the same messages again with another ``prefix`` (a brief's next
+    #: round): the in-process engine keeps the KV of the last message for it.
+    again: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,7 +297,7 @@ def test_a_briefs_next_round_reuses_its_message_and_writes_transformers_answer(
     )
     greedy = SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=8)
     first, second = (
-        GenerationRequest(messages=messages, sampling=greedy, prefix=start)
+        GenerationRequest(messages=messages, sampling=greedy, prefix=start, again=True)
         for start in (" go", " sun")
     )
     run(runner, [first])

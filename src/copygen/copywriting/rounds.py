@@ -159,6 +159,8 @@ class BriefRounds:
             max_chars=self.row_char_cap(),
             avoid_words=self.steering.words,
             avoid_chars=self.steering.chars,
+            # Slots left unfilled come back with the same messages and another start.
+            again=True,
         )
 
     def temperature(self) -> float:

@@ -46,4 +46,5 @@ def test_only_strict_grounding_steers_and_every_round_asks_for_it() -> None:
         request = rounds.request(index)
         assert request.avoid_words == rounds.steering.words != ()
         assert request.avoid_chars == rounds.steering.chars != ""
+        assert request.again  # a round's slots may come back with the same messages
     assert BriefRounds.new(LESSONS, (), grounding="flag").request(0).avoid_words == ()

@@ -203,9 +203,10 @@ def _continuation(
     of the request's last message, and that KV: everything of the rendered conversation but
     its last token, prefilled alone on the stored prefix on first use and kept, so the same
     brief's next round (the same messages, another answer start) finds it, and a result never
-    depends on whether it was stored. (0, None) when there is nothing worth keeping."""
+    depends on whether it was stored. Only for a request that says it will come ``again``;
+    (0, None) otherwise or when there is nothing worth keeping."""
     start, prefix_kv = reused
-    if not start or request.prompt is not None:
+    if not start or not request.again or request.prompt is not None:
         return 0, None
     head = model.encode([model.render(request.messages)])[0][:-1]
     if len(head) - start < prefixes.MIN_REUSE or tokens[: len(head)] != head:

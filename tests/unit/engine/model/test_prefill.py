@@ -103,8 +103,10 @@ def test_prefill_alone_keeps_every_position_of_every_layer(length: int) -> None:
     assert keys.shape[2] == values.shape[2] == length
 
 
-def _primed(user: str, start: str) -> GenerationRequest:
-    return GenerationRequest((SYSTEM, ChatMessage("user", user)), SamplingParams(), prefix=start)
+def _primed(user: str, start: str, *, again: bool = True) -> GenerationRequest:
+    return GenerationRequest(
+        (SYSTEM, ChatMessage("user", user)), SamplingParams(), prefix=start, again=again
+    )
 
 
 @pytest.mark.parametrize("split", [False, True])
@@ -129,9 +131,13 @@ def test_a_prompts_stored_continuation_is_reused_by_the_next_round_exactly(split
     assert prefilled.kv.layers[0].keys.shape[2] == prefilled.attention.shape[1]
 
 
-def test_continuations_are_kept_only_with_a_budget() -> None:
+def test_continuations_are_kept_only_with_a_budget_for_a_prompt_that_comes_again() -> None:
     model, store = _model(), PrefixStore(budget_tokens=0)
     Prefilled.of(model, store, None, _specs(_primed("charge phone now fast", " sun")))
+    assert not store.continuations
+    store = PrefixStore(budget_tokens=0, continuation_budget_tokens=100)
+    once = _primed("charge phone now fast", " sun", again=False)  # a chat request, say
+    Prefilled.of(model, store, None, _specs(once))
     assert not store.continuations
 
 
