@@ -45,6 +45,34 @@ def reference(tiny: Path) -> Any:
     return _reference(tiny)
 
 
+def _greedy_reference(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
+    """What transformers' own ``generate`` answers to the rendered ``prompt``, greedy, up to
+    the end of the turn."""
+    encoded = tokenizer(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        output = model.generate(
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    new = output[0, encoded["input_ids"].shape[1] :].tolist()
+    if tokenizer.eos_token_id in new:
+        new = new[: new.index(tokenizer.eos_token_id)]
+    return str(tokenizer.decode(new, skip_special_tokens=True))
+
+
+def _chat_runner(tmp_path: Path) -> tuple[TransformersRunner, Path]:
+    """A loaded runner of a fresh tiny chat model with the default stores (prefix_cache off),
+    and the model's directory."""
+    directory = build_tiny_model(tmp_path, chat=True)
+    runner = TransformersRunner(
+        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", prefix_cache=False
+    )
+    runner.load()
+    return runner, directory
+
+
 def test_the_fused_runner_holds_each_weight_once(runner: TransformersRunner) -> None:
     assert runner.loaded is not None
     assert runner.loaded.fused is not None
@@ -228,25 +256,14 @@ def test_greedy_decoding_matches_transformers_generate(
     ]
     ours = run(runner, requests, join_at={0: 0, 1: 4})
     for prompt, [text] in zip(prompts, ours, strict=True):
-        encoded = tokenizer(runner.render([ChatMessage("user", prompt)]), return_tensors="pt")
-        with torch.inference_mode():
-            output = model.generate(
-                **encoded, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-        new = output[0, encoded["input_ids"].shape[1] :].tolist()
-        if tokenizer.eos_token_id in new:
-            new = new[: new.index(tokenizer.eos_token_id)]
-        assert text == tokenizer.decode(new, skip_special_tokens=True)
+        rendered = runner.render([ChatMessage("user", prompt)])
+        assert text == _greedy_reference(model, tokenizer, rendered, 12)
 
 
 def test_a_conversation_prefix_is_prefilled_once_and_changes_nothing(tmp_path: Path) -> None:
     """The default (prefix_cache off): a chat prompt's turns before its last message are
     prefilled alone once and reused; every answer is transformers' own, hit or miss."""
-    directory = build_tiny_model(tmp_path, chat=True)
-    runner = TransformersRunner(
-        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", prefix_cache=False
-    )
-    runner.load()
+    runner, directory = _chat_runner(tmp_path)
     assert runner.loaded is not None
     head = (
         ChatMessage("system", "sun power trail"),
@@ -269,15 +286,8 @@ def test_a_conversation_prefix_is_prefilled_once_and_changes_nothing(tmp_path: P
     assert runner.prefixes.entries == {}  # the opportunistic store stays off
     reference, tokenizer = _reference(directory), runner.loaded.tokenizer
     for request, [text] in zip(requests, ours, strict=True):
-        encoded = tokenizer(runner.render(request.messages), return_tensors="pt")
-        with torch.inference_mode():
-            output = reference.generate(
-                **encoded, max_new_tokens=10, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-        new = output[0, encoded["input_ids"].shape[1] :].tolist()
-        if tokenizer.eos_token_id in new:
-            new = new[: new.index(tokenizer.eos_token_id)]
-        assert text == tokenizer.decode(new, skip_special_tokens=True)
+        rendered = runner.render(request.messages)
+        assert text == _greedy_reference(reference, tokenizer, rendered, 10)
 
 
 def test_a_briefs_next_round_reuses_its_message_and_writes_transformers_answer(
@@ -285,11 +295,7 @@ def test_a_briefs_next_round_reuses_its_message_and_writes_transformers_answer(
 ) -> None:
     """The same messages primed with another answer start (a brief's next round) prefill only
     that start on the stored KV of the last message; the answer is still transformers' own."""
-    directory = build_tiny_model(tmp_path, chat=True)
-    runner = TransformersRunner(
-        str(directory), cache_dir=tmp_path, device="cpu", dtype="float32", prefix_cache=False
-    )
-    runner.load()
+    runner, directory = _chat_runner(tmp_path)
     assert runner.loaded is not None
     messages = (
         ChatMessage("system", "sun power trail"),
@@ -306,16 +312,9 @@ def test_a_briefs_next_round_reuses_its_message_and_writes_transformers_answer(
     prefix = runner.loaded.conversation_prefix(messages)
     assert prefix is not None
     assert runner.reused_prompt_tokens_total - before > len(prefix)  # the message came back
-    tokenizer = runner.loaded.tokenizer
-    encoded = tokenizer(runner.render(messages) + " sun", return_tensors="pt")
-    with torch.inference_mode():
-        output = _reference(directory).generate(
-            **encoded, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
-        )
-    new = output[0, encoded["input_ids"].shape[1] :].tolist()
-    if tokenizer.eos_token_id in new:
-        new = new[: new.index(tokenizer.eos_token_id)]
-    assert text == " sun" + tokenizer.decode(new, skip_special_tokens=True)
+    rendered = runner.render(messages) + " sun"
+    answer = _greedy_reference(_reference(directory), runner.loaded.tokenizer, rendered, 8)
+    assert text == " sun" + answer
 
 
 @pytest.mark.parametrize(("prefix_cache", "lone"), [(False, False), (True, False), (False, True)])
