@@ -48,7 +48,9 @@ def _value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[ty
 
 
 async def test_counters_and_histograms_move_with_traffic() -> None:
-    app = _app(FakeRunner(step_delay_s=0.01))
+    runner = FakeRunner(step_delay_s=0.01)
+    runner.reused_prompt_tokens_total = 321  # what the runner's prefix stores reused
+    app = _app(runner)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
@@ -86,6 +88,7 @@ async def test_counters_and_histograms_move_with_traffic() -> None:
     assert _value(after, "copygen_inter_token_latency_seconds_count") == steps
     assert _value(after, "copygen_ready") == 1
     assert _value(after, "copygen_draft_tokens_total", outcome="proposed") == 0  # fake runner
+    assert _value(after, "copygen_prompt_tokens_reused_total") == 321
     assert _value(after, "copygen_queue_depth") == 0
     assert _value(after, "copygen_cache_l1_entries") == 7
     assert _value(after, "copygen_model_load_seconds") >= 0
