@@ -349,7 +349,7 @@ def report(
 #: checks) or measured by blind editors: kept as they are when `make eval` rewrites the
 #: measured ones.
 KEPT_SECTIONS = ("## Rubric", "## Score", "## Worth checks", "## Editor A/B",
-                 "## Sampling temperature", "## Relevance floor")  # fmt: skip
+                 "## Sampling temperature", "## Steering", "## Relevance floor")  # fmt: skip
 
 
 def sections(text: str) -> dict[str, str]:
