@@ -87,6 +87,14 @@ class ModelSection(Section):
         "C++ kernels built once with the system's compiler into the model cache directory "
         "(torch's operations when none is there); false: torch's operations",
     )
+    cpu_matmul: Literal["auto", "onednn", "kernel"] = Field(
+        "auto",
+        description="which bf16 matmul runs the CPU fused forward's projections: kernel = "
+        "copygen's own AVX-512 BF16 kernel (built with CPU_KERNELS), streaming the weights at "
+        "memory speed; onednn = oneDNN's prepacked weights; auto = kernel on CPUs without AMX "
+        "(or with AMX capped off by ONEDNN_MAX_CPU_ISA), oneDNN where AMX runs its matmuls. "
+        "What cannot run here falls back to the next (the log and /healthz's forward say which)",
+    )
     speculative_tokens: int = Field(
         4,
         ge=0,

@@ -18,7 +18,8 @@ class RunnerInfo:
     dtype: str
     load_seconds: float
     chat_template: bool
-    #: Which forward pass runs the model ("transformers", "fused", "fused+onednn").
+    #: Which forward pass runs the model ("transformers", "fused", "fused+onednn",
+    #: "fused+kernel").
     forward: str = "transformers"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import os
 
 import torch
 
@@ -60,6 +61,20 @@ def packs_bf16(dtype: torch.dtype, device: torch.device) -> bool:
         and hasattr(ops, "_reorder_linear_weight")
         and hasattr(ops, "_linear_pointwise")
     )
+
+
+#: ``ONEDNN_MAX_CPU_ISA`` values that leave oneDNN AMX's tiles (oneDNN's cpu_isa names).
+AMX_ISAS = ("ALL", "DEFAULT", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX",
+            "AVX10_1_512_AMX_FP16", "AVX10_2_512_AMX_2")  # fmt: skip
+
+
+def onednn_uses_amx() -> bool:
+    """Whether oneDNN's bf16 matmuls run on AMX here: the CPU has the tiles and neither
+    ``ONEDNN_MAX_CPU_ISA`` nor its older name ``DNNL_MAX_CPU_ISA`` caps oneDNN below them."""
+    if not bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()):
+        return False
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL"
+    return cap.strip().upper() in AMX_ISAS
 
 
 def device_stats(device: torch.device) -> dict[str, float]:

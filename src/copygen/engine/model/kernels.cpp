@@ -1,5 +1,6 @@
-// RMSNorm, alone and after the residual add, one pass over each row; and attention for a few
-// query positions per row (kernels.py builds and loads this).
+// RMSNorm, alone and after the residual add, one pass over each row; attention for a few
+// query positions per row; and, on CPUs with AVX-512 BF16, bf16 projections (kernels.py
+// builds and loads this).
 //
 // torch runs RMSNorm as eight operations with float32 temporaries (4.6 ms for 1,536 rows x 576
 // in bf16 on two cores, where one pass is ~0.3 ms). Each row is computed in float32 and rounded
@@ -551,6 +552,129 @@ std::tuple<at::Tensor, at::Tensor> decode_attention(const at::Tensor& query_in,
   return {out, lse.transpose(1, 2)};
 }
 
+
+// --- projections: y = x @ W.T in bf16 -------------------------------------------------------
+//
+// oneDNN's bf16 matmul on CPUs with AVX-512 BF16 and no AMX reads the weights at about half
+// this machine's memory bandwidth at a few rows (a decoding step of the 135M model at 1-6 rows:
+// 14-17 ms, against 8 ms for one pass over its 269 MB), and a step at a few rows is bound by
+// reading the weights. Here the weight is packed once into panels of 64 output columns, each
+// input-feature pair of a panel one 256-byte line ([panels][in / 2][64][2]), so a panel
+// streams through memory once per call while `vdpbf16ps` adds each row's products into fp32
+// accumulators (6 rows x 64 columns in registers); each result is rounded to bf16 once, as
+// oneDNN does. Every row is computed alone, in the same order whatever the row count.
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#define COPYGEN_BF16_MATMUL 1
+
+constexpr int64_t kPanel = 64;   // output columns per packed panel: 4 x 16 floats
+constexpr int64_t kTileRows = 6;  // rows per register tile: 6 x 4 accumulators
+
+at::Tensor pack_linear(const at::Tensor& weight) {
+  TORCH_CHECK(weight.device().is_cpu() && weight.dim() == 2 &&
+                  weight.scalar_type() == at::kBFloat16,
+              "weight must be a bfloat16 [out, in] CPU tensor");
+  const int64_t out = weight.size(0), in = weight.size(1);
+  TORCH_CHECK(in % 2 == 0 && in > 0 && out > 0, "in-features must be even and positive");
+  const int64_t panels = (out + kPanel - 1) / kPanel, pairs = in / 2;
+  const at::Tensor w = weight.contiguous();
+  at::Tensor packed = at::zeros({panels, pairs, kPanel, 2}, weight.options());
+  const auto* src = reinterpret_cast<const uint32_t*>(w.data_ptr());  // a pair per element
+  auto* dst = reinterpret_cast<uint32_t*>(packed.data_ptr());
+  at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t columns = std::min(kPanel, out - p * kPanel);
+      for (int64_t kk = 0; kk < pairs; ++kk)
+        for (int64_t c = 0; c < columns; ++c)
+          dst[(p * pairs + kk) * kPanel + c] = src[(p * kPanel + c) * pairs + kk];
+    }
+  });
+  return packed;
+}
+
+// Rows [0, MR) of x against `NJ` x 16 columns of a panel, written to out (`columns` of them).
+template <int MR, int NJ>
+inline void matmul_tile(const c10::BFloat16* x, int64_t ldx, const uint32_t* panel,
+                        int64_t pairs, c10::BFloat16* out, int64_t ldo, int64_t columns) {
+  __m512 acc[MR][NJ];
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NJ; ++j) acc[m][j] = _mm512_setzero_ps();
+  const auto* pairs_of_x = reinterpret_cast<const char*>(x);
+  for (int64_t kk = 0; kk < pairs; ++kk) {
+    const uint32_t* line = panel + kk * kPanel;
+    __m512bh w[NJ];
+    for (int j = 0; j < NJ; ++j) w[j] = (__m512bh)_mm512_loadu_si512(line + 16 * j);
+    for (int m = 0; m < MR; ++m) {
+      int32_t pair;
+      std::memcpy(&pair, pairs_of_x + (m * ldx + 2 * kk) * 2, 4);
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(pair);
+      for (int j = 0; j < NJ; ++j) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], a, w[j]);
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NJ && j * 16 < columns; ++j) {
+      const __m256i rounded = (__m256i)_mm512_cvtneps_pbh(acc[m][j]);
+      const int64_t left = columns - j * 16;
+      const __mmask16 keep = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      _mm256_mask_storeu_epi16(out + m * ldo + j * 16, keep, rounded);
+    }
+}
+
+template <int NJ>
+void matmul_rows(int64_t rows, const c10::BFloat16* x, int64_t ldx, const uint32_t* panel,
+                 int64_t pairs, c10::BFloat16* out, int64_t ldo, int64_t columns) {
+  int64_t r = 0;
+  for (; r + kTileRows <= rows; r += kTileRows)
+    matmul_tile<kTileRows, NJ>(x + r * ldx, ldx, panel, pairs, out + r * ldo, ldo, columns);
+  const c10::BFloat16* xr = x + r * ldx;
+  c10::BFloat16* outr = out + r * ldo;
+  switch (rows - r) {
+    case 1: matmul_tile<1, NJ>(xr, ldx, panel, pairs, outr, ldo, columns); break;
+    case 2: matmul_tile<2, NJ>(xr, ldx, panel, pairs, outr, ldo, columns); break;
+    case 3: matmul_tile<3, NJ>(xr, ldx, panel, pairs, outr, ldo, columns); break;
+    case 4: matmul_tile<4, NJ>(xr, ldx, panel, pairs, outr, ldo, columns); break;
+    case 5: matmul_tile<5, NJ>(xr, ldx, panel, pairs, outr, ldo, columns); break;
+    default: break;
+  }
+}
+
+// Rows per work item: a thread's items share each panel while it is in its L2 (a panel of the
+// 135M model is 74-197 KB). Half panels as items, to share a 576-column projection's 9 panels
+// evenly between threads, were measured slower at a few rows (each thread then streamed every
+// other 128 bytes of a panel, and the prefetcher read the rest too).
+constexpr int64_t kBlockRows = 8 * kTileRows;
+
+at::Tensor packed_linear(const at::Tensor& x_in, const at::Tensor& packed, int64_t out_features) {
+  TORCH_CHECK(x_in.device().is_cpu() && x_in.dim() == 2 && x_in.scalar_type() == at::kBFloat16,
+              "x must be a bfloat16 [rows, in] CPU tensor");
+  TORCH_CHECK(packed.dim() == 4 && packed.size(2) == kPanel && packed.size(3) == 2 &&
+                  packed.scalar_type() == at::kBFloat16 && packed.is_contiguous(),
+              "packed must come from pack_linear");
+  const int64_t panels = packed.size(0), pairs = packed.size(1);
+  TORCH_CHECK(x_in.size(1) == 2 * pairs, "x has ", x_in.size(1), " features, the weight ",
+              2 * pairs);
+  TORCH_CHECK(out_features > (panels - 1) * kPanel && out_features <= panels * kPanel,
+              "out_features does not match the packed weight");
+  const at::Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous();
+  const int64_t rows = x.size(0), ldx = x.stride(0);
+  at::Tensor out = at::empty({rows, out_features}, x.options());
+  if (rows == 0) return out;
+  const auto* xp = x.data_ptr<c10::BFloat16>();
+  const auto* wp = reinterpret_cast<const uint32_t*>(packed.data_ptr());
+  auto* op = out.data_ptr<c10::BFloat16>();
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  at::parallel_for(0, panels * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t p = item / blocks, first_row = (item % blocks) * kBlockRows;
+      const int64_t columns = std::min(kPanel, out_features - p * kPanel);
+      matmul_rows<4>(std::min(kBlockRows, rows - first_row), xp + first_row * ldx, ldx,
+                     wp + p * pairs * kPanel, pairs, op + first_row * out_features + p * kPanel,
+                     out_features, columns);
+    }
+  });
+  return out;
+}
+#endif  // AVX-512 BF16
+
 }  // namespace
 
 TORCH_LIBRARY(copygen, m) {
@@ -558,10 +682,18 @@ TORCH_LIBRARY(copygen, m) {
   m.def("add_rms_norm(Tensor x, Tensor y, Tensor weight, float eps) -> (Tensor, Tensor)");
   m.def("decode_attention(Tensor query, Tensor keys, Tensor values, Tensor? mask, float scale) "
         "-> (Tensor, Tensor)");
+#ifdef COPYGEN_BF16_MATMUL
+  m.def("pack_linear(Tensor weight) -> Tensor");
+  m.def("packed_linear(Tensor x, Tensor packed, int out_features) -> Tensor");
+#endif
 }
 
 TORCH_LIBRARY_IMPL(copygen, CPU, m) {
   m.impl("rms_norm", rms_norm);
   m.impl("add_rms_norm", add_rms_norm);
   m.impl("decode_attention", decode_attention);
+#ifdef COPYGEN_BF16_MATMUL
+  m.impl("pack_linear", pack_linear);
+  m.impl("packed_linear", packed_linear);
+#endif
 }

@@ -57,6 +57,8 @@ class TorchOps:
     """The steps as torch operations (any device)."""
 
     compiled = False
+    #: Whether kernels.cpp's bf16 projection (``packed_linear``) is here (llama.KernelLinear).
+    has_matmul = False
 
     def norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), weight, eps)
@@ -112,6 +114,10 @@ class CompiledOps(TorchOps):
     flash kernel (``kernel_takes``, ``KERNEL_QUERIES``; docs/step-profile.md)."""
 
     compiled = True
+
+    def __init__(self) -> None:
+        # Built only where the compiler targets AVX-512 BF16 (kernels.cpp).
+        self.has_matmul = hasattr(torch.ops.copygen, "packed_linear")
 
     def norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         out: torch.Tensor = torch.ops.copygen.rms_norm(x.contiguous(), weight, eps)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from copygen.engine.model.device import packs_bf16
+from copygen.engine.model.device import onednn_uses_amx, packs_bf16
 from copygen.engine.model.kernels import TorchOps
 from copygen.engine.model.kv import KVCache
 from copygen.engine.model.prefix_attention import PrefixAttention, additive
@@ -34,9 +34,24 @@ def check_fused(model: Any, device: torch.device) -> str | None:
 
 
 class Linear:
-    """y = x @ W.T without bias, x of shape [rows, in]. For bf16 on a CPU with oneDNN the
-    weight is reordered once into oneDNN's blocked layout: a plain bf16 matmul re-lays the
-    weight out on every call, which made every projection of a decoding step 1.7-2x slower.
+    """y = x @ W.T without bias, x of shape [rows, in]: torch's matmul, the weight as given."""
+
+    __slots__ = ("weight",)
+
+    #: Whether the projection pads its rows up to ``bucket`` sizes (``FusedLlama.rows_for``).
+    buckets = False
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = weight.detach().contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
+class OneDNNLinear(Linear):
+    """For bf16 on a CPU with oneDNN the weight is reordered once into oneDNN's blocked layout:
+    a plain bf16 matmul re-lays the weight out on every call, which made every projection of a
+    decoding step 1.7-2x slower.
 
     oneDNN builds and keeps a kernel per row count (~0.6 MiB each per weight shape, measured):
     with every batch size and prefill length its own, the server's RSS grew by hundreds of MiB
@@ -46,23 +61,19 @@ class Linear:
     as they come.
     """
 
-    __slots__ = ("weight", "packed")
+    __slots__ = ()
 
+    buckets = True
     #: Rows the blocked layout is tuned for; any other row count still computes correctly.
     PACK_ROWS = 16
     #: The most rows one packed call takes; more run in parts.
     CHUNK_ROWS = 256
 
-    def __init__(self, weight: torch.Tensor, *, pack: bool) -> None:
-        weight = weight.detach().contiguous()
-        self.packed = pack
-        self.weight = (
-            torch.ops.mkldnn._reorder_linear_weight(weight, self.PACK_ROWS) if pack else weight
-        )
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__(weight)
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(self.weight, self.PACK_ROWS)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.packed:
-            return F.linear(x, self.weight)
         rows = x.shape[0]
         if rows > self.CHUNK_ROWS:
             chunk = self.CHUNK_ROWS
@@ -74,8 +85,50 @@ class Linear:
         return out if size == rows else out[:rows]
 
 
+class KernelLinear(Linear):
+    """kernels.cpp's bf16 projection (``packed_linear``, AVX-512 BF16 CPUs): the weight packed
+    once into panels that stream through memory once per call. Without AMX it is what a
+    decoding step at a few rows needs (bound by reading the weights). One step's projections
+    of the 135M model, 2 cores, AVX-512 BF16 without AMX, against oneDNN's prepacked bf16
+    (bench/matmul_bench.py, ms): 7.1 vs 14.1 at 1 row, 8.0 vs 14.2 at 6, 15.0 vs 18.6 at 16,
+    37.6 vs 44.6 at 48, 67.0 vs 73.5 at 96, 172 vs 176 at 256. Any row count runs as
+    itself: no buckets, no kernel kept per row count."""
+
+    __slots__ = ("out_features",)
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.out_features = weight.shape[0]
+        self.weight = torch.ops.copygen.pack_linear(weight.detach())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = torch.ops.copygen.packed_linear(x, self.weight, self.out_features)
+        return out
+
+
+#: The projection each matmul choice builds (``choose_matmul``).
+LINEARS: dict[str, type[Linear]] = {
+    "torch": Linear,
+    "onednn": OneDNNLinear,
+    "kernel": KernelLinear,
+}
+
+
+def choose_matmul(requested: str, dtype: torch.dtype, device: torch.device, ops: TorchOps) -> str:
+    """Which projection runs the fused forward: ``requested`` ("auto", "onednn" or "kernel")
+    where this CPU, dtype and build can run it. auto: kernels.cpp's on CPUs where oneDNN has
+    no AMX to use (AMX's bf16 tiles beat it from ~48 rows on and match it below), else
+    oneDNN's prepacked weights where bf16 allows, else torch's matmul."""
+    kernel = ops.has_matmul and dtype == torch.bfloat16 and device.type == "cpu"
+    onednn = packs_bf16(dtype, device)
+    if requested == "kernel" and kernel:
+        return "kernel"
+    if requested == "auto" and kernel and not onednn_uses_amx():
+        return "kernel"
+    return "onednn" if onednn else "torch"
+
+
 def bucket(rows: int) -> int:
-    """The row count a packed projection runs ``rows`` (≤ CHUNK_ROWS) as: itself up to 16
+    """The row count a oneDNN projection runs ``rows`` (≤ CHUNK_ROWS) as: itself up to 16
     (the common decode batches; padding 6 rows to 8 measured ~10% slower), then the next
     multiple of 16."""
     return rows if rows <= 16 else -(-rows // 16) * 16
@@ -94,9 +147,10 @@ class FusedLayer:
 class FusedLlama:
     """The forward pass of a Llama-architecture model as a short sequence of tensor operations
     per layer, without transformers' module machinery (hooks, mask and cache objects), with
-    q/k/v and gate/up fused into one projection each and, for bf16 on oneDNN CPUs, prepacked
-    weights. On two cores a decoding step is bound by the matmuls and per-operation dispatch;
-    measured in the runner: 53 ms → 35 ms per step at 16 rows, 61 → 45 ms at 32 (bf16).
+    q/k/v and gate/up fused into one projection each and, for bf16 on CPUs, prepacked weights
+    (``choose_matmul``). On two cores a decoding step is bound by the matmuls and
+    per-operation dispatch; measured in the runner: 53 ms → 35 ms per step at 16 rows, 61 → 45
+    ms at 32 (bf16).
 
     It writes each layer's new keys and values through the same ``update`` of kv.py's layers
     as transformers' forward does, so prefix reuse, joins and row removal work unchanged.
@@ -105,9 +159,9 @@ class FusedLlama:
     the KV cache).
     """
 
-    def __init__(self, model: Any, ops: TorchOps | None = None) -> None:
+    def __init__(self, model: Any, ops: TorchOps | None = None, matmul: str = "auto") -> None:
         """``ops``: how the steps between the projections run (kernels.py); torch's
-        operations by default."""
+        operations by default. ``matmul``: the projections' choice (``choose_matmul``)."""
         config = model.config
         self.ops = ops or TorchOps()
         inner = model.model
@@ -120,8 +174,9 @@ class FusedLlama:
         self.embed = inner.embed_tokens.weight
         self.rotary = inner.rotary_emb
         self.norm = inner.norm.weight
-        pack = packs_bf16(self.embed.dtype, self.embed.device)
-        self.packed = pack
+        #: Which projection runs (a key of ``LINEARS``).
+        self.matmul = choose_matmul(matmul, self.embed.dtype, self.embed.device, self.ops)
+        linear = LINEARS[self.matmul]
         self.layers = []
         for block in inner.layers:
             attn, mlp = block.self_attn, block.mlp
@@ -130,22 +185,22 @@ class FusedLlama:
             self.layers.append(
                 FusedLayer(
                     attn_norm=block.input_layernorm.weight,
-                    qkv=Linear(qkv, pack=pack),
-                    out=Linear(attn.o_proj.weight, pack=pack),
+                    qkv=linear(qkv),
+                    out=linear(attn.o_proj.weight),
                     mlp_norm=block.post_attention_layernorm.weight,
-                    gate_up=Linear(gate_up, pack=pack),
-                    down=Linear(mlp.down_proj.weight, pack=pack),
+                    gate_up=linear(gate_up),
+                    down=linear(mlp.down_proj.weight),
                 )
             )
-        self.lm_head = Linear(model.lm_head.weight, pack=pack)
+        self.lm_head = linear(model.lm_head.weight)
 
     def rows_for(self, tokens: int) -> int:
-        """Rows of the residual stream for ``tokens`` positions: what the packed projections
-        run them as (``bucket``, per part of at most ``CHUNK_ROWS``), else ``tokens``."""
-        if not self.packed:
+        """Rows of the residual stream for ``tokens`` positions: what oneDNN's projections run
+        them as (``bucket``, per part of at most ``CHUNK_ROWS``), else ``tokens``."""
+        if not LINEARS[self.matmul].buckets:
             return tokens
-        whole, rest = divmod(tokens, Linear.CHUNK_ROWS)
-        return whole * Linear.CHUNK_ROWS + (bucket(rest) if rest else 0)
+        whole, rest = divmod(tokens, OneDNNLinear.CHUNK_ROWS)
+        return whole * OneDNNLinear.CHUNK_ROWS + (bucket(rest) if rest else 0)
 
     def __call__(
         self,
@@ -224,7 +279,7 @@ def _padded(x: torch.Tensor, rows: int) -> torch.Tensor:
     return x if x.shape[0] == rows else F.pad(x, (0, 0, 0, rows - x.shape[0]))
 
 
-#: The projections FusedLlama keeps its own copies of (fused, and prepacked on oneDNN CPUs).
+#: The projections FusedLlama keeps its own copies of (fused, and prepacked on bf16 CPUs).
 PROJECTIONS = (
     ("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"),
     ("self_attn", "o_proj"), ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj"),

@@ -47,10 +47,11 @@ class LoadedModel:
 
     @property
     def forward_name(self) -> str:
-        """Which forward pass runs the model: "transformers", "fused" or "fused+onednn"."""
+        """Which forward pass runs the model: "transformers", "fused" (torch's matmuls),
+        "fused+onednn" or "fused+kernel" (llama.choose_matmul)."""
         if self.fused is None:
             return "transformers"
-        return "fused+onednn" if self.fused.packed else "fused"
+        return "fused" if self.fused.matmul == "torch" else f"fused+{self.fused.matmul}"
 
     @property
     def chat_template(self) -> bool:

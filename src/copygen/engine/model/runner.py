@@ -61,6 +61,7 @@ class TransformersRunner:
             speculative_sampled=model.speculative_sampled,
             prefix_attention=model.prefix_attention,
             cpu_kernels=model.cpu_kernels,
+            cpu_matmul=model.cpu_matmul,
             continuation_cache=model.continuation_cache,
         )
 
@@ -79,6 +80,7 @@ class TransformersRunner:
         speculative_sampled: bool = False,
         prefix_attention: bool = True,
         cpu_kernels: bool = True,
+        cpu_matmul: str = "auto",
         continuation_cache: bool = True,
     ) -> None:
         self.model_id = model_id
@@ -92,6 +94,7 @@ class TransformersRunner:
         self._speculative_sampled = speculative_sampled
         self._prefix_attention = prefix_attention
         self._cpu_kernels = cpu_kernels
+        self._cpu_matmul = cpu_matmul
         self.info: RunnerInfo | None = None
         #: What the batch uses; None until ``load``.
         self.loaded: LoadedModel | None = None
@@ -178,7 +181,11 @@ class TransformersRunner:
             reason = check_fused(model, device)
             if reason is None:
                 compiled = self._cpu_kernels and device.type == "cpu"
-                fused = FusedLlama(model, cpu_ops(self._cache_dir) if compiled else TorchOps())
+                ops = cpu_ops(self._cache_dir) if compiled else TorchOps()
+                fused = FusedLlama(model, ops, matmul=self._cpu_matmul)
+                amx = devices.onednn_uses_amx()
+                log.info("fused forward: %s projections (COPYGEN_CPU_MATMUL=%s; oneDNN on "
+                         "AMX: %s)", fused.matmul, self._cpu_matmul, amx)  # fmt: skip
                 released = drop_projection_weights(model)
                 log.info("fused forward: %d MiB of duplicate weights released", released >> 20)
             else:

@@ -195,3 +195,70 @@ def test_decode_attention_refuses_what_it_cannot_compute(compiled: CompiledOps) 
     mask = torch.zeros(1, 1, 1, 5, dtype=torch.int64)
     with pytest.raises(RuntimeError, match="mask must be"):
         torch.ops.copygen.decode_attention(query, keys, keys, mask, 1.0)
+
+
+# --- bf16 projections -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def matmul(compiled: CompiledOps) -> CompiledOps:
+    if not compiled.has_matmul:
+        pytest.skip("no AVX-512 BF16 here: the projection kernel is not built")
+    return compiled
+
+
+def _weights(out: int, inputs: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(out, inputs, generator=generator) * 0.05).to(torch.bfloat16)
+
+
+@pytest.mark.parametrize(("out", "inputs"), [(960, 576), (100, 64), (17, 1536)])
+@pytest.mark.parametrize("rows", [1, 5, 6, 7, 13, 50, 97])
+def test_the_projection_kernel_computes_the_matmul(
+    matmul: CompiledOps, out: int, inputs: int, rows: int
+) -> None:
+    """To bf16 rounding of the float32 product (each result is rounded once), like oneDNN's;
+    column counts that fill no whole panel and row counts off every tile included."""
+    weight, x = _weights(out, inputs, 1), _weights(rows, inputs, 2) * 20
+    got = torch.ops.copygen.packed_linear(x, torch.ops.copygen.pack_linear(weight), out)
+    expected = x.float() @ weight.float().T
+    assert got.shape == (rows, out)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, rtol=2**-7, atol=1e-3)
+
+
+def test_a_row_gets_the_same_bits_whatever_shares_its_call(matmul: CompiledOps) -> None:
+    """Each row is summed alone in one order: a brief's row does not change with the batch."""
+    weight, x = _weights(576, 1536, 3), _weights(40, 1536, 4) * 20
+    packed = torch.ops.copygen.pack_linear(weight)
+    whole = torch.ops.copygen.packed_linear(x, packed, 576)
+    for start, stop in ((0, 1), (3, 9), (11, 40)):
+        alone = torch.ops.copygen.packed_linear(x[start:stop], packed, 576)
+        assert torch.equal(alone, whole[start:stop])
+
+
+def test_the_projection_kernel_reads_strided_rows_and_no_rows(matmul: CompiledOps) -> None:
+    weight = _weights(64, 128, 5)
+    packed = torch.ops.copygen.pack_linear(weight)
+    wide = _weights(9, 256, 6)
+    x = wide[:, 64:192]  # every row 256 apart
+    assert torch.equal(
+        torch.ops.copygen.packed_linear(x, packed, 64),
+        torch.ops.copygen.packed_linear(x.contiguous(), packed, 64),
+    )
+    empty = torch.ops.copygen.packed_linear(wide[:0, :128], packed, 64)
+    assert empty.shape == (0, 64)
+
+
+def test_the_projection_kernel_refuses_what_it_cannot_compute(matmul: CompiledOps) -> None:
+    packed = torch.ops.copygen.pack_linear(_weights(64, 128, 7))
+    with pytest.raises(RuntimeError, match="even"):
+        torch.ops.copygen.pack_linear(_weights(64, 127, 7))
+    with pytest.raises(RuntimeError, match="bfloat16"):
+        torch.ops.copygen.pack_linear(torch.ones(64, 128))
+    with pytest.raises(RuntimeError, match="features"):
+        torch.ops.copygen.packed_linear(_weights(2, 64, 8), packed, 64)
+    with pytest.raises(RuntimeError, match="out_features"):
+        torch.ops.copygen.packed_linear(_weights(2, 128, 8), packed, 65)
+    with pytest.raises(RuntimeError, match="bfloat16"):
+        torch.ops.copygen.packed_linear(torch.ones(2, 128), packed, 64)

@@ -6,11 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from copygen.engine.model import kernels
+from copygen.engine.model import device, kernels
 from copygen.engine.model.device import packs_bf16
 from copygen.engine.model.kernels import CompiledOps, TorchOps
 from copygen.engine.model.kv import KVCache
-from copygen.engine.model.llama import FusedLlama, Linear, attention_mask_for, bucket
+from copygen.engine.model.llama import (
+    FusedLlama,
+    OneDNNLinear,
+    attention_mask_for,
+    bucket,
+    choose_matmul,
+)
 from copygen.engine.model.prefix_attention import PrefixAttention, PrefixSlots, RowPrefix
 from tests.tiny_model import tiny_model
 
@@ -21,7 +27,7 @@ from tests.tiny_model import tiny_model
 def test_prepacked_bf16_projection_equals_a_plain_one_for_any_row_count() -> None:
     torch.manual_seed(1)
     weight = torch.randn(96, 64, dtype=torch.bfloat16)
-    packed = Linear(weight, pack=True)
+    packed = OneDNNLinear(weight)
     for rows in (1, 5, 16, 70, 300):  # 70: padded to 80; 300: two calls
         x = torch.randn(rows, 64, dtype=torch.bfloat16)
         expected = torch.nn.functional.linear(x.float(), weight.float())
@@ -29,11 +35,78 @@ def test_prepacked_bf16_projection_equals_a_plain_one_for_any_row_count() -> Non
 
 
 def test_packed_projections_run_a_bounded_set_of_row_counts() -> None:
-    sizes = {bucket(rows) for rows in range(1, Linear.CHUNK_ROWS + 1)}
+    sizes = {bucket(rows) for rows in range(1, OneDNNLinear.CHUNK_ROWS + 1)}
     assert len(sizes) == 31
-    assert all(bucket(rows) >= rows for rows in range(1, Linear.CHUNK_ROWS + 1))
+    assert all(bucket(rows) >= rows for rows in range(1, OneDNNLinear.CHUNK_ROWS + 1))
     assert bucket(6) == 6
     assert bucket(97) == 112
+
+
+class _Ops(TorchOps):
+    def __init__(self, has_matmul: bool) -> None:
+        self.has_matmul = has_matmul
+
+
+@pytest.mark.parametrize(
+    ("requested", "has_matmul", "amx", "dtype", "expected"),
+    [
+        ("auto", True, False, torch.bfloat16, "kernel"),  # AVX-512 BF16 without AMX
+        ("auto", True, True, torch.bfloat16, "onednn"),  # AMX: oneDNN's tiles
+        ("kernel", True, True, torch.bfloat16, "kernel"),  # asked for
+        ("onednn", True, False, torch.bfloat16, "onednn"),
+        ("kernel", False, False, torch.bfloat16, "onednn"),  # not built here: the next one
+        ("auto", True, False, torch.float32, "torch"),  # the kernel is bf16 only
+    ],
+)
+def test_the_projections_are_chosen_from_what_the_cpu_and_build_offer(
+    monkeypatch: pytest.MonkeyPatch,
+    requested: str,
+    has_matmul: bool,
+    amx: bool,
+    dtype: torch.dtype,
+    expected: str,
+) -> None:
+    monkeypatch.setattr("copygen.engine.model.llama.onednn_uses_amx", lambda: amx)
+    monkeypatch.setattr("copygen.engine.model.llama.packs_bf16", lambda d, dev: d == torch.bfloat16)
+    cpu = torch.device("cpu")
+    assert choose_matmul(requested, dtype, cpu, _Ops(has_matmul)) == expected
+
+
+@pytest.mark.parametrize(
+    ("tiles", "cap", "expected"),
+    [
+        (True, None, True),
+        (True, "AVX512_CORE_BF16", False),  # how make bench measures the path without AMX
+        (True, "avx512_core_amx", True),
+        (False, None, False),
+    ],
+)
+def test_onednn_runs_on_amx_where_the_cpu_has_it_and_no_cap_forbids_it(
+    monkeypatch: pytest.MonkeyPatch, tiles: bool, cap: str | None, expected: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: tiles, raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert device.onednn_uses_amx() is expected
+
+
+def test_the_fused_forward_with_the_projection_kernel_computes_what_onednn_does(
+    compiled: CompiledOps,
+) -> None:
+    """bf16, every projection through kernels.cpp's packed_linear against oneDNN's: the
+    logits of prefill and decoding steps agree to bf16 rounding."""
+    if not compiled.has_matmul:
+        pytest.skip("no AVX-512 BF16 here: the projection kernel is not built")
+    model = tiny_model(chat=False)[0].to(torch.bfloat16)
+    with torch.inference_mode():
+        ours = FusedLlama(model, compiled, matmul="kernel")
+        theirs = FusedLlama(model, compiled, matmul="onednn")
+        assert (ours.matmul, theirs.matmul) == ("kernel", "onednn")
+        for got, want in zip(_logits(ours, split=True), _logits(theirs, split=True), strict=True):
+            torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.25)
 
 
 def test_a_padded_query_attends_to_itself_and_nothing_is_masked_entirely() -> None:
