@@ -76,6 +76,7 @@ bench: setup services
 	$(BIN)/python bench/trace_bench.py
 	$(BIN)/python bench/copy_bench.py
 	$(BIN)/python bench/step_profile.py
+	$(BIN)/python bench/matmul_bench.py
 	$(BIN)/python bench/llama_bench.py
 	$(BIN)/python bench/serve_bench.py
 
