@@ -144,8 +144,21 @@ def main() -> None:
                 f"| {r['rows']} | {r['step_ms']:.1f} | {r['forward_ms']:.1f} | "
                 f"{r['forward_ms'] / r['step_ms']:.0%} | {r['row_steps_s']:.0f} | {ops} |"
             )
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out_path = Path(args.out)
+    out_path.write_text("\n".join(lines) + "\n" + hand_written(out_path))
     print("\n".join(lines))
+
+
+#: Where the hand-written findings start in the page; a rerun keeps them.
+HAND_WRITTEN = "### What it says"
+
+
+def hand_written(page: Path) -> str:
+    """The page's hand-written sections (from the first ``HAND_WRITTEN`` heading on), blank
+    line first; empty for a new page."""
+    text = page.read_text() if page.exists() else ""
+    start = text.find(HAND_WRITTEN)
+    return "" if start < 0 else "\n" + text[start:]
 
 
 if __name__ == "__main__":
