@@ -111,8 +111,12 @@ class BriefRounds:
         return self._missing([*self.checked, *found]) == 0
 
     def _check(self, completion: Completion) -> Checked | None:
+        """The checked candidate, or None for a row that wrote nothing: empty after cleaning,
+        or, once cleaned, only the start the round primed it with ("Subscription: The Perfect
+        Cup of Cold Brew", cut to fit a headline, left "Subscription" for "Cold brew coffee
+        subscription": it passed every check, and an editor throws it away)."""
         if completion not in self._checks:
-            self._checks[completion] = check_completion(
+            checked = check_completion(
                 completion.text,
                 completion.finish_reason == "length",
                 self.channel,
@@ -123,6 +127,9 @@ class BriefRounds:
                 grounding=self.grounding,
                 language=self.brief.language,
             )
+            if checked and self._prefix and _bare(checked.variant.text) == _bare(self._prefix):
+                checked = None
+            self._checks[completion] = checked
         return self._checks[completion]
 
     def request(self, round_index: int) -> GenerationRequest:
@@ -310,3 +317,8 @@ def _proper(phrase: Sequence[str]) -> bool:
     return any(word[:1].isupper() for word in phrase[1:]) or not all(
         is_common_word(word) for word in phrase
     )
+
+
+def _bare(text: str) -> str:
+    """``text`` without case, surrounding space and trailing punctuation."""
+    return text.strip().rstrip(".!?,;:").strip().casefold()

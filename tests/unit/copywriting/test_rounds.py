@@ -196,3 +196,21 @@ def test_a_start_that_only_repeats_what_was_kept_is_not_used_again() -> None:
     assert rounds.request(2).prefix == "Spanish lessons"  # the head noun instead
     rounds.absorb(Generation(12, (same,)))
     assert rounds.request(3).prefix == ""  # and then none
+
+
+def test_a_row_that_wrote_nothing_after_its_primed_start_is_no_candidate() -> None:
+    """ "Subscription" for "Cold brew coffee subscription": the model ended its answer at once.
+    It fits and passes every check, so it was returned; it is no copy."""
+    rounds = BriefRounds.new(CopyBrief(product="Cold brew coffee subscription", variants=2), ())
+    rounds.request(0)
+    first = Completion("Cold brew coffee subscription", 4, "stop")
+    rounds.absorb(Generation(12, (first,)))
+    assert rounds.request(1).prefix == "Subscription"
+    bare = Completion("Subscription: The Perfect Cup of Coffee for Busy Parents", 9, "stop")
+    assert not rounds.settled([bare])
+    rounds.absorb(Generation(12, (bare, Completion("subscription", 1, "stop"))))
+    assert [c.variant.text for c in rounds.checked] == [first.text]
+    assert rounds.needed() == 1
+    grown = Completion("Subscription cold brew, your way", 6, "stop")
+    rounds.absorb(Generation(12, (grown,)))
+    assert rounds.needed() == 0
