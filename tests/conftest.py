@@ -23,6 +23,10 @@ os.environ.setdefault("COPYGEN_ALLOWED_HOSTS", "t,127.0.0.1,localhost,::1")
 # Brands and feedback: a throwaway SQLite database per test session (and the servers it starts),
 # never the user's own data directory. Tests about the store give each app its own directory.
 os.environ.setdefault("COPYGEN_DATA_DIR", tempfile.mkdtemp(prefix="copygen-test-data-"))
+# Selection (a wider first round while the engine is nearly idle) depends on what else runs at
+# that moment: tests that count rows, tokens or calls would depend on timing. They run without
+# it; tests/unit/service/test_rounds.py sets it where it is the subject.
+os.environ.setdefault("COPYGEN_SELECTION_POOL", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -150,6 +150,22 @@ class CopySection(Section):
         description="rank candidates also by how much the brief raises their likelihood "
         "(one extra batched forward pass per generation; docs/quality.md measures it)",
     )
+    selection_pool: float = Field(
+        2.0,
+        ge=1.0,
+        le=4.0,
+        description="while the in-process engine has room (selection_rows), round 1 looks for "
+        "this many candidates passing every rule per variant wanted and returns the most "
+        "relevant (how much the brief raises the model's likelihood of the text); 1: no "
+        "choice. docs/quality.md, 'Selection', measures it",
+    )
+    selection_rows: int = Field(
+        16,
+        ge=0,
+        le=512,
+        description="the most rows the engine may run (those running plus the widened round's) "
+        "for selection_pool to apply; past it a brief looks for as many as it wants",
+    )
     relevance_floor: float | None = Field(
         None,
         ge=-20.0,

@@ -197,6 +197,8 @@ class GeneratorSnapshot:
     degraded_to_cpu: bool = False
     #: Accelerator figures (bytes allocated, …), empty on a CPU or a remote server.
     device: Mapping[str, float] = field(default_factory=dict)
+    #: Whether ``score`` works (the in-process model; a remote server cannot).
+    scores: bool = False
 
     @property
     def accepting(self) -> bool:

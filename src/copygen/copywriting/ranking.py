@@ -48,8 +48,12 @@ def deduplicate(variants: Iterable[Variant], keep: Sequence[Variant] = ()) -> li
 
 
 VARIETY_WEIGHT = 0.15
-#: How much a nat per token of relevance moves a variant in the ranking (clipped at ±2 nats).
-RELEVANCE_WEIGHT = 0.1
+#: How much a nat per token of relevance moves a variant in the ranking (clipped at ±10 nats).
+#: Measured relevance outweighs the score: among variants that pass every rule, the editors'
+#: usable share of the top 3 of 6 was 46% by relevance, 33% by the score, 38% at random, and
+#: 39-40% with relevance weighted 0.1-1.0 but clipped at ±2 (docs/quality.md, "Selection").
+RELEVANCE_WEIGHT = 1.0
+RELEVANCE_CLIP = 10.0
 
 
 def merit(variant: Variant) -> float:
@@ -58,7 +62,7 @@ def merit(variant: Variant) -> float:
     merit = variant.score + (variant.voice or 0.0)
     if variant.relevance is None:
         return merit
-    return merit + RELEVANCE_WEIGHT * max(-2.0, min(2.0, variant.relevance))
+    return merit + RELEVANCE_WEIGHT * max(-RELEVANCE_CLIP, min(RELEVANCE_CLIP, variant.relevance))
 
 
 def rank(variants: Sequence[Variant]) -> list[Variant]:

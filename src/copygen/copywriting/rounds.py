@@ -33,7 +33,8 @@ from copygen.domain import (
 #: Rows sampled per brief and round: enough spares that a few failures still fill the slots.
 OVERSAMPLE = 2
 MAX_ROWS_PER_BRIEF = 20
-#: Candidates per wanted variant that get a relevance score.
+#: Candidates per wanted variant that get a relevance score (all that pass every rule, when
+#: more do).
 RELEVANCE_SHORTLIST = 2
 #: A row stops once its text is this much past the channel's limit (half the limit, at least
 #: CAP_SLACK_CHARS): repair can still cut it back to a clause or phrase within the limit, and
@@ -66,7 +67,13 @@ class BriefRounds:
     #: what was already kept: "Online Spanish" gives "Online Spanish Lessons" every time),
     #: so later rounds start otherwise.
     spent_prefixes: set[str] = field(default_factory=set)
+    #: Distinct candidates passing every rule that round 1 looks for, to return the
+    #: ``brief.variants`` most relevant of them (service/rounds.py widens it while the engine
+    #: has room: docs/quality.md, "Selection"); at most ``brief.variants`` means no choice.
+    pool: int = 0
     _prefix: str = ""
+    #: How many distinct passing candidates the current round's rows look for.
+    _target: int = 0
 
     @classmethod
     def new(
@@ -96,19 +103,33 @@ class BriefRounds:
             steering=Steering.of(evidence, policy) if steering else Steering(),
         )
 
-    def needed(self) -> int:
-        return self._missing(self.checked)
+    @staticmethod
+    def rows_for(wanted: int) -> int:
+        """Rows a round samples to find ``wanted`` passing candidates."""
+        return min(MAX_ROWS_PER_BRIEF, OVERSAMPLE * wanted)
 
-    def _missing(self, checked: Sequence[Checked]) -> int:
+    def needed(self) -> int:
+        """Slots still missing a variant that passes every rule."""
+        return self._missing(self.checked, self.brief.variants)
+
+    def _missing(self, checked: Sequence[Checked], wanted: int) -> int:
         perfect = deduplicate(c.variant for c in checked if c.perfect)
-        return max(0, self.brief.variants - len(perfect))
+        return max(0, wanted - len(perfect))
+
+    @property
+    def choosing(self) -> bool:
+        """Whether more distinct candidates pass every rule than are wanted (in a widened
+        pool): then which of them are returned is a choice, best made by relevance."""
+        perfect = deduplicate(c.variant for c in self.checked if c.perfect)
+        return self.pool > self.brief.variants and len(perfect) > self.brief.variants
 
     def settled(self, finished: Sequence[Completion]) -> bool:
         """Whether this round's rows finished so far already fill every slot (with what
         earlier rounds kept), so its other rows need not run. The engine asks after each
         decoding step in which one of them finished."""
         found = [c for completion in finished if (c := self._check(completion)) is not None]
-        return self._missing([*self.checked, *found]) == 0
+        wanted = max(self._target, self.brief.variants)
+        return self._missing([*self.checked, *found], wanted) == 0
 
     def _check(self, completion: Completion) -> Checked | None:
         """The checked candidate, or None for a row that wrote nothing: empty after cleaning,
@@ -149,6 +170,8 @@ class BriefRounds:
             starts = (self.name_prefix(), self.head_prefix() if round_index else "")
             prefix = next((p for p in starts if p and p not in self.spent_prefixes), "")
         self._prefix = prefix
+        # Round 1 looks for the whole pool; later rounds only fill the slots still empty.
+        self._target = max(self.pool, brief.variants) if round_index == 0 else brief.variants
         return GenerationRequest(
             messages=self.messages,
             sampling=SamplingParams(
@@ -159,7 +182,7 @@ class BriefRounds:
                 max_new_tokens=brief.max_new_tokens or self.channel.max_new_tokens,
                 seed=seed,
             ),
-            n=min(MAX_ROWS_PER_BRIEF, OVERSAMPLE * self.needed()),
+            n=self.rows_for(self._missing(self.checked, self._target)),
             prefix=prefix,
             # A one-line channel keeps only the first line: a row ends with it.
             single_line=self.channel.single_line,
@@ -265,10 +288,12 @@ class BriefRounds:
         ]
 
     def shortlist(self) -> list[str]:
-        """The distinct returnable texts worth a relevance score: twice as many as wanted,
-        best score first."""
-        pool = deduplicate(c.variant for c in self.checked if c.acceptable)
-        return [v.text for v in pool[: RELEVANCE_SHORTLIST * self.brief.variants]]
+        """The distinct returnable texts worth a relevance score: every one that passes every
+        rule, then others, best score first, up to twice as many as wanted."""
+        perfect = deduplicate(c.variant for c in self.checked if c.perfect)
+        rest = deduplicate((c.variant for c in self.checked if c.acceptable), keep=perfect)
+        room = max(0, RELEVANCE_SHORTLIST * self.brief.variants - len(perfect))
+        return [v.text for v in (*perfect, *rest[:room])]
 
     def scoring(self, texts: Sequence[str]) -> list[ScoreRequest]:
         """For each text: its likelihood given the brief, then given the brief's channel

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,7 +37,9 @@ class RoundPolicy:
     """How rounds run (from the settings): at most ``max_rounds``, ``banned_always`` words on
     top of each brief's, the server's ``grounding`` for briefs that name none, ``early_stop``,
     the ``relevance`` pass, the ``relevance_floor`` that gates each round's candidates, and
-    ``steering`` (copywriting/steering.py)."""
+    ``steering`` (copywriting/steering.py); while the generator's batch stays within
+    ``selection_rows``, round 1 looks for ``selection_pool`` passing candidates per variant
+    wanted and the most relevant are returned (1: no choice)."""
 
     max_rounds: int
     banned_always: tuple[str, ...]
@@ -45,6 +48,8 @@ class RoundPolicy:
     relevance: bool
     relevance_floor: float | None = None
     steering: bool = True
+    selection_pool: float = 1.0
+    selection_rows: int = 0
 
 
 async def write_rounds(
@@ -63,6 +68,7 @@ async def write_rounds(
         BriefRounds.new(brief, policy.banned_always, policy.grounding, steering=policy.steering)
         for brief in briefs
     ]
+    _widen(generator, works, policy)
     timings = {"queue": 0.0, "generation": 0.0}
     rounds, last_round_s, jobs = 0, 0.0, []
     while rounds < policy.max_rounds:
@@ -89,17 +95,38 @@ async def write_rounds(
             timings.setdefault("first_token", offset + round_timings["first_token"])
         rounds += 1
         last_round_s = time.perf_counter() - round_started
-    relevance: list[dict[str, float]] = [dict(work.relevance_of) for work in works]
-    if policy.relevance and not deadline.expired:
+    ranked = [work for work in works if policy.relevance or work.choosing]
+    if ranked and not deadline.expired:
         scoring_started = time.perf_counter()
-        relevance = await _relevance(generator, works, deadline)
+        await _relevance(generator, ranked, deadline)
         timings["relevance"] = (time.perf_counter() - scoring_started) * 1000
     timings["total"] = (time.perf_counter() - started) * 1000
     timings = {key: round(value, 2) for key, value in timings.items()}
     return [
-        work.result(generator.model_id, rounds, timings, tuple(jobs), scores)
-        for work, scores in zip(works, relevance, strict=True)
+        work.result(generator.model_id, rounds, timings, tuple(jobs), work.relevance_of)
+        for work in works
     ]
+
+
+def _widen(generator: Generator, works: Sequence[BriefRounds], policy: RoundPolicy) -> None:
+    """Let round 1 of one-line channels' briefs look for more passing candidates than
+    wanted, to return the most relevant (docs/quality.md, "Selection"), when the generator
+    can score them and its batch has room for the extra rows: on a near-idle engine a
+    decoding step is bound by reading the weights, so extra short rows cost little; under
+    load they would cost throughput, and nothing widens. Long copy (posts, descriptions) is
+    not widened: its rows cost the most and editors found none of it usable to choose."""
+    wide = [work for work in works if work.channel.single_line]
+    if policy.selection_pool <= 1 or not wide:
+        return
+    snapshot = generator.snapshot()
+    if not snapshot.scores or snapshot.figures.queued_jobs:
+        return
+    pools = [math.ceil(policy.selection_pool * work.brief.variants) for work in wide]
+    rows = sum(BriefRounds.rows_for(pool) for pool in pools)
+    if snapshot.figures.running_rows + rows > policy.selection_rows:
+        return
+    for work, pool in zip(wide, pools, strict=True):
+        work.pool = pool
 
 
 async def _round(
@@ -169,14 +196,15 @@ async def _gate(
 
 async def _relevance(
     generator: Generator, works: Sequence[BriefRounds], deadline: Deadline
-) -> list[dict[str, float]]:
-    """Per brief, text → how much the brief raises the model's likelihood of the text (nats
-    per token), for each brief's shortlist, in one scoring pass (texts a gate already scored
-    are not scored again). Ranking without it is still a ranking: on any failure, or when
-    the deadline comes first, the briefs get what the gates scored."""
+) -> None:
+    """Each brief's shortlist scored for how much the brief raises the model's likelihood of
+    the text (nats per token, into ``relevance_of``), in one pass (texts a gate already
+    scored are not scored again). Ranking without it is still a ranking: on any failure, or
+    when the deadline comes first, the briefs keep what the gates scored."""
     shortlists = [[t for t in work.shortlist() if t not in work.relevance_of] for work in works]
     found = await _scores(generator, works, shortlists, deadline)
-    return [{**work.relevance_of, **more} for work, more in zip(works, found, strict=True)]
+    for work, more in zip(works, found, strict=True):
+        work.relevance_of.update(more)
 
 
 async def _scores(

@@ -50,12 +50,15 @@ class CopyWorkflow:
             settings.relevance,
             settings.relevance_floor,
             settings.steering,
+            settings.selection_pool,
+            settings.selection_rows,
         )
         self._policy = (
             f"rounds={settings.max_rounds};banned={','.join(sorted(banned))}"
             f";grounding={settings.grounding};relevance={settings.relevance}"
             f";relevance_floor={settings.relevance_floor}"
             f";early_stop={settings.early_stop};steering={settings.steering}"
+            f";selection={settings.selection_pool}"
         )
         #: For callers with no request of their own (the CLI, tests): a deadline this long.
         self._timeout_s = settings.request_timeout_s

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -21,11 +22,17 @@ BRIEF = CopyBrief(product="solar charger", channel="sms", variants=2, keywords=(
 
 
 def _policy(
-    *, max_rounds: int = 3, relevance: bool = False, floor: float | None = None
+    *,
+    max_rounds: int = 3,
+    relevance: bool = False,
+    floor: float | None = None,
+    pool: float = 1.0,
+    rows: int = 0,
 ) -> RoundPolicy:
     return RoundPolicy(
-        max_rounds, (), "strict", early_stop=False, relevance=relevance, relevance_floor=floor
-    )
+        max_rounds, (), "strict", early_stop=False, relevance=relevance, relevance_floor=floor,
+        selection_pool=pool, selection_rows=rows,
+    )  # fmt: skip
 
 
 def one_with_the_keyword(request: GenerationRequest, row: int) -> str:
@@ -122,4 +129,53 @@ async def test_a_relevance_floor_fails_every_round_candidate_below_it() -> None:
     # texts), fail every round and are regenerated, and the brief ends short rather than
     # returning them.
     assert (high.rounds, len(runner.scored), high.variants) == (3, 1, [])
+    await engine.stop()
+
+
+def near_and_far(request: GenerationRequest, row: int) -> str:
+    """Every row passes; even rows say the brief's words, odd rows little of them."""
+    if row % 2:
+        return f"Bright sun over quiet hills at {spelled(row + 1)} sharp"
+    return f"A solar charger for the sun, model {spelled(row + 1)}"
+
+
+async def test_an_idle_engine_looks_for_a_wider_pool_and_returns_the_most_relevant() -> None:
+    runner = FakeRunner(near_and_far)
+    engine = await _engine(runner)
+    [result] = await write_rounds(engine, [BRIEF], _policy(pool=2.0, rows=16), Deadline.within(10))
+    [[first]] = runner.calls
+    assert first.n == 8  # twice the pool of 2 x 2 variants
+    assert len(runner.scored) == 1
+    assert len(runner.scored[0]) == 2 * 8
+    assert len(result.variants) == 2
+    assert all("solar charger" in v.text for v in result.variants)  # the relevant ones
+    assert all(v.relevance is not None and v.relevance > 0 for v in result.variants)
+    assert "relevance" in result.timings_ms
+    await engine.stop()
+
+
+async def test_no_wider_pool_past_the_row_budget_or_without_a_scorer() -> None:
+    runner = FakeRunner(near_and_far)
+    engine = await _engine(runner)
+    await write_rounds(engine, [BRIEF], _policy(pool=2.0, rows=7), Deadline.within(10))
+    [[first]] = runner.calls
+    assert first.n == 4  # 8 rows would pass the budget of 7: twice the 2 variants
+    assert runner.scored == []  # nothing to choose: no relevance pass
+
+    original = engine.snapshot
+    engine.snapshot = lambda: replace(original(), scores=False)  # type: ignore[method-assign]
+    runner.joins.clear()
+    await write_rounds(engine, [BRIEF], _policy(pool=2.0, rows=16), Deadline.within(10))
+    [[first]] = runner.calls
+    assert first.n == 4
+    assert runner.scored == []
+    await engine.stop()
+
+
+async def test_long_copy_is_not_widened() -> None:
+    runner = FakeRunner(near_and_far)
+    engine = await _engine(runner)
+    post = replace(BRIEF, channel="x_post")
+    await write_rounds(engine, [post], _policy(pool=2.0, rows=16), Deadline.within(10))
+    assert runner.calls[0][0].n == 4  # twice the 2 variants: its rows are the costly ones
     await engine.stop()
