@@ -324,7 +324,8 @@ def report(
         "as variants wanted) is scored in one batched forward pass: the mean log-probability "
         "per token of each text after the brief's prompt minus after its channel's "
         "instruction alone (nats per token, `checks.relevance`), and ranking orders by "
-        "score + 0.1 × relevance (clipped to ±2). Measured here: each brief's returned "
+        'score + relevance (clipped to ±10; docs/quality.md, "Selection", measures why it '
+        "outweighs the score). Measured here: each brief's returned "
         "variants plus one decoy (the top variant another product's brief got on the same "
         "channel: same form, wrong subject), ranked by score alone and with relevance.",
         "",
@@ -349,7 +350,8 @@ def report(
 #: checks) or measured by blind editors: kept as they are when `make eval` rewrites the
 #: measured ones.
 KEPT_SECTIONS = ("## Rubric", "## Score", "## Worth checks", "## Editor A/B",
-                 "## Sampling temperature", "## Steering", "## Relevance floor")  # fmt: skip
+                 "## Sampling temperature", "## Steering", "## Relevance floor",
+                 "## Selection")  # fmt: skip
 
 
 def sections(text: str) -> dict[str, str]:
