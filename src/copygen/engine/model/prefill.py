@@ -159,26 +159,6 @@ def prefill_inputs(
     return kv, attention.to(device), positions.to(device), input_ids.to(device)
 
 
-def prompt_kvs(
-    model: LoadedModel,
-    prefixes: PrefixStore,
-    prompts: Sequence[tuple[tuple[int, ...] | None, list[int]]],
-) -> list[PromptKV]:
-    """The KV of every position of each prompt (its conversation prefix's tokens, or None, and
-    its tokens), prefilled in one pass on top of the stored conversation prefixes."""
-    token_lists = [tokens for _, tokens in prompts]
-    reuse = [shared_prefix(model, prefixes, prefix, tokens) for prefix, tokens in prompts]
-    kv, attention, positions, input_ids = prefill_inputs(model, token_lists, reuse)
-    model.forward(
-        kv,
-        input_ids=input_ids,
-        attention_mask=attention,
-        position_ids=positions,
-        logits_to_keep=1,
-    )
-    return _row_kvs(token_lists, reuse, kv, input_ids.shape[1])
-
-
 def _remember(
     prefixes: PrefixStore,
     token_lists: list[list[int]],

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import torch
 
-from copygen.domain import ScoreRequest
+from copygen.domain import ChatMessage, ScoreRequest
 from copygen.engine.model.loaded import LoadedModel
-from copygen.engine.model.prefill import prefill_inputs, prompt_kvs
+from copygen.engine.model.prefill import prefill_alone, prefill_inputs, shared_prefix
 from copygen.engine.model.prefix import PrefixStore, PromptKV
 
 #: Pairs per forward pass (bounds the memory of the prompts' KV copied into the batch).
@@ -27,21 +27,19 @@ def score(
     model: LoadedModel, requests: Sequence[ScoreRequest], prefixes: PrefixStore | None = None
 ) -> list[float]:
     """Mean log-probability per token of each text given its messages (0.0 for no text).
-    ``prefixes`` holds the conversation prefixes' KV (system prompts) for reuse."""
+    ``prefixes`` holds the conversation prefixes' KV (system prompts) for reuse, and keeps
+    each scored prompt's KV after it as a continuation (within its budget): the same channel's
+    channel-only prompt, scored for every brief, then costs nothing after the first."""
     store = prefixes if prefixes is not None else PrefixStore(budget_tokens=0)
     rendered = [model.render(r.messages) for r in requests]
     distinct = list(dict.fromkeys(rendered))
     first = {text: r.messages for r, text in zip(requests, rendered, strict=True)}
     prompt_tokens = dict(zip(distinct, model.encode(distinct), strict=True))
     # Each prompt's KV up to its last token, which runs with the text to predict its first.
-    held = [t for t in distinct if len(prompt_tokens[t]) > 1]
-    conversations = [(model.conversation_prefix(first[t]), prompt_tokens[t][:-1]) for t in held]
-    kvs: dict[str, PromptKV | None] = dict.fromkeys(distinct)
-    if held:
-        kvs.update(zip(held, prompt_kvs(model, store, conversations), strict=True))
+    held = {t: _held(model, store, first[t], prompt_tokens[t]) for t in distinct}
     texts = model.encode([r.text for r in requests])
     pairs = [
-        (prompt_tokens[p], kvs[p], text) for p, text in zip(rendered, texts, strict=True) if text
+        (prompt_tokens[p], held[p], text) for p, text in zip(rendered, texts, strict=True) if text
     ]
     found: list[float] = []
     for start in range(0, len(pairs), CHUNK):
@@ -50,16 +48,37 @@ def score(
     return [next(scores) if text else 0.0 for text in texts]
 
 
+#: Where a prompt's stored KV comes from: (positions from the stored conversation prefix, its
+#: KV), then (positions after it, their KV); (0, None) for a part that runs with the text.
+Held = tuple[tuple[int, PromptKV | None], tuple[int, PromptKV | None]]
+
+
+def _held(
+    model: LoadedModel, store: PrefixStore, messages: Sequence[ChatMessage], tokens: list[int]
+) -> Held:
+    """The stored KV of ``tokens`` but their last: the conversation prefix's, and the rest's
+    prefilled alone on it (an unpadded row: the same numbers whether stored or not) and kept
+    as a continuation. A prompt without a stored prefix runs whole with each text."""
+    head = tokens[:-1]
+    start, prefix_kv = shared_prefix(model, store, model.conversation_prefix(messages), head)
+    if prefix_kv is None or len(head) <= start:
+        return (start, prefix_kv), (0, None)
+    kv = store.continuation(head)
+    if kv is None:
+        kv = prefill_alone(model, head, (start, prefix_kv))
+        store.keep_continuation(head, start, kv)
+    return (start, prefix_kv), (len(head) - start, kv)
+
+
 def _score_chunk(
-    model: LoadedModel, pairs: Sequence[tuple[list[int], PromptKV | None, list[int]]]
+    model: LoadedModel, pairs: Sequence[tuple[list[int], Held, list[int]]]
 ) -> list[float]:
-    """Mean log-probabilities of texts run on their prompts' KV (each text non-empty; a
-    prompt without stored KV runs whole)."""
+    """Mean log-probabilities of texts run on their prompts' stored KV (each text non-empty;
+    what is not stored runs with the text)."""
     rows = [prompt + text for prompt, _, text in pairs]
-    reuse: list[tuple[int, PromptKV | None]] = [
-        (0, None) if kv is None else (len(p) - 1, kv) for p, kv, _ in pairs
-    ]
-    kv, attention, positions, input_ids = prefill_inputs(model, rows, reuse)
+    reuse = [held[0] for _, held, _ in pairs]
+    follow = [held[1] for _, held, _ in pairs]
+    kv, attention, positions, input_ids = prefill_inputs(model, rows, reuse, follow)
     width = input_ids.shape[1]  # suffixes (the prompt's last token + the text), right-aligned
     select: list[int] = []  # flattened positions whose logits predict a text token
     targets: list[int] = []

@@ -80,3 +80,18 @@ def test_a_one_token_prompt_runs_whole(model: LoadedModel) -> None:
     request = ScoreRequest((ChatMessage("user", ""),), "sun power")
     [found] = score(plain, [request])
     assert found == pytest.approx(_by_hand(plain, request), abs=1e-4)
+
+
+def test_a_prompt_scored_again_runs_only_its_texts_from_the_kept_continuation(
+    model: LoadedModel,
+) -> None:
+    store = PrefixStore(budget_tokens=0, continuation_budget_tokens=512)
+    channel_only = (ChatMessage("system", "solar power night light"), ChatMessage("user", "sun"))
+    requests = [ScoreRequest(channel_only, " ".join(WORDS[i : i + 2])) for i in range(4)]
+    found = score(model, requests, store)
+    assert len(store.continuations) == 1
+    passes = model.forward_passes_total
+    again = score(model, requests, store)
+    assert model.forward_passes_total - passes == 1  # the texts alone
+    assert again == found  # an unpadded row's KV: the same numbers stored or not
+    assert found == pytest.approx([_by_hand(model, r) for r in requests], abs=1e-4)
