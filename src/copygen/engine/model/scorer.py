@@ -56,12 +56,17 @@ Held = tuple[tuple[int, PromptKV | None], tuple[int, PromptKV | None]]
 def _held(
     model: LoadedModel, store: PrefixStore, messages: Sequence[ChatMessage], tokens: list[int]
 ) -> Held:
-    """The stored KV of ``tokens`` but their last: the conversation prefix's, and the rest's
+    """The KV of ``tokens`` but their last: the conversation prefix's (stored), and the rest's
     prefilled alone on it (an unpadded row: the same numbers whether stored or not) and kept
-    as a continuation. A prompt without a stored prefix runs whole with each text."""
+    as a continuation. A prompt with no conversation prefix (one message, or a model without
+    a chat template) is prefilled once here, whole, for all its texts, and not kept."""
     head = tokens[:-1]
+    if not head:
+        return (0, None), (0, None)
     start, prefix_kv = shared_prefix(model, store, model.conversation_prefix(messages), head)
-    if prefix_kv is None or len(head) <= start:
+    if prefix_kv is None:
+        return (len(head), prefill_alone(model, head)), (0, None)
+    if len(head) <= start:
         return (start, prefix_kv), (0, None)
     kv = store.continuation(head)
     if kv is None:

@@ -95,3 +95,14 @@ def test_a_prompt_scored_again_runs_only_its_texts_from_the_kept_continuation(
     assert model.forward_passes_total - passes == 1  # the texts alone
     assert again == found  # an unpadded row's KV: the same numbers stored or not
     assert found == pytest.approx([_by_hand(model, r) for r in requests], abs=1e-4)
+
+
+def test_a_prompt_without_a_conversation_prefix_is_prefilled_once_for_all_its_texts(
+    model: LoadedModel,
+) -> None:
+    alone = (ChatMessage("user", "charge the phone with solar power"),)  # one message: no prefix
+    requests = [ScoreRequest(alone, " ".join(WORDS[i : i + 3])) for i in range(5)]
+    passes = model.forward_passes_total
+    found = score(model, requests, PrefixStore(budget_tokens=0))
+    assert model.forward_passes_total - passes == 2  # the prompt once, then every text
+    assert found == pytest.approx([_by_hand(model, r) for r in requests], abs=1e-4)
