@@ -120,8 +120,8 @@ class BriefRounds:
     def choosing(self) -> bool:
         """Whether more distinct candidates pass every rule than are wanted (in a widened
         pool): then which of them are returned is a choice, best made by relevance."""
-        perfect = deduplicate(c.variant for c in self.checked if c.perfect)
-        return self.pool > self.brief.variants and len(perfect) > self.brief.variants
+        wanted = self.brief.variants
+        return self.pool > wanted and self._missing(self.checked, wanted + 1) == 0
 
     def settled(self, finished: Sequence[Completion]) -> bool:
         """Whether this round's rows finished so far already fill every slot (with what
