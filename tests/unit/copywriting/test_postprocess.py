@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from copygen.copywriting.channels import CHANNELS
@@ -209,6 +211,22 @@ def test_rank_puts_variety_before_a_near_copy() -> None:
     ranked = rank([a, b, c])
     assert set(ranked[:2]) == {a, c}  # the near copy of a comes last whatever the scores
     assert ranked[2] == b
+
+
+def test_measured_relevance_outweighs_the_score_in_ranking() -> None:
+    # On the gold set the score picked worse than chance among passing variants, and
+    # relevance of usable lines spreads over 0-6 nats (docs/quality.md, "Selection"): 3 nats
+    # more relevance outranks a much better score, and 6 nats more than 3.
+    better_score, more_relevant, most_relevant = (
+        replace(check_variant(t, HEADLINE, [], None).variant, score=score, relevance=relevance)
+        for t, score, relevance in (
+            ("Solar Power For Hikers", 0.99, 1.0),
+            ("Charge Under Open Skies", 0.70, 4.0),
+            ("Sunlight Fills Your Phone", 0.70, 7.0),
+        )
+    )
+    ranked = rank([better_score, more_relevant, most_relevant])
+    assert ranked == [most_relevant, more_relevant, better_score]
 
 
 def test_postprocess_drops_empty_and_over_limit_and_ranks() -> None:
