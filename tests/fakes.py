@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from copygen.domain import GenerationRequest, ScoreRequest
+from copygen.domain import ChatMessage, GenerationRequest, ScoreRequest
 from copygen.engine.protocols import RowSpec, RunnerInfo, RunnerOutOfMemory
 from copygen.generation import RowEvent, RowKey
 
@@ -132,12 +132,7 @@ class FakeRunner:
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         """A stand-in likelihood: the share of the text's words that the messages contain."""
         self.scored.append(list(requests))
-        result = []
-        for request in requests:
-            context = " ".join(m.content for m in request.messages).lower().split()
-            words = request.text.lower().split()
-            result.append(sum(word in context for word in words) / len(words) if words else 0.0)
-        return result
+        return [_shared_words(request.messages, request.text) for request in requests]
 
     def step(self, join: Sequence[RowSpec], drop: Collection[RowKey]) -> list[RowEvent]:
         if join and self.record:
@@ -183,11 +178,22 @@ class FakeRunner:
                     " ".join(row.emitted) if finish else "",
                     prompt_tokens=sum(len(m.content.split()) for m in row.spec.request.messages),
                     completion_tokens=len(row.emitted) + (finish == "stop"),
+                    # A stand-in for the likelihood the model gave what it wrote: up to 0.
+                    logprob=_shared_words(row.spec.request.messages, " ".join(row.emitted)) - 1
+                    if finish and row.spec.request.logprobs
+                    else None,
                 )
             )
             if finish:
                 del self.rows[key]
         return events
+
+
+def _shared_words(messages: Sequence[ChatMessage], text: str) -> float:
+    """The share of ``text``'s words that ``messages`` contain (0 for no text)."""
+    context = " ".join(m.content for m in messages).lower().split()
+    words = text.lower().split()
+    return sum(word in context for word in words) / len(words) if words else 0.0
 
 
 class FakeClock:

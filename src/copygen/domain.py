@@ -126,7 +126,8 @@ class GenerationRequest:
     ``avoid_words`` and ``avoid_chars`` are never sampled by the in-process engine (each word
     where it is one token, any token holding one of the characters): what the checks would
     reject anyway (copywriting/steering.py). A remote engine's token ids are unknown, so it
-    is not told.
+    is not told. With ``logprobs`` the in-process engine reports each completion's likelihood
+    (``Completion.logprob``); its rows draw every token themselves (no speculation).
     """
 
     messages: tuple[ChatMessage, ...]
@@ -142,6 +143,7 @@ class GenerationRequest:
     #: The caller will send the same messages again with another ``prefix`` (a brief's next
     #: round): the in-process engine keeps the KV of the last message for it.
     again: bool = False
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,10 @@ class Completion:
     text: str
     completion_tokens: int
     finish_reason: Literal["stop", "length"]
+    #: The mean log-probability per token (nats) the model gave the tokens it wrote, as it
+    #: drew them (after steering and the repetition penalty, before temperature); None when
+    #: not asked for (``GenerationRequest.logprobs``) or not known (a remote engine).
+    logprob: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +210,9 @@ class Variant:
     #: How the brief's brand moves it in the ranking: preferred terms up, phrasing like
     #: down-rated copy down (None: no brand).
     voice: float | None = None
+    #: The mean log-probability per token the model gave the text as it wrote it, after the
+    #: brief's prompt (Completion.logprob; None: not known, as from a remote engine).
+    likelihood: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

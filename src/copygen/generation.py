@@ -34,6 +34,8 @@ class RowEvent:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    #: Once finished, the mean log-probability of its tokens (GenerationRequest.logprobs).
+    logprob: float | None = None
 
 
 #: ``settle(index, completions)``: request ``index`` has these rows finished (in row order);
@@ -197,8 +199,9 @@ class GeneratorSnapshot:
     degraded_to_cpu: bool = False
     #: Accelerator figures (bytes allocated, …), empty on a CPU or a remote server.
     device: Mapping[str, float] = field(default_factory=dict)
-    #: Whether ``score`` works (the in-process model; a remote server cannot).
-    scores: bool = False
+    #: Whether ``score`` works and completions carry their likelihood (``logprob``): the
+    #: in-process model; a remote server does neither.
+    likelihoods: bool = False
 
     @property
     def accepting(self) -> bool:

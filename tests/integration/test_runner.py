@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -577,3 +578,27 @@ def test_score_is_the_mean_token_logprob_whatever_shares_the_batch(
         assert got == pytest.approx(expected, abs=1e-4)
     assert runner.score(requests[1:2]) == pytest.approx(scores[1:2], abs=1e-4)
     assert runner.score([ScoreRequest((ChatMessage("user", "sun"),), "")]) == [0.0]
+
+
+def test_rows_asked_for_logprobs_report_their_tokens_mean_log_probability(
+    runner: TransformersRunner, reference: Any
+) -> None:
+    # Without a repetition penalty or avoided tokens the distribution a row draws from is the
+    # model's own: greedy or sampled, the reported figure is what a plain forward gives.
+    asked = [
+        replace(_request("sun power", temperature=0.0, repetition_penalty=1.0), logprobs=True),
+        replace(
+            _request("the solar phone charge trail", n=2, temperature=0.9, seed=3,
+                     repetition_penalty=1.0),
+            logprobs=True,
+        ),
+    ]  # fmt: skip
+    plain = _request("sun power", temperature=0.0)
+    events = run_events(runner, [*asked, plain])
+    for request, rows in zip(asked, events, strict=False):
+        prompt = request.messages[0].content
+        for event in rows:
+            assert event.text
+            expected = _manual_mean_logprob(reference, runner, prompt, event.text)
+            assert event.logprob == pytest.approx(expected, abs=1e-3)
+    assert events[2][0].logprob is None  # not asked for

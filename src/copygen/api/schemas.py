@@ -192,6 +192,11 @@ class ChecksOut(BaseModel):
         description="How the brief's brand moved it in the ranking: up for preferred terms, "
         "down for phrasing like copy its users rated down (null: no brand).",
     )
+    likelihood: float | None = Field(
+        None,
+        description="The mean log-probability per token the model gave the text as it wrote "
+        "it, in nats; it ranks the variants (null: not known, as from a remote engine).",
+    )
 
 
 class VariantOut(BaseModel):
@@ -274,6 +279,7 @@ def _variant(v: Variant) -> dict[str, Any]:
             "cta": v.cta,
             "relevance": v.relevance,
             "voice": v.voice,
+            "likelihood": v.likelihood,
         },
     }
 

@@ -204,6 +204,11 @@ class Checked:
             return self
         return replace(self, variant=replace(self.variant, relevance=round(relevance, 4)))
 
+    def with_likelihood(self, likelihood: float | None) -> Checked:
+        if likelihood is None:
+            return self
+        return replace(self, variant=replace(self.variant, likelihood=round(likelihood, 4)))
+
     def with_voice(self, voice: float) -> Checked:
         return replace(self, variant=replace(self.variant, voice=voice))
 

@@ -54,15 +54,27 @@ VARIETY_WEIGHT = 0.15
 #: 39-40% with relevance weighted 0.1-1.0 but clipped at ±2 (docs/quality.md, "Selection").
 RELEVANCE_WEIGHT = 1.0
 RELEVANCE_CLIP = 10.0
+#: How much a nat per token of the likelihood the model gave a text as it wrote it moves the
+#: variant (clipped at ±10 nats). It chooses as well as relevance does, at no cost: the top 3
+#: of 6 variants that pass every rule were 43% usable by it, 43% by relevance, 34% at random
+#: (docs/quality.md, "Selection").
+LIKELIHOOD_WEIGHT = 1.0
 
 
 def merit(variant: Variant) -> float:
-    """What ranking orders by: the score, plus the relevance where it was measured, plus the
-    brand's adjustment (copywriting/brand.py) where the brief has a brand."""
+    """What ranking orders by: the score, plus the relevance and the likelihood where they
+    are known, plus the brand's adjustment (copywriting/brand.py) where the brief has a
+    brand."""
     merit = variant.score + (variant.voice or 0.0)
-    if variant.relevance is None:
-        return merit
-    return merit + RELEVANCE_WEIGHT * max(-RELEVANCE_CLIP, min(RELEVANCE_CLIP, variant.relevance))
+    if variant.relevance is not None:
+        merit += RELEVANCE_WEIGHT * _clip(variant.relevance)
+    if variant.likelihood is not None:
+        merit += LIKELIHOOD_WEIGHT * _clip(variant.likelihood)
+    return merit
+
+
+def _clip(nats: float) -> float:
+    return max(-RELEVANCE_CLIP, min(RELEVANCE_CLIP, nats))
 
 
 def rank(variants: Sequence[Variant]) -> list[Variant]:

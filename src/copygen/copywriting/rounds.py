@@ -68,8 +68,9 @@ class BriefRounds:
     #: so later rounds start otherwise.
     spent_prefixes: set[str] = field(default_factory=set)
     #: Distinct candidates passing every rule that round 1 looks for, to return the
-    #: ``brief.variants`` most relevant of them (service/rounds.py widens it while the engine
-    #: has room: docs/quality.md, "Selection"); at most ``brief.variants`` means no choice.
+    #: ``brief.variants`` best of them, which the likelihood the model gave each decides
+    #: (service/rounds.py widens it while the engine has room: docs/quality.md,
+    #: "Selection"); at most ``brief.variants`` means no choice.
     pool: int = 0
     _prefix: str = ""
     #: How many distinct passing candidates the current round's rows look for.
@@ -116,13 +117,6 @@ class BriefRounds:
         perfect = deduplicate(c.variant for c in checked if c.perfect)
         return max(0, wanted - len(perfect))
 
-    @property
-    def choosing(self) -> bool:
-        """Whether more distinct candidates pass every rule than are wanted (in a widened
-        pool): then which of them are returned is a choice, best made by relevance."""
-        wanted = self.brief.variants
-        return self.pool > wanted and self._missing(self.checked, wanted + 1) == 0
-
     def settled(self, finished: Sequence[Completion]) -> bool:
         """Whether this round's rows finished so far already fill every slot (with what
         earlier rounds kept), so its other rows need not run. The engine asks after each
@@ -150,6 +144,8 @@ class BriefRounds:
             )
             if checked and self._prefix and _bare(checked.variant.text) == _bare(self._prefix):
                 checked = None
+            elif checked:
+                checked = checked.with_likelihood(completion.logprob)
             self._checks[completion] = checked
         return self._checks[completion]
 
@@ -191,6 +187,8 @@ class BriefRounds:
             avoid_chars=self.steering.chars,
             # Slots left unfilled come back with the same messages and another start.
             again=True,
+            # How likely the model found what it wrote ranks the candidates (ranking.merit).
+            logprobs=True,
         )
 
     def temperature(self) -> float:

@@ -235,7 +235,7 @@ class Engine:
             load_seconds=info.load_seconds if info else None,
             degraded_to_cpu=self.degraded_to_cpu,
             device=self._device_stats(),
-            scores=True,
+            likelihoods=True,
         )
 
     def _figures(self) -> QueueFigures:

@@ -283,7 +283,8 @@ class Scheduler:
             reason: Literal["stop", "length"] = (
                 "stop" if event.finish_reason == "stop" else "length"
             )
-            job.completions[event.key] = Completion(event.text, event.completion_tokens, reason)
+            job.completions[event.key] = Completion(event.text, event.completion_tokens,
+                                                    reason, event.logprob)  # fmt: skip
             job.live.discard(event.key)
             self._live_rows -= 1
             finished.setdefault(job_id, set()).add(index)

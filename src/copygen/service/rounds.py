@@ -5,7 +5,8 @@ Round 1 samples about twice as many rows as variants wanted (copywriting/rounds.
 what each brief asks for). Later rounds regenerate only the slots still missing a variant
 that passes every rule, while the deadline leaves time for another round (judged by the last
 round's duration). With ``early_stop`` a brief's rows stop once enough distinct variants pass
-every rule. A relevance pass (the model's own likelihood) may then rank each shortlist.
+every rule. Candidates rank by, among others, the likelihood the model gave each as it wrote
+it; a relevance pass (COPYGEN_RELEVANCE) may add how much the brief raises it.
 """
 
 from __future__ import annotations
@@ -95,10 +96,9 @@ async def write_rounds(
             timings.setdefault("first_token", offset + round_timings["first_token"])
         rounds += 1
         last_round_s = time.perf_counter() - round_started
-    ranked = [work for work in works if policy.relevance or work.choosing]
-    if ranked and not deadline.expired:
+    if policy.relevance and not deadline.expired:
         scoring_started = time.perf_counter()
-        await _relevance(generator, ranked, deadline)
+        await _relevance(generator, works, deadline)
         timings["relevance"] = (time.perf_counter() - scoring_started) * 1000
     timings["total"] = (time.perf_counter() - started) * 1000
     timings = {key: round(value, 2) for key, value in timings.items()}
@@ -110,16 +110,17 @@ async def write_rounds(
 
 def _widen(generator: Generator, works: Sequence[BriefRounds], policy: RoundPolicy) -> None:
     """Let round 1 of one-line channels' briefs look for more passing candidates than
-    wanted, to return the most relevant (docs/quality.md, "Selection"), when the generator
-    can score them and its batch has room for the extra rows: on a near-idle engine a
-    decoding step is bound by reading the weights, so extra short rows cost little; under
-    load they would cost throughput, and nothing widens. Long copy (posts, descriptions) is
-    not widened: its rows cost the most and editors found none of it usable to choose."""
+    wanted, to return those the model found likeliest as it wrote them (ranking.merit;
+    docs/quality.md, "Selection"), when the generator reports that likelihood and its batch
+    has room for the extra rows: on a near-idle engine a decoding step is bound by reading
+    the weights, so extra short rows cost little; under load they would cost throughput, and
+    nothing widens. Long copy (posts, descriptions) is not widened: its rows cost the most
+    and editors found none of it usable to choose."""
     wide = [work for work in works if work.channel.single_line]
     if policy.selection_pool <= 1 or not wide:
         return
     snapshot = generator.snapshot()
-    if not snapshot.scores or snapshot.figures.queued_jobs:
+    if not snapshot.likelihoods or snapshot.figures.queued_jobs:
         return
     pools = [math.ceil(policy.selection_pool * work.brief.variants) for work in wide]
     rows = sum(BriefRounds.rows_for(pool) for pool in pools)

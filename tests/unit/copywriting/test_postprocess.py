@@ -6,6 +6,7 @@ import pytest
 
 from copygen.copywriting.channels import CHANNELS
 from copygen.copywriting.postprocess import (
+    Checked,
     banned_found,
     check_completion,
     check_variant,
@@ -13,7 +14,7 @@ from copygen.copywriting.postprocess import (
     keywords_missing,
     shorten_to_fit,
 )
-from copygen.copywriting.ranking import deduplicate, rank, select
+from copygen.copywriting.ranking import deduplicate, merit, rank, select
 
 HEADLINE = CHANNELS["google_ads_headline"]
 
@@ -227,6 +228,23 @@ def test_measured_relevance_outweighs_the_score_in_ranking() -> None:
     )
     ranked = rank([better_score, more_relevant, most_relevant])
     assert ranked == [most_relevant, more_relevant, better_score]
+
+
+def test_the_likelihood_the_model_gave_a_text_outweighs_the_score_in_ranking() -> None:
+    # Among variants that pass every rule, the editors found the likeliest more usable and
+    # the best-scored less usable than chance (docs/quality.md, "Selection"): a nat per token
+    # likelier outranks a much better score; an unknown likelihood counts as none.
+    better_score, likelier, unknown = (
+        replace(check_variant(t, HEADLINE, [], None).variant, score=score, likelihood=likelihood)
+        for t, score, likelihood in (
+            ("Solar Power For Hikers", 0.99, -3.0),
+            ("Charge Under Open Skies", 0.70, -1.5),
+            ("Sunlight Fills Your Phone", 0.60, None),
+        )
+    )
+    assert rank([better_score, likelier]) == [likelier, better_score]
+    assert merit(unknown) == unknown.score
+    assert select([Checked(v, (), ()) for v in (better_score, likelier)], 1) == [likelier]
 
 
 def test_postprocess_drops_empty_and_over_limit_and_ranks() -> None:

@@ -139,36 +139,36 @@ def near_and_far(request: GenerationRequest, row: int) -> str:
     return f"A solar charger for the sun, model {spelled(row + 1)}"
 
 
-async def test_an_idle_engine_looks_for_a_wider_pool_and_returns_the_most_relevant() -> None:
+async def test_an_idle_engine_looks_for_a_wider_pool_and_returns_the_likeliest() -> None:
     runner = FakeRunner(near_and_far)
     engine = await _engine(runner)
     [result] = await write_rounds(engine, [BRIEF], _policy(pool=2.0, rows=16), Deadline.within(10))
     [[first]] = runner.calls
     assert first.n == 8  # twice the pool of 2 x 2 variants
-    assert len(runner.scored) == 1
-    assert len(runner.scored[0]) == 2 * 8
+    assert first.logprobs
+    assert runner.scored == []  # the likelihood came with the rows: no scoring pass
     assert len(result.variants) == 2
-    assert all("solar charger" in v.text for v in result.variants)  # the relevant ones
-    assert all(v.relevance is not None and v.relevance > 0 for v in result.variants)
-    assert "relevance" in result.timings_ms
+    # The fake's likelihood is the share of a text's words the prompt holds: the on-topic
+    # rows are likelier, and they are the ones returned.
+    assert all("solar charger" in v.text for v in result.variants)
+    assert all(v.likelihood is not None and v.relevance is None for v in result.variants)
+    assert "relevance" not in result.timings_ms
     await engine.stop()
 
 
-async def test_no_wider_pool_past_the_row_budget_or_without_a_scorer() -> None:
+async def test_no_wider_pool_past_the_row_budget_or_without_likelihoods() -> None:
     runner = FakeRunner(near_and_far)
     engine = await _engine(runner)
     await write_rounds(engine, [BRIEF], _policy(pool=2.0, rows=7), Deadline.within(10))
     [[first]] = runner.calls
     assert first.n == 4  # 8 rows would pass the budget of 7: twice the 2 variants
-    assert runner.scored == []  # nothing to choose: no relevance pass
 
     original = engine.snapshot
-    engine.snapshot = lambda: replace(original(), scores=False)  # type: ignore[method-assign]
+    engine.snapshot = lambda: replace(original(), likelihoods=False)  # type: ignore[method-assign]
     runner.joins.clear()
     await write_rounds(engine, [BRIEF], _policy(pool=2.0, rows=16), Deadline.within(10))
     [[first]] = runner.calls
     assert first.n == 4
-    assert runner.scored == []
     await engine.stop()
 
 

@@ -18,7 +18,8 @@ class LiveRow:
     and how much of it was reported, and its speculation state: guesses, and for a sampled row
     the logits at each position of its latest guesses (speculative sampling needs the whole
     distribution there, not only the greedy token). ``prefix``: the stored prompt prefix the
-    row attends apart, not held in the batch's KV (prefix_attention.py)."""
+    row attends apart, not held in the batch's KV (prefix_attention.py). ``logprobs``: for a
+    request that asks (GenerationRequest.logprobs), each output token's log-probability."""
 
     spec: RowSpec
     prompt_tokens: int
@@ -28,3 +29,4 @@ class LiveRow:
     guesses: RowGuesses | None = None
     draft_logits: torch.Tensor | None = None
     prefix: RowPrefix | None = None
+    logprobs: list[float] = field(default_factory=list)

@@ -100,6 +100,7 @@ class Prefilled:
             if (  # a row that avoids tokens draws every one itself (a guess never skips them)
                 drafter is not None
                 and avoided[spec.key] == ()
+                and not spec.request.logprobs  # nor does one that reports its likelihood
                 and speculates(spec.request.sampling, sampled_rows=drafter.sampled)
             ):
                 live.guesses = RowGuesses()
