@@ -324,8 +324,10 @@ def report(
         "as variants wanted) is scored in one batched forward pass: the mean log-probability "
         "per token of each text after the brief's prompt minus after its channel's "
         "instruction alone (nats per token, `checks.relevance`), and ranking orders by "
-        'score + relevance (clipped to ±10; docs/quality.md, "Selection", measures why it '
-        "outweighs the score). Measured here: each brief's returned "
+        "score + relevance + the likelihood the model gave the text as it wrote it "
+        "(`checks.likelihood`, always there; each clipped to ±10; docs/quality.md, "
+        '"Selection", measures why they outweigh the score). Measured here: each brief\'s '
+        "returned "
         "variants plus one decoy (the top variant another product's brief got on the same "
         "channel: same form, wrong subject), ranked by score alone and with relevance.",
         "",
