@@ -31,7 +31,7 @@ CLAIM_WORDS: dict[str, tuple[str, ...]] = {
         "hurry", "doorstep", "organic", "handmade", "certified", "sustainable", "sustainably",
         "hypoallergenic", "award", "awards", "best", "guaranteed", "guarantee", "proven",
         "clinically", "cure", "free", "cheapest", "fastest", "unbeatable", "miracle",
-        "official",
+        "official", "amazing", "easy", "new", "tomorrow",
     ),
     "de": (
         "exklusiv", "Luxus", "premium", "ultimative", "unbegrenzt", "grenzenlos",

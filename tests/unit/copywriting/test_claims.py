@@ -43,6 +43,10 @@ def _claims(text: str, evidence: Evidence = BIKES, languages: tuple[str, ...] = 
         ("Hurry, book your e-bike", "Hurry"),
         ("Today only: e-bike rental", "Today only"),
         ("Eco-friendly rides on Main Street", "Eco-friendly"),
+        ("An amazing ride on Main Street", "amazing"),
+        ("Easy e-bike rental", "Easy"),
+        ("New e-bikes on Main Street", "New"),
+        ("Ride tomorrow on Main Street", "tomorrow"),
     ],
 )
 def test_a_claim_the_brief_does_not_make_is_invented(text: str, claim: str) -> None:
@@ -54,6 +58,14 @@ def test_a_claim_the_facts_make_is_supported() -> None:
         CopyBrief(product="Tote bag", facts=("free shipping over $50", "exclusive to our shop"))
     )
     assert _claims("Free shipping and an exclusive print", shop) == []
+
+
+def test_novelty_and_timing_are_supported_when_the_brief_says_so() -> None:
+    launch = Evidence.of(
+        CopyBrief(product="Route 9 Cycles", facts=("new e-bikes arrive tomorrow", "easy booking"))
+    )
+    assert _claims("New e-bikes, easy booking, here tomorrow", launch) == []
+    assert _claims("Renew your news feed") == []  # whole words only
 
 
 def test_plain_copy_claims_nothing() -> None:
