@@ -155,9 +155,9 @@ class CopySection(Section):
         ge=1.0,
         le=4.0,
         description="while the in-process engine has room (selection_rows), round 1 looks for "
-        "this many candidates passing every rule per variant wanted and returns the most "
-        "relevant (how much the brief raises the model's likelihood of the text); 1: no "
-        "choice. docs/quality.md, 'Selection', measures it",
+        "this many candidates passing every rule per variant wanted and returns those the "
+        "model found likeliest as it wrote them (checks.likelihood); 1: no wider round. "
+        "docs/quality.md, 'Selection', measures it",
     )
     selection_rows: int = Field(
         16,

@@ -40,7 +40,7 @@ class RoundPolicy:
     the ``relevance`` pass, the ``relevance_floor`` that gates each round's candidates, and
     ``steering`` (copywriting/steering.py); while the generator's batch stays within
     ``selection_rows``, round 1 looks for ``selection_pool`` passing candidates per variant
-    wanted and the most relevant are returned (1: no choice)."""
+    wanted and the likeliest are returned (1: no wider round)."""
 
     max_rounds: int
     banned_always: tuple[str, ...]
