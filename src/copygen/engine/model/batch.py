@@ -208,9 +208,10 @@ class DecodeBatch:
             index = torch.tensor(wanting, device=sampled.device)
             logits, tokens = logits[index], tokens[index]
         # softmax is one fused pass (logsumexp took twice as long: 4 ms a step at 96 rows);
-        # the floor keeps a vanishing probability finite.
+        # the floor keeps a vanishing (or undefined) probability finite, as JSON needs.
         probs = logits.float().softmax(dim=-1).gather(1, tokens[:, None])[:, 0]
-        for row, value in zip(wanting, probs.log().clamp(min=LOGPROB_FLOOR).tolist(), strict=True):
+        found = probs.log().nan_to_num(nan=LOGPROB_FLOOR).clamp(min=LOGPROB_FLOOR)
+        for row, value in zip(wanting, found.tolist(), strict=True):
             self.rows[row].logprobs.append(value)
 
     def _logprob(self, row: LiveRow) -> float | None:

@@ -92,3 +92,32 @@ def test_the_character_cap_counts_the_primed_prefix() -> None:
     assert event == ("HeadlineGo", None, 1)  # 10 characters: not past the cap
     events = feed(batch(), row(single_line=False, prefix="Headline", max_chars=10), [[0], [1]])
     assert events[-1][1] == "length"
+
+
+def test_a_reported_log_probability_is_finite_whatever_the_logits() -> None:
+    import math
+    from dataclasses import replace
+
+    import pytest
+    import torch
+
+    from copygen.engine.model.batch import LOGPROB_FLOOR
+
+    toy = batch()
+    plain = row(single_line=False)
+    asking = replace(plain.spec.request, logprobs=True)
+    toy.rows = [
+        LiveRow(RowSpec((1, 0, i), asking, 0), 3, Detokenizer(decode, "")) for i in range(3)
+    ] + [plain]
+    toy.logits = torch.tensor(
+        [
+            [0.0, 0.0, float("-inf"), 0.0],  # token 2 cannot be drawn: probability 0
+            [float("nan")] * 4,  # a broken row
+            [0.0, 0.0, 0.0, 0.0],  # four tokens alike
+            [0.0, 0.0, 0.0, 0.0],  # does not ask
+        ]
+    )
+    toy._note_logprobs(torch.tensor([2, 1, 3, 0]))
+    assert [r.logprobs for r in toy.rows[:2]] == [[LOGPROB_FLOOR], [LOGPROB_FLOOR]]
+    assert toy.rows[2].logprobs == pytest.approx([math.log(0.25)])
+    assert toy.rows[3].logprobs == []
