@@ -6,7 +6,8 @@ What a small model writes when it loses the thread is recognisable without under
   pair of words again and again, the same sentence twice, sentences that all start or end
   alike ("no more." on every line);
 * **non-words**: a high share of words no dictionary knows ("tocacon", "Savorables",
-  "Rekindlable"), English only (copywriting/lexicon.py), the brief's own words aside;
+  "Rekindlable", "Schnapschleif", "marimbolo"), in English, German, French and Spanish
+  (copywriting/lexicon.py), the brief's own words aside;
 * **no grammar**: a long text with almost no function words is a heap of nouns.
 
 Thresholds are calibrated on the gold set (docs/quality.md, "Gold set").
@@ -14,12 +15,14 @@ Thresholds are calibrated on the gold set (docs/quality.md, "Gold set").
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from copygen.copywriting.grounding import Evidence
 from copygen.copywriting.language import FUNCTION_WORDS
+from copygen.copywriting.lexicon import WORD_LISTS, is_known_word
 from copygen.copywriting.subject import common, forms
 from copygen.copywriting.text import split_sentences, words
 from copygen.domain import Flag
@@ -73,15 +76,15 @@ class Coherence:
 
 def measure(text: str, evidence: Evidence, language: str | None = None) -> Coherence:
     """The coherence measures of ``text``, in ``language`` (the one it is written in; None:
-    the brief's). English's word list finds non-words in English text only."""
+    the brief's). Non-words are found in the languages with a word list (en, de, fr, es)."""
     language = language or evidence.language
     found = [word for word in words(text) if not word.isdigit()]
     function = FUNCTION_WORDS.get(language, FUNCTION_WORDS["en"])
     function_share = sum(word in function for word in found) / len(found) if found else 1.0
-    lexicon = language == "en"
+    lexicon = language == "en" or language in WORD_LISTS
     return Coherence(
         repeated=_repeated(text, found, evidence, function),
-        non_word_share=_non_word_share(found, evidence) if lexicon else None,
+        non_word_share=_non_word_share(found, evidence, language) if lexicon else None,
         function_share=function_share,
         words=len(found),
     )
@@ -138,10 +141,11 @@ def _named(word: str, evidence: Evidence) -> bool:
     return word in parts or not forms(word).isdisjoint(subject.name_forms)
 
 
-def _non_word_share(found: Sequence[str], evidence: Evidence) -> float:
+def _non_word_share(found: Sequence[str], evidence: Evidence, language: str) -> float:
     letters = [word for word in found if word.replace("'", "").isalpha() and len(word) > 1]
     if not letters:
         return 0.0
-    known = {w: common(w) or evidence.supports_word(w) for w in set(letters)}
+    known_word = common if language == "en" else functools.partial(is_known_word, language=language)
+    known = {w: known_word(w) or evidence.supports_word(w) for w in set(letters)}
     unknown = [w for w in letters if not known[w]]
     return len(unknown) / len(letters) if len(unknown) >= 2 else 0.0

@@ -5,13 +5,23 @@ The list is the lower-case words of Webster's Second International (1934, public
 FreeBSD ``/usr/share/dict/web2`` file as packaged by ``english-words`` 2.0.2): proper nouns
 are capitalised there, so none of its 210,742 lower-case words is a name. Modern words it
 predates (app, email, smartphone…) and everyday acronyms are added below. Only English has a
-lexicon; for other languages the capitalised-word rule of the grounding checks is off.
+lexicon for names; for other languages the capitalised-word rule of the grounding checks is off.
+
+German, French and Spanish have word lists for the coherence check's non-words
+(``is_known_word``): wordfreq's words of Zipf frequency 1.5 or more (bench/build_lexicons.py
+writes them; CC BY-SA 4.0, from wordfreq by Robyn Speer). They are held as sorted 64-bit
+hashes (~2.6 MB for German's 331,500 words, against ~42 MB as a set of strings) and loaded on
+the first text in that language.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import gzip
+import hashlib
+import re
+from array import array
 from importlib import resources
 
 from copygen.copywriting.text import base_forms
@@ -61,3 +71,34 @@ def is_common_word(word: str) -> bool:
     """Whether ``word`` (any case) is an ordinary English word, allowing simple inflection
     (text.base_forms)."""
     return not base_forms(word).isdisjoint(english_words())
+
+
+#: Languages with a word list of their own besides English (bench/build_lexicons.py).
+WORD_LISTS = ("de", "fr", "es")
+_ELISION = re.compile(r"['’]")
+
+
+def is_known_word(word: str, language: str) -> bool:
+    """Whether ``word`` is a word of ``language``: English by ``is_common_word``, the
+    languages of ``WORD_LISTS`` by their list (as written, lower case); False for others."""
+    if language == "en":
+        return is_common_word(word)
+    hashes = _hashes(language)
+    # An elided article or pronoun is its own word in the list: "l'huile" is "huile".
+    key = _hash(_ELISION.split(word.casefold())[-1])
+    index = bisect.bisect_left(hashes, key)
+    return index < len(hashes) and hashes[index] == key
+
+
+@functools.cache
+def _hashes(language: str) -> array[int]:
+    """The sorted hashes of ``language``'s word list (empty for a language without one)."""
+    if language not in WORD_LISTS:
+        return array("Q")
+    name = f"data/words-{language}.txt.gz"
+    data = resources.files("copygen.copywriting").joinpath(name).read_bytes()
+    return array("Q", sorted({_hash(w) for w in gzip.decompress(data).decode().split()}))
+
+
+def _hash(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")

@@ -36,6 +36,35 @@ def test_non_words_make_word_salad() -> None:
     assert _pieces(text) == [text]
 
 
+@pytest.mark.parametrize(
+    ("language", "product", "salad", "copy"),
+    [
+        (
+            "de", "KlarWerk Fensterreinigung",
+            "Fenster wurde ein neue Schnapschleif für den Vorabrik in Koln.",
+            "Saubere Fenster ohne Streifen: KlarWerk putzt für Sie. Jetzt Termin buchen!",
+        ),
+        (
+            "es", "Aceite de oliva Casa Olivar",
+            "Aceite de ochoja del marimbolo.",
+            "Aceite de oliva virgen extra de Casa Olivar, directo del campo a su mesa.",
+        ),
+        (
+            "fr", "Maison Verveine savon",
+            "Savon agraïs de la maison vourille des seuls bons amis.",
+            "Un savon doux à l'huile d'olive, fabriqué en Provence par Maison Verveine.",
+        ),
+    ],
+)  # fmt: skip
+def test_non_words_make_word_salad_in_german_french_and_spanish(
+    language: str, product: str, salad: str, copy: str
+) -> None:
+    brief = Evidence.of(CopyBrief(product=product, language=language))
+    assert _pieces(salad, brief) == [salad]
+    assert _pieces(copy, brief) == []
+    assert measure(copy, brief).non_word_share == 0.0
+
+
 def test_a_long_text_without_function_words_has_no_grammar() -> None:
     text = (
         "Pillow, Bite, Air-Drying Clay, Gentle, Kids, Parents, Children, Skin Care, Brands, "
@@ -74,6 +103,8 @@ def test_the_score_falls_with_repetition_and_non_words() -> None:
     assert salad < clean
 
 
-def test_non_words_are_measured_in_english_only() -> None:
+def test_non_words_are_measured_only_in_a_language_with_a_word_list() -> None:
     german = Evidence.of(CopyBrief(product="Stadtrad", language="de"))
-    assert measure("Leihfahrräder überall in Leipzig", german).non_word_share is None
+    assert measure("Leihfahrräder überall in Leipzig", german).non_word_share == 0.0
+    italian = Evidence.of(CopyBrief(product="Stadtrad", language="it"))
+    assert measure("Biciclette ovunque a Lipsia", italian).non_word_share is None
