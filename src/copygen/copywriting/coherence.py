@@ -22,11 +22,13 @@ from dataclasses import dataclass
 
 from copygen.copywriting.grounding import Evidence
 from copygen.copywriting.language import FUNCTION_WORDS
-from copygen.copywriting.lexicon import WORD_LISTS, is_known_word
-from copygen.copywriting.subject import common, forms
+from copygen.copywriting.lexicon import KNOWN_WORD_LANGUAGES, is_known_word
+from copygen.copywriting.subject import forms
 from copygen.copywriting.text import split_sentences, words
 from copygen.domain import Flag
 
+#: lexicon.is_known_word, remembered: every candidate asks about the same words again.
+_known = functools.lru_cache(maxsize=1 << 14)(is_known_word)
 #: A text is salad when at least this share of its words (and two of them) are non-words.
 MAX_NON_WORD_SHARE = 0.2
 #: A text of at least LONG_TEXT_WORDS words with fewer function words than this share has
@@ -81,7 +83,7 @@ def measure(text: str, evidence: Evidence, language: str | None = None) -> Coher
     found = [word for word in words(text) if not word.isdigit()]
     function = FUNCTION_WORDS.get(language, FUNCTION_WORDS["en"])
     function_share = sum(word in function for word in found) / len(found) if found else 1.0
-    lexicon = language == "en" or language in WORD_LISTS
+    lexicon = language in KNOWN_WORD_LANGUAGES
     return Coherence(
         repeated=_repeated(text, found, evidence, function),
         non_word_share=_non_word_share(found, evidence, language) if lexicon else None,
@@ -145,7 +147,6 @@ def _non_word_share(found: Sequence[str], evidence: Evidence, language: str) -> 
     letters = [word for word in found if word.replace("'", "").isalpha() and len(word) > 1]
     if not letters:
         return 0.0
-    known_word = common if language == "en" else functools.partial(is_known_word, language=language)
-    known = {w: known_word(w) or evidence.supports_word(w) for w in set(letters)}
+    known = {w: _known(w, language) or evidence.supports_word(w) for w in set(letters)}
     unknown = [w for w in letters if not known[w]]
     return len(unknown) / len(letters) if len(unknown) >= 2 else 0.0

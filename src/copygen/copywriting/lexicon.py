@@ -75,6 +75,8 @@ def is_common_word(word: str) -> bool:
 
 #: Languages with a word list of their own besides English (bench/build_lexicons.py).
 WORD_LISTS = ("de", "fr", "es")
+#: Languages whose non-words can be told (``is_known_word``).
+KNOWN_WORD_LANGUAGES = ("en", *WORD_LISTS)
 _ELISION = re.compile(r"['’]")
 
 

@@ -310,12 +310,11 @@ class BriefRounds:
         rounds: int,
         timings: dict[str, float],
         jobs: tuple[int, ...],
-        relevance: Mapping[str, float] | None = None,
     ) -> CopyResult:
-        """The ranked result; ``relevance`` (text → how much the brief raises its likelihood,
-        in nats per token) joins the ranking where given."""
+        """The ranked result; ``relevance_of`` (text → how much the brief raises its
+        likelihood, in nats per token) joins the ranking where measured."""
         checked = self.checked
-        if relevance:
+        if relevance := self.relevance_of:
             checked = [c.with_relevance(relevance.get(c.variant.text)) for c in checked]
         if (brand := self.brief.brand) is not None:
             checked = [c.with_voice(voice_adjustment(c.variant.text, brand)) for c in checked]

@@ -102,10 +102,7 @@ async def write_rounds(
         timings["relevance"] = (time.perf_counter() - scoring_started) * 1000
     timings["total"] = (time.perf_counter() - started) * 1000
     timings = {key: round(value, 2) for key, value in timings.items()}
-    return [
-        work.result(generator.model_id, rounds, timings, tuple(jobs), work.relevance_of)
-        for work in works
-    ]
+    return [work.result(generator.model_id, rounds, timings, tuple(jobs)) for work in works]
 
 
 def _widen(generator: Generator, works: Sequence[BriefRounds], policy: RoundPolicy) -> None:

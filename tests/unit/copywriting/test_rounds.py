@@ -124,7 +124,8 @@ def test_relevance_is_the_likelihood_the_brief_adds() -> None:
 def test_the_result_returns_the_best_variants_and_never_a_broken_one() -> None:
     rounds = _rounds()
     rounds.absorb(Generation(12, (BANNED, MISSING_KEYWORD, *GOOD)))
-    result = rounds.result("fake/model", 1, {"total": 1.0}, (7,), {GOOD[1].text: 0.5})
+    rounds.relevance_of[GOOD[1].text] = 0.5
+    result = rounds.result("fake/model", 1, {"total": 1.0}, (7,))
     texts = [v.text for v in result.variants]
     assert sorted(texts) == sorted(c.text for c in GOOD)
     assert result.requested == 2
